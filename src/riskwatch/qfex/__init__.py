@@ -1,0 +1,1 @@
+"""riskwatch.qfex."""
