@@ -1,0 +1,124 @@
+"""The ``riskwatch`` command line (PRODUCT.md §1).
+
+Exit statuses: ``run`` 0 after a clean shutdown, 2 on a bad config at start;
+``check`` 0 valid, 1 invalid; ``demo`` and ``sim`` 0. Problems in files are printed
+to stderr as ``FILE:LINE:COL: message``, one per line (PRODUCT.md §10).
+
+Each subcommand's module is imported only when it runs, so ``--help`` is instant and
+a command never pays for another's imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from riskwatch import __version__
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_CONFIG = 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # websockets logs every failed handshake at INFO with a traceback; keep ours readable.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from riskwatch.app import run_daemon
+
+    return run_daemon(
+        Path(args.config),
+        record=Path(args.record) if args.record else None,
+    )
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from riskwatch.checkcmd import check
+
+    return check(Path(args.config))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from riskwatch.demo import run_demo
+
+    return run_demo(
+        scenario=args.scenario,
+        speed=args.speed,
+        duration=args.duration,
+        port=args.port,
+        live=None if args.live is None else args.live == "yes",
+    )
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from riskwatch.sim import command
+
+    return command.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="riskwatch",
+        description="Risk monitoring, alerting and protection for QFEX accounts.",
+    )
+    parser.add_argument("--version", action="version", version=f"riskwatch {__version__}")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon")
+    p.add_argument("-c", "--config", required=True, help="path to riskwatch.yaml")
+    p.add_argument("--record", help="append every received exchange frame to FILE (JSON lines)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("check", help="validate the config and every rule file")
+    p.add_argument("-c", "--config", required=True, help="path to riskwatch.yaml")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("demo", help="run the simulator and the daemon against it, live")
+    p.add_argument("--scenario", default="crash", help="scenario name or file (default: crash)")
+    p.add_argument("--speed", type=float, default=1.0, help="scenario time per wall second")
+    p.add_argument(
+        "--duration", type=float, default=None, help="stop after this many seconds (wall)"
+    )
+    p.add_argument("--port", type=int, default=9464, help="HTTP port of the daemon (0: any)")
+    p.add_argument(
+        "--live",
+        choices=["yes", "no"],
+        default=None,
+        help="redraw a live view (default: when stdout is a terminal)",
+    )
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("sim", help="run the QFEX exchange simulator alone")
+    from riskwatch.sim import command as sim_command
+
+    sim_command.configure_parser(p)
+    p.set_defaults(func=_cmd_sim)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``riskwatch`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

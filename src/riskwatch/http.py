@@ -1,0 +1,145 @@
+"""The daemon's HTTP face: ``/metrics``, ``/healthz``, ``/readyz``, ``/api/*`` and ``/``.
+
+Everything here reads frozen views that the core publishes (no lock, no await on the
+evaluation path) and never writes a secret: the views it renders hold figures and
+names only, and the status page escapes everything it prints. Mutating endpoints
+(later: latches, silences, arm/disarm) require ``Authorization: Bearer <admin_token>``
+and are disabled when no token is configured.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from riskwatch import __version__
+
+
+class DaemonView(Protocol):
+    """What the HTTP layer may read from the running daemon."""
+
+    def state_document(self) -> dict[str, Any]:
+        """``/api/state``: accounts, positions, derived figures; never a secret."""
+        ...
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Whether every account is connected, authenticated and fresh, and why not."""
+        ...
+
+
+MAX_BODY = 64 * 1024
+"""Largest request body accepted (the API's inputs are small JSON documents)."""
+
+
+def _json_default(value: object) -> object:
+    return str(value)
+
+
+def _clean(value: Any) -> Any:
+    """Make a document JSON-safe: non-finite floats become strings ("inf", "nan")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def json_response(doc: Any, status: int = 200) -> web.Response:
+    """A JSON response with non-finite floats made explicit strings."""
+    text = json.dumps(_clean(doc), default=_json_default, indent=1, sort_keys=False)
+    return web.Response(text=text, status=status, content_type="application/json")
+
+
+def build_app(
+    view: DaemonView,
+    registry: CollectorRegistry,
+    *,
+    status_page: Callable[[], str] | None = None,
+) -> web.Application:
+    """Build the aiohttp application serving the daemon's endpoints."""
+    app = web.Application(client_max_size=MAX_BODY)
+
+    async def metrics(request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = encoder(registry)
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = content_type
+        return resp
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok, reasons = view.readiness()
+        if ok:
+            return web.Response(text="ready\n")
+        return web.Response(text="not ready\n" + "".join(f"- {r}\n" for r in reasons), status=503)
+
+    async def api_state(_: web.Request) -> web.Response:
+        return json_response(view.state_document())
+
+    async def index(_: web.Request) -> web.Response:
+        page = status_page() if status_page is not None else default_status_page(view)
+        return web.Response(text=page, content_type="text/html")
+
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/state", api_state)
+    app.router.add_get("/", index)
+    return app
+
+
+def _fmt(value: Any, kind: str = "num") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "∞" if value > 0 else ("-∞" if value < 0 else "NaN")
+    if kind == "pct":
+        return f"{value * 100:.1f} %"
+    if kind == "usd":
+        return f"${value:,.2f}"
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return html.escape(str(value))
+
+
+def default_status_page(view: DaemonView) -> str:
+    """A plain, self-refreshing page: one block per account (no build step)."""
+    doc = view.state_document()
+    rows = []
+    for acc in doc.get("accounts", []):
+        f = acc.get("figures", {})
+        pos_rows = "".join(
+            f"<tr><td>{html.escape(sym)}</td><td>{_fmt(p.get('position'))}</td>"
+            f"<td>{_fmt(p.get('mark_price'))}</td><td>{_fmt(p.get('notional'), 'usd')}</td>"
+            f"<td>{_fmt(p.get('unrealised_pnl'), 'usd')}</td>"
+            f"<td>{_fmt(p.get('liquidation_distance'), 'pct')}</td></tr>"
+            for sym, p in sorted(acc.get("positions", {}).items())
+        )
+        rows.append(
+            f"<section><h2>{html.escape(acc['name'])} "
+            f"<small>{'connected' if acc.get('connected') else 'DISCONNECTED'}</small></h2>"
+            f"<p>equity {_fmt(f.get('equity'), 'usd')} · margin usage "
+            f"{_fmt(f.get('margin_usage'), 'pct')} · maintenance usage "
+            f"{_fmt(f.get('maintenance_usage'), 'pct')} · data age {_fmt(f.get('data_age'))} s</p>"
+            "<table><tr><th>symbol</th><th>size</th><th>mark</th><th>notional</th>"
+            f"<th>uPnL</th><th>liq. distance</th></tr>{pos_rows}</table></section>"
+        )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta http-equiv='refresh' content='2'><title>riskwatch</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}</style></head>"
+        f"<body><h1>riskwatch {html.escape(__version__)} <small>mode: "
+        f"{html.escape(str(doc.get('mode', '')))}</small></h1>{''.join(rows)}</body></html>"
+    )
