@@ -136,4 +136,3 @@ async def running(
         finally:
             await harness.close()
             await daemon.stop()
-

@@ -110,7 +110,9 @@ class Daemon:
         result = rt.core.handle(events, now)
         for reason in result.flags:
             self.metrics.impossible_frames.labels(account, reason).inc()
-            log.warning("account %s: frame with impossible figures not applied (%s)", account, reason)
+            log.warning(
+                "account %s: frame with impossible figures not applied (%s)", account, reason
+            )
         if self.mds is not None and len(rt.core.snapshot.positions) != rt.symbols_watched:
             # A symbol appeared in a pulse: ask the market-data gateway for its marks.
             rt.symbols_watched = len(rt.core.snapshot.positions)
@@ -235,7 +237,7 @@ class Daemon:
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
         await site.start()
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+        server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else cfg.http.port
         log.info("serving /metrics and /api on %s:%s", cfg.http.host, self.http_port)
@@ -261,10 +263,13 @@ class Daemon:
             def on_status(status: ConnectionStatus, _n: str = name) -> None:
                 self._on_status(_n, status)
 
+            def make_session(_a: AccountConfig = acc) -> TradeSession:
+                return self._session_factory(_a)
+
             rt.connection = TradeConnection(
                 account=name,
                 url=cfg.exchange.url,
-                session_factory=lambda _a=acc: self._session_factory(_a),
+                session_factory=make_session,
                 on_events=on_events,
                 clock=self.clock,
                 options=options,

@@ -22,11 +22,9 @@ def check(config_path: Path) -> int:
             print(problem, file=sys.stderr)
         return 1
     rules = 0
-    try:
-        from riskwatch.rules.load import load_rule_files
-    except ImportError:  # rule files are validated once the rule loader is present
-        load_rule_files = None
-    if load_rule_files is not None and config.rules.files:
+    from riskwatch.rules.load import load_rule_files
+
+    if config.rules.files:
         try:
             ruleset = load_rule_files(list(config.rules.files))
         except ConfigError as exc:

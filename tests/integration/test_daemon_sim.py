@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from riskwatch.sim.ledger import mm_rate
-
 from daemon_harness import MS, Harness, running, wait_for
+from riskwatch.sim.ledger import mm_rate
 
 ACCOUNT = "desk-a"
 
@@ -80,7 +79,9 @@ async def _assert_matches_simulator(h: Harness) -> None:
         pos = ledger.position(symbol)
         if pos.qty == 0:
             assert symbol not in acc["positions"] or not acc["positions"][symbol]["position"]
-            assert _metric(metrics, "riskwatch_position_size", account=ACCOUNT, symbol=symbol) is None
+            assert (
+                _metric(metrics, "riskwatch_position_size", account=ACCOUNT, symbol=symbol) is None
+            )
             continue
         row = acc["positions"][symbol]
         assert row["position"] == approx(pos.qty)
@@ -90,7 +91,9 @@ async def _assert_matches_simulator(h: Harness) -> None:
         assert row["effective_leverage"] == approx(notional / fig.equity)
         d = 1.0 if pos.qty > 0 else -1.0
         r = mm_rate(pos.leverage)
-        expected_liq = max(0.0, (fig.equity - fig.maintenance_requirement) / (notional * (1 - d * r)))
+        expected_liq = max(
+            0.0, (fig.equity - fig.maintenance_requirement) / (notional * (1 - d * r))
+        )
         assert row["liquidation_distance"] == approx(expected_liq)
         labels = {"account": ACCOUNT, "symbol": symbol}
         assert _metric(metrics, "riskwatch_position_size", **labels) == approx(pos.qty)
@@ -157,8 +160,10 @@ async def test_bad_hmac_is_rejected_reported_and_not_ready(
     wrong = "wrong-secret-0123456789abcdef"
     async with running(tmp_path, daemon_secret=wrong) as h:
         await wait_for(
-            lambda: bool(h.daemon.accounts[ACCOUNT].status)
-            and h.daemon.accounts[ACCOUNT].status.auth_rejected  # type: ignore[union-attr]
+            lambda: (
+                bool(h.daemon.accounts[ACCOUNT].status)
+                and h.daemon.accounts[ACCOUNT].status.auth_rejected
+            )  # type: ignore[union-attr]
         )
         status, body = await h.get("/readyz")
         assert status == 503
@@ -212,7 +217,8 @@ async def test_stalled_pulse_grows_data_age_and_turns_unready(tmp_path: Path) ->
         assert "data stale" in body
         metrics = await h.metrics()
         age = _metric(metrics, "riskwatch_data_age_seconds", account=ACCOUNT)
-        assert age is not None and age > 0.5
+        assert age is not None
+        assert age > 0.5
         await wait_for(lambda: h.daemon.readiness()[0], timeout=3000 * MS)
         assert (await h.get("/readyz"))[0] == 200
 

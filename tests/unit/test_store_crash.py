@@ -107,7 +107,7 @@ def test_sigkill_during_writes_leaves_a_consistent_file(tmp_path: Path) -> None:
     start = 0
     for run in range(KILLS):
         progress = tmp_path / f"progress-{run}.txt"
-        proc = subprocess.Popen(  # noqa: S603 (our own interpreter and script)
+        proc = subprocess.Popen(
             [sys.executable, "-c", WRITER, str(db), str(start), str(progress)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -162,7 +162,7 @@ class TradeConnection:
                 reached_live = await self._connect_once()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - classified below; never out of the loop
+            except Exception as exc:
                 verdict = backoff_mod.classify(exc)
                 self.status.last_error = f"{type(exc).__name__}: {exc}"
                 if verdict == "fatal":
@@ -348,7 +348,7 @@ class MarketDataConnection:
                             self._on_events(events, now)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - classified; never out of the loop
+            except Exception as exc:
                 self.status.last_error = f"{type(exc).__name__}: {exc}"
                 if backoff_mod.classify(exc) == "fatal":
                     log.exception("market data: unexpected error in connection loop")

@@ -54,12 +54,14 @@ from riskwatch.rules.templates import Template, parse_template
 from riskwatch.yamlsrc import (
     Duration,
     Map,
-    Node as YNode,
     Problems,
     Reader,
     Scalar,
     did_you_mean,
     parse,
+)
+from riskwatch.yamlsrc import (
+    Node as YNode,
 )
 
 __all__ = ["check_rule_files", "check_rule_sources", "load_rule_files", "load_rules_text"]

@@ -82,6 +82,9 @@ from riskwatch.state.plausibility import (
 
 MarkSource = Literal["pulse", "mds"]
 
+_SAME_PRICE: Final = 1e-9
+"""Relative difference under which a market-data mark equals the current one."""
+
 _OPEN_STATUSES: Final = frozenset({"ACK", "MODIFIED"})
 _CLOSED_STATUSES: Final = frozenset(
     {"CANCELLED", "CANCELLED_STP", "FILLED", "NO_SUCH_ORDER", "CANNOT_MODIFY_NO_SUCH_ORDER"}
@@ -343,6 +346,10 @@ def _apply_mark(s: AccountSnapshot, ev: MarkPrice) -> AccountSnapshot:
     marks[sym] = Mark(ev.price, "mds", ev.received_at)
     old = s.positions.get(sym)
     if old is None or old.pulse.position == 0:
+        return s._replace(marks=marks, last_mark_at=ev.received_at)
+    if old.mark is not None and abs(ev.price - old.mark) <= _SAME_PRICE * abs(old.mark):
+        # The market confirms the mark the figures already rest on: nothing moves, and
+        # figures that came from the exchange's pulse stay exchange-confirmed.
         return s._replace(marks=marks, last_mark_at=ev.received_at)
     new = position_state(old.pulse, ev.price, True)
     positions = dict(s.positions)
