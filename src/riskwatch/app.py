@@ -18,7 +18,8 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,13 @@ from riskwatch import __version__
 from riskwatch.clock import Clock, SystemClock
 from riskwatch.config import AccountConfig, Config, load_config
 from riskwatch.core import AccountCore
-from riskwatch.errors import ConfigError
-from riskwatch.http import build_app
+from riskwatch.errors import ConfigError, StateStoreError
+from riskwatch.http import AdminGuard, build_app, json_response, read_json_body
 from riskwatch.logredact import install_redaction
 from riskwatch.metrics import AccountView, Metrics, Scrape, SnapshotCollector
 from riskwatch.model import BadMessage, Event, MarkPrice, UnknownMessage
+from riskwatch.notify.httpapi import add_silence_routes
+from riskwatch.notify.service import NotifyService
 from riskwatch.qfex.client import (
     ConnectionStatus,
     MarketDataConnection,
@@ -43,6 +46,20 @@ from riskwatch.qfex.client import (
 )
 from riskwatch.qfex.recorder import Recorder
 from riskwatch.qfex.session import TradeSession
+from riskwatch.rules.engine import Decision, StateRecords
+from riskwatch.rules.lifecycle import Reason
+from riskwatch.rules.load import load_rule_files
+from riskwatch.rules.model import DATA_STALE, EMPTY_RULES, RuleSet
+from riskwatch.store import Store
+
+DecisionListener = Callable[[Decision], None]
+"""Called with every decision that carries transitions or intents (notifications, actions)."""
+
+TICK_INTERVAL = 0.25
+"""Seconds between rule ticks (``for`` expiry, ``keep_firing_for``, stale data)."""
+
+SAVE_INTERVAL = 60.0
+"""Seconds between saves of daily baselines and window history to the state database."""
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +90,13 @@ class Daemon:
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
         recorder: Recorder | None = None,
+        rules: RuleSet | None = None,
+        store: Store | None = None,
     ) -> None:
         self.config = config
+        self.rules = rules if rules is not None else EMPTY_RULES
+        self.store = store
+        self.decision_listeners: list[DecisionListener] = []
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.metrics = Metrics(self.registry, version=__version__)
@@ -82,16 +104,153 @@ class Daemon:
         self.accounts: dict[str, AccountRuntime] = {}
         stale_after = config.exchange.stale_after.seconds
         for acc in config.accounts:
-            self.accounts[acc.name] = AccountRuntime(
-                config=acc, core=AccountCore(acc.name, stale_after=stale_after)
+            core = AccountCore(
+                acc.name, stale_after=stale_after, rules=self.rules, daily=config.daily
             )
+            self.accounts[acc.name] = AccountRuntime(config=acc, core=core)
             self.metrics.init_account(acc.name)
+            self._init_alert_series(acc.name)
+        if store is not None:
+            self._restore(store)
+        self.admin = AdminGuard(config.http.admin_token, on_denied=self._count_denied)
         self.registry.register(SnapshotCollector(self._scrape))
+        # Notifications: enqueue is O(1) and never awaits; delivery runs in its own tasks.
+        self.notifier = NotifyService(
+            config.notifications,
+            clock=self.clock,
+            metrics=self.metrics,
+            external_url=config.http.external_url,
+            secrets=secrets_of(config),
+        )
         self.mds: MarketDataConnection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._stopped = asyncio.Event()
         self.http_port: int | None = None
+        self._last_save = 0.0
+
+    # --- rule state -----------------------------------------------------------------
+
+    def _init_alert_series(self, account: str) -> None:
+        """``alert_state`` exists at 0 for every account-scope rule once the account is."""
+        for rule in self.rules.account_rules:
+            self.metrics.alert_state.labels(rule.name, account, "", rule.severity).set(0)
+        self.metrics.alert_state.labels(DATA_STALE, account, "", "critical").set(0)
+
+    def _restore(self, store: Store) -> None:
+        """Resume alert states, pending timers, latches, baselines and peaks."""
+        alerts = store.load_alerts()
+        daily = store.load_daily()
+        windows = store.load_windows()
+        for name, rt in self.accounts.items():
+            records = StateRecords(
+                alerts=tuple((r, sym, rec) for r, a, sym, rec in alerts if a == name),
+                daily=daily.get(name),
+                windows=windows.get(name),
+            )
+            try:
+                rt.core.restore(records)
+            except ValueError as exc:
+                log.error("account %s: stored rule state unreadable, starting fresh: %s", name, exc)
+                continue
+            for alert in rt.core.alerts():
+                self.metrics.alert_state.labels(
+                    alert.rule, name, alert.symbol or "", alert.severity
+                ).set(alert.state.value)
+                if alert.latched:
+                    self.metrics.latched.labels(alert.rule, name, alert.symbol or "").set(1)
+
+    def _count_denied(self, reason: str) -> None:
+        self.metrics.unauthorized.labels(reason).inc()
+
+    def _apply_decision(self, decision: Decision, seconds: float | None = None) -> None:
+        """Record a decision: metrics, state database, then the listeners."""
+        if seconds is not None:
+            self.metrics.rule_evaluation_seconds.observe(seconds)
+        if not decision.transitions and not decision.intents:
+            return
+        m = self.metrics
+        rows = []
+        for t in decision.transitions:
+            symbol = t.symbol or ""
+            m.alert_state.labels(t.rule, t.account, symbol, t.severity).set(t.state.value)
+            m.latched.labels(t.rule, t.account, symbol).set(1 if t.latched else 0)
+            if t.reason is Reason.FIRING:
+                m.alerts_fired.labels(t.rule, t.account, t.severity).inc()
+            rows.append((t.rule, t.account, t.symbol, dict(t.record)))
+            log.log(
+                logging.WARNING if t.reason in (Reason.FIRING, Reason.LATCHED) else logging.INFO,
+                "alert %s %s account=%s%s%s: %s",
+                t.rule,
+                t.reason.value.upper(),
+                t.account,
+                f" symbol={t.symbol}" if t.symbol else "",
+                " (shadow)" if t.shadow else "",
+                t.summary,
+            )
+        if self.store is not None and rows:
+            self.store.save_alerts(rows, decision.at)
+        for listener in self.decision_listeners:
+            try:
+                listener(decision)
+            except Exception:  # a listener's bug must not stop evaluation
+                log.exception("decision listener failed")
+
+    def _save_rule_state(self, now: float, *, alerts: bool = False) -> None:
+        if self.store is None:
+            return
+        for name, rt in self.accounts.items():
+            records = rt.core.records()
+            if records.daily is not None:
+                self.store.save_daily(name, records.daily)
+            if records.windows is not None:
+                self.store.save_windows(name, records.windows)
+            if alerts and records.alerts:
+                self.store.save_alerts(
+                    [(rule, name, sym, rec) for rule, sym, rec in records.alerts], now
+                )
+        self._last_save = now
+
+    async def _tick_loop(self) -> None:
+        """Let time pass for the rules: ``for`` expiry and stale data with no frames."""
+        while not self._stopped.is_set():
+            now = self.clock.now()
+            for rt in self.accounts.values():
+                started = time.perf_counter()
+                decision = rt.core.tick(now)
+                self._apply_decision(decision, time.perf_counter() - started)
+            if now - self._last_save >= SAVE_INTERVAL:
+                self._save_rule_state(now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), timeout=TICK_INTERVAL)
+
+    def reset_latches(
+        self, account: str, rule: str | None, symbol: str | None, actor: str
+    ) -> list[dict[str, Any]]:
+        """Reset latches (operator action); returns the alerts that were reset."""
+        rt = self.accounts[account]
+        now = self.clock.now()
+        if self.store is not None:
+            self.store.reset_latch(account, rule=rule, symbol=symbol, now=now, actor=actor)
+        decision = rt.core.reset_latch(now=now, rule=rule, symbol=symbol)
+        self._apply_decision(decision)
+        log.warning(
+            "latch reset by %s: account=%s rule=%s symbol=%s (%d alert(s))",
+            actor,
+            account,
+            rule or "*",
+            symbol or "*",
+            len(decision.transitions),
+        )
+        return [
+            {"rule": t.rule, "account": t.account, "symbol": t.symbol, "reason": t.reason.value}
+            for t in decision.transitions
+        ]
+
+    def alerts_document(self) -> dict[str, Any]:
+        """``/api/alerts``: pending, firing and latched alerts of every account."""
+        alerts = [a.to_dict() for rt in self.accounts.values() for a in rt.core.alerts()]
+        return {"time": self.clock.now(), "alerts": alerts}
 
     # --- event handling -------------------------------------------------------------
 
@@ -108,6 +267,8 @@ class Daemon:
             elif isinstance(ev, UnknownMessage):
                 log.info("account %s: unknown message %r skipped", account, ev.key)
         result = rt.core.handle(events, now)
+        if result.decision is not None:
+            self.notifier.enqueue_decision(result.decision)
         for reason in result.flags:
             self.metrics.impossible_frames.labels(account, reason).inc()
             log.warning(
@@ -132,7 +293,12 @@ class Daemon:
             if not mine:
                 continue
             self.metrics.messages.labels(name, "mark_price").inc(len(mine))
+            started = time.perf_counter()
             result = rt.core.handle(mine, now)
+            if result.decision is not None:
+                self._apply_decision(result.decision, time.perf_counter() - started)
+            if result.decision is not None:
+                self.notifier.enqueue_decision(result.decision)
             for reason in result.flags:
                 self.metrics.impossible_frames.labels(name, reason).inc()
             if result.frames and rt.connection is not None:
@@ -231,6 +397,9 @@ class Daemon:
             " (kill switch ON: no action will be sent)" if cfg.actions.kill_switch else "",
         )
         app = build_app(self, self.registry)
+        app.router.add_post("/api/latches/reset", self.admin.guard(self._http_reset_latches))
+        add_silence_routes(app, self.notifier, cfg.http.admin_token)
+        await self.notifier.start()
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
@@ -254,6 +423,7 @@ class Daemon:
                 recorder=self.recorder,
             )
             self._tasks.append(asyncio.create_task(self.mds.run(), name="mds"))
+        self._tasks.append(asyncio.create_task(self._tick_loop(), name="rule-ticks"))
         for name, rt in self.accounts.items():
             acc = rt.config
 
@@ -291,11 +461,28 @@ class Daemon:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.notifier.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.recorder is not None:
             self.recorder.close()
+        self._save_rule_state(self.clock.now(), alerts=True)
         log.info("riskwatch stopped")
+
+    async def _http_reset_latches(self, request: web.Request) -> web.Response:
+        """``POST /api/latches/reset`` ``{"account", "rule"?, "symbol"?}`` (PRODUCT.md §10)."""
+        body = await read_json_body(request)
+        account = body.get("account")
+        rule, symbol = body.get("rule"), body.get("symbol")
+        if not isinstance(account, str) or account not in self.accounts:
+            return json_response({"error": f"unknown account {account!r}"}, status=400)
+        for key, value in (("rule", rule), ("symbol", symbol)):
+            if value is not None and not isinstance(value, str):
+                return json_response({"error": f"{key} must be a string"}, status=400)
+        if rule is not None and rule not in self.rules.by_name and rule != DATA_STALE:
+            return json_response({"error": f"unknown rule {rule!r}"}, status=400)
+        reset = self.reset_latches(account, rule, symbol, actor="api")
+        return json_response({"reset": reset})
 
     async def wait_stopped(self) -> None:
         """Wait until :meth:`stop` has been called."""
@@ -316,10 +503,10 @@ def secrets_of(config: Config) -> list[str]:
     return out
 
 
-async def serve(config: Config, *, record: Path | None = None) -> int:
+async def serve(config: Config, rules: RuleSet, store: Store, *, record: Path | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT; return the exit status."""
     recorder = Recorder(record) if record is not None else None
-    daemon = Daemon(config, recorder=recorder)
+    daemon = Daemon(config, recorder=recorder, rules=rules, store=store)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -335,9 +522,18 @@ def run_daemon(config_path: Path, *, record: Path | None = None) -> int:
     """``riskwatch run``: load the config (exit 2 on problems) and serve."""
     try:
         config = load_config(config_path)
+        rules = load_rule_files(list(config.rules.files))
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
     install_redaction(secrets_of(config))
-    return asyncio.run(serve(config, record=record))
+    try:
+        store = Store.open(config.state.path)
+    except StateStoreError as exc:
+        print(f"{config.state.path}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(serve(config, rules, store, record=record))
+    finally:
+        store.close()

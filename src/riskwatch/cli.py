@@ -67,6 +67,27 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return command.run(args)
 
 
+def _cmd_notify_test(args: argparse.Namespace) -> int:
+    from riskwatch.notifytest import run_notify_test
+
+    return run_notify_test(Path(args.config))
+
+
+def _cmd_silence(args: argparse.Namespace) -> int:
+    from riskwatch.notify.cliclient import run_silence
+
+    return run_silence(
+        args.silence_command,
+        config_path=Path(args.config) if args.config else None,
+        url=args.url,
+        matchers=getattr(args, "matchers", None),
+        duration=getattr(args, "duration", "1h"),
+        author=getattr(args, "author", None),
+        comment=getattr(args, "comment", ""),
+        silence_id=getattr(args, "id", None),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -108,6 +129,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim_command.configure_parser(p)
     p.set_defaults(func=_cmd_sim)
+
+    p = sub.add_parser("notify-test", help="send one test notification to every route")
+    p.add_argument("-c", "--config", required=True, help="path to riskwatch.yaml")
+    p.set_defaults(func=_cmd_notify_test)
+
+    p = sub.add_parser("silence", help="add, list or expire silences of a running daemon")
+    silence = p.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
+    for name, text in (
+        ("add", "silence alerts matching MATCHER… (e.g. rule=~Margin.* account=desk-a)"),
+        ("list", "list the silences"),
+        ("expire", "end a silence now"),
+    ):
+        sp = silence.add_parser(name, help=text)
+        sp.add_argument("-c", "--config", help="riskwatch.yaml (address and admin token)")
+        sp.add_argument("--url", help="daemon base URL (default: from the config's http.listen)")
+        if name == "add":
+            sp.add_argument("matchers", nargs="+", metavar="MATCHER")
+            sp.add_argument("--duration", default="1h", help="how long (default 1h)")
+            sp.add_argument("--author", help="who (default: $USER)")
+            sp.add_argument("--comment", default="", help="why")
+        if name == "expire":
+            sp.add_argument("id", help="silence id")
+    p.set_defaults(func=_cmd_silence)
     return parser
 
 

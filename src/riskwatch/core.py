@@ -1,10 +1,21 @@
-"""The per-account core: events in, state and figures out, frames to send back.
+"""The per-account core: events in, state, figures and rule decisions out.
 
 :class:`AccountCore` is the part of the pipeline that every driver shares (``run``,
 ``demo``, ``replay``, ``test``). It is free of I/O and never reads a clock: every
 call takes ``now``. It folds events into the frozen
-:class:`~riskwatch.state.account.AccountSnapshot` (``state/account.py``) and keeps the
-latest :class:`~riskwatch.state.derived.Figures` for readers.
+:class:`~riskwatch.state.account.AccountSnapshot` (``state/account.py``), computes the
+:class:`~riskwatch.state.derived.Figures`, and runs the rule engine
+(``rules/engine.py``) after every frame that changed the state, returning the
+engine's :class:`~riskwatch.rules.engine.Decision` with the frame's result.
+
+The driver must also call :meth:`AccountCore.tick` on a timer (about once a second):
+``for`` and ``keep_firing_for`` expire, ``data_age`` grows, windows slide and
+``DataStale`` fires without any frame arriving.
+
+Stale data (PRODUCT.md §10): the account is stale when its last pulse is older than
+``stale_after`` seconds, or, before any pulse, when ``stale_after`` has passed since
+the core first saw time (its first ``handle``/``tick``): a daemon that never gets data
+says so instead of staying silent.
 """
 
 from __future__ import annotations
@@ -13,10 +24,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from riskwatch.model import Event
+from riskwatch import config as config_mod
+from riskwatch.model import BalanceUpdate, Event, MarkPrice, OpenOrders, OrderUpdate, PositionUpdate
+from riskwatch.rules import engine
+from riskwatch.rules.engine import Decision, RulesState, StateRecords, Trigger
+from riskwatch.rules.model import EMPTY_RULES, RuleSet
 from riskwatch.state import account as account_state
 from riskwatch.state import derived
 from riskwatch.state.account import AccountSnapshot
+from riskwatch.state.daily import DailyConfig
 from riskwatch.state.derived import Figures
 
 
@@ -26,25 +42,77 @@ class HandleResult:
 
     ``flags``: plausibility reason codes of frames not applied (one per flagged
     frame); ``frames``: command frames to send now; ``changed``: whether the account
-    state moved.
+    state moved; ``decision``: the rule engine's decision after the frame (None when
+    the state did not move, so nothing was evaluated).
     """
 
     flags: tuple[str, ...] = ()
     frames: tuple[str, ...] = ()
     changed: bool = False
+    decision: Decision | None = None
+
+
+def daily_config(value: config_mod.DailyConfig | DailyConfig | None) -> DailyConfig:
+    """The engine's :class:`~riskwatch.state.daily.DailyConfig` from the config's ``daily``."""
+    if value is None:
+        return DailyConfig()
+    if isinstance(value, DailyConfig):
+        return value
+    return DailyConfig(
+        reset=value.reset.strftime("%H:%M"), tz=value.tz.key, baseline=value.baseline
+    )
+
+
+def trigger_of(events: Sequence[Event]) -> Trigger:
+    """The evaluation trigger for a frame's events: a pulse wins over orders over marks."""
+    kinds = 0
+    for ev in events:
+        if isinstance(ev, PositionUpdate | BalanceUpdate):
+            return "pulse"
+        if isinstance(ev, OrderUpdate | OpenOrders):
+            kinds |= 2
+        elif isinstance(ev, MarkPrice):
+            kinds |= 1
+    if kinds & 2:
+        return "order"
+    return "mark" if kinds & 1 else "tick"
 
 
 class AccountCore:
-    """One account's state and derived figures (pure; see the module docstring)."""
+    """One account's state, derived figures and rule state (pure; see the module docstring).
 
-    def __init__(self, account: str, *, stale_after: float) -> None:
+    ``rules`` defaults to no rule (only the built-in ``DataStale``); ``daily`` is the
+    config's ``daily`` section (or the engine's own type).
+    """
+
+    def __init__(
+        self,
+        account: str,
+        *,
+        stale_after: float,
+        rules: RuleSet | None = None,
+        daily: config_mod.DailyConfig | DailyConfig | None = None,
+    ) -> None:
         self.account = account
         self.stale_after = stale_after
         self.snapshot: AccountSnapshot = account_state.initial(account)
-        self.pnl_baseline: float | None = None
+        self.rules: RuleSet = rules if rules is not None else EMPTY_RULES
+        self.daily = daily_config(daily)
+        self.rules_state = RulesState(account, self.rules, self.daily)
+        self.first_seen: float | None = None
+        self.last_decision: Decision | None = None
+
+    @property
+    def pnl_baseline(self) -> float | None:
+        """The daily baseline (equity at the last reset, USD) or None before one."""
+        return self.rules_state.daily.figures().baseline
 
     def handle(self, events: Sequence[Event], now: float) -> HandleResult:
-        """Fold the events of one frame (all received at ``now``) into the state."""
+        """Fold the events of one frame (all received at ``now``) into the state, then
+        evaluate the rules if the state moved. Frames flagged as impossible are not
+        applied, so they never reach the rules (PRODUCT.md §4)."""
+        if self.first_seen is None:
+            self.first_seen = now
         flags: list[str] = []
         snapshot = start = self.snapshot
         for ev in events:
@@ -53,7 +121,60 @@ class AccountCore:
             if result.flag is not None:
                 flags.append(result.flag)
         self.snapshot = snapshot
-        return HandleResult(flags=tuple(flags), changed=snapshot is not start)
+        changed = snapshot is not start
+        decision = None
+        if changed:
+            decision = self._evaluate(now, trigger_of(events))
+        return HandleResult(flags=tuple(flags), changed=changed, decision=decision)
+
+    def tick(self, now: float) -> Decision:
+        """Let time pass with no frame: re-evaluate at ``now`` (``trigger="tick"``)."""
+        if self.first_seen is None:
+            self.first_seen = now
+        return self._evaluate(now, "tick")
+
+    def _evaluate(self, now: float, trigger: Trigger) -> Decision:
+        figures = self.figures_at(now)
+        decision = engine.evaluate(
+            self.rules,
+            self.rules_state,
+            figures,
+            now,
+            stale=self.is_data_stale(now),
+            trigger=trigger,
+        )
+        self.last_decision = decision
+        return decision
+
+    def set_rules(self, rules: RuleSet) -> None:
+        """Switch to a reloaded rule set; alert states of rules kept, history kept."""
+        self.rules = rules
+        self.rules_state.rebind(rules)
+
+    def reset_latch(
+        self, *, now: float, rule: str | None = None, symbol: str | None = None
+    ) -> Decision:
+        """Operator latch reset (see :func:`riskwatch.rules.engine.reset_latch`)."""
+        decision = engine.reset_latch(
+            self.rules, self.rules_state, now=now, rule=rule, symbol=symbol
+        )
+        self.last_decision = decision
+        return decision
+
+    def alerts(self) -> tuple[engine.Alert, ...]:
+        """Pending and firing alerts of the account (for ``/api/alerts``)."""
+        return self.rules_state.alerts_view()
+
+    def records(self) -> StateRecords:
+        """The rule state to persist (alert states, daily tracker, window history)."""
+        return self.rules_state.to_records()
+
+    def restore(self, records: StateRecords) -> None:
+        """Load persisted rule state (at start, before the first frame).
+
+        Raises ``ValueError`` on a malformed record.
+        """
+        self.rules_state = RulesState.from_records(self.account, self.rules, records, self.daily)
 
     def figures_at(self, now: float) -> Figures | None:
         """The derived figures at ``now``; None before the account's first pulse."""
@@ -67,8 +188,17 @@ class AccountCore:
         last = self.snapshot.last_pulse_at
         return last is None or now - last > self.stale_after
 
+    def is_data_stale(self, now: float) -> bool:
+        """Staleness as the rules see it: like :meth:`is_stale`, but before any pulse
+        only once ``stale_after`` has passed since the core first saw time."""
+        last = self.snapshot.last_pulse_at
+        if last is None:
+            first = self.first_seen if self.first_seen is not None else now
+            return now - first > self.stale_after
+        return now - last > self.stale_after
+
     def describe(self, now: float) -> dict[str, Any]:
-        """A JSON-able description for ``/api/state`` (figures, positions, orders)."""
+        """A JSON-able description for ``/api/state`` (figures, positions, orders, alerts)."""
         figures = self.figures_at(now)
         snap = self.snapshot
         return {
@@ -95,4 +225,5 @@ class AccountCore:
                 for o in snap.open_orders.values()
             ],
             "flagged_frames": dict(snap.flagged),
+            "alerts": [a.to_dict() for a in self.alerts()],
         }

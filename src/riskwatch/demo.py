@@ -24,8 +24,10 @@ from typing import Any, TextIO
 from riskwatch.app import Daemon, secrets_of
 from riskwatch.config import load_config
 from riskwatch.logredact import install_redaction
+from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import Scenario, load_scenario
 from riskwatch.sim.server import Simulator
+from riskwatch.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,9 @@ async def demo(
         async with Simulator(scenario, sim_secrets, speed=speed) as sim:
             config = load_config(write_demo_config(Path(tmp), scenario, sim, secret, port))
             install_redaction(secrets_of(config))
-            daemon = Daemon(config)
+            rules = load_rule_files(list(config.rules.files))
+            store = Store.open(config.state.path)
+            daemon = Daemon(config, rules=rules, store=store)
             await daemon.start()
             if on_ready is not None:
                 on_ready(daemon, sim)
@@ -165,6 +169,7 @@ async def demo(
                         await asyncio.wait_for(stop.wait(), timeout=0.5 if live else 2.0)
             finally:
                 await daemon.stop()
+                store.close()
     stream.write("demo finished\n")
     return 0
 

@@ -9,10 +9,12 @@ and are disabled when no token is configured.
 
 from __future__ import annotations
 
+import hmac
 import html
 import json
+import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -20,10 +22,19 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from riskwatch import __version__
+from riskwatch.secrets import Secret
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class DaemonView(Protocol):
     """What the HTTP layer may read from the running daemon."""
+
+    def alerts_document(self) -> dict[str, Any]:
+        """``/api/alerts``: every pending and firing alert (and latched ones)."""
+        ...
 
     def state_document(self) -> dict[str, Any]:
         """``/api/state``: accounts, positions, derived figures; never a secret."""
@@ -59,6 +70,70 @@ def json_response(doc: Any, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="application/json")
 
 
+class AdminGuard:
+    """``Authorization: Bearer <admin_token>`` on mutating endpoints (PRODUCT.md §3, §6).
+
+    No token configured: every mutating endpoint answers 403 (disabled). A missing or
+    wrong token: 401, counted in ``on_denied`` and logged without the token. The
+    comparison is constant-time.
+    """
+
+    def __init__(self, token: Secret | None, on_denied: Callable[[str], None] | None = None):
+        self._token = token.reveal().encode() if token is not None else None
+        self._on_denied = on_denied
+
+    @property
+    def enabled(self) -> bool:
+        """Whether mutating endpoints are available at all."""
+        return self._token is not None
+
+    def check(self, request: web.Request) -> web.Response | None:
+        """None when ``request`` may proceed, else the error response to send."""
+        if self._token is None:
+            return json_response(
+                {"error": "mutating endpoints are disabled: no http.admin_token configured"},
+                status=403,
+            )
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
+        if ok:
+            return None
+        reason = "missing" if not header else "wrong"
+        log.warning(
+            "%s %s refused: %s admin token (from %s)",
+            request.method,
+            request.path,
+            reason,
+            request.remote,
+        )
+        if self._on_denied is not None:
+            self._on_denied(reason)
+        return json_response({"error": "unauthorized"}, status=401)
+
+    def guard(self, handler: Handler) -> Handler:
+        """Wrap ``handler`` so that it runs only with the right token."""
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            refused = self.check(request)
+            if refused is not None:
+                return refused
+            return await handler(request)
+
+        return wrapped
+
+
+async def read_json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body; raises HTTPBadRequest with a clear reason."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise web.HTTPBadRequest(text=f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="body must be a JSON object")
+    return body
+
+
 def build_app(
     view: DaemonView,
     registry: CollectorRegistry,
@@ -87,6 +162,9 @@ def build_app(
     async def api_state(_: web.Request) -> web.Response:
         return json_response(view.state_document())
 
+    async def api_alerts(_: web.Request) -> web.Response:
+        return json_response(view.alerts_document())
+
     async def index(_: web.Request) -> web.Response:
         page = status_page() if status_page is not None else default_status_page(view)
         return web.Response(text=page, content_type="text/html")
@@ -95,6 +173,7 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/state", api_state)
+    app.router.add_get("/api/alerts", api_alerts)
     app.router.add_get("/", index)
     return app
 

@@ -109,6 +109,7 @@ class Metrics:
     - ``action_retries``: ``riskwatch_action_retries_total{action}``.
     - ``notifications``: ``riskwatch_notifications_total{route,result}`` (result: sent,
       failed, silenced, inhibited).
+    - ``unauthorized``: ``riskwatch_http_unauthorized_total{reason}`` (missing, wrong).
 
     Constructing it turns on the library's legacy name validation (a process-wide
     setting; see the module docstring).
@@ -194,6 +195,12 @@ class Metrics:
             PREFIX + "notifications_total",
             "Notifications, by route and result.",
             ["route", "result"],
+            registry=registry,
+        )
+        self.unauthorized = Counter(
+            PREFIX + "http_unauthorized_total",
+            "Mutating HTTP requests refused for a missing or wrong admin token.",
+            ["reason"],
             registry=registry,
         )
 

@@ -344,3 +344,19 @@ def test_rows_are_built_once_and_kept() -> None:
     assert f.positions["AAPL-USD"] is f.positions["AAPL-USD"]
     assert len(f.positions) == 1
     assert dict(f.positions)["AAPL-USD"]["position"] == 10.0
+
+
+def test_balance_before_positions_does_not_count_them_twice() -> None:
+    """After a reconnect the balance may come before the position pulses: no double count."""
+    s = run(
+        bal(deposit=1000.0, upnl=-100.0, position_margin=95.0, at=1.0),
+        pos(qty=10.0, avg=200.0, upnl=-100.0, at=1.1),
+    )
+    f = compute(s, 1.2)
+    assert f.account["position_margin"] == pytest.approx(95.0)
+    assert f.account["unrealised_pnl"] == pytest.approx(-100.0)
+    assert f.account["equity"] == pytest.approx(900.0)
+    moved = run(mark(180.0, 1.3), start=s)
+    g = compute(moved, 1.4)
+    assert g.account["unrealised_pnl"] == pytest.approx(-200.0)
+    assert g.account["equity"] == pytest.approx(800.0)

@@ -235,7 +235,8 @@ class _Loader:
         if first is not None:
             at = first.start
             self.r.problem(
-                node, f"duplicate rule name '{name}' (first defined at {at.file}:{at.line}:{at.col})"
+                node,
+                f"duplicate rule name '{name}' (first defined at {at.file}:{at.line}:{at.col})",
             )
             return None
         self.seen[name] = node
@@ -418,16 +419,14 @@ def _requires_flat(tree: Node) -> bool:
 
 
 def _value_of(tree: Node) -> Evaluator | None:
-    """The compiled non-constant side of ``when`` if it is ``expr OP number`` (or the
-    first conjunct of an ``and`` is); None otherwise."""
+    """The compiled left side of ``when`` (of its first conjunct, for an ``and``) when
+    that is a comparison; the non-constant side if the left one is a number. None when
+    ``when`` is not a comparison (``or``, ``not``)."""
     node = tree
     while isinstance(node, BoolOp) and node.op == "and":
         node = node.left
     if not isinstance(node, Compare):
         return None
-    if isinstance(node.right, Number) and not isinstance(node.left, Number):
-        return compile_node(node.left)
     if isinstance(node.left, Number) and not isinstance(node.right, Number):
         return compile_node(node.right)
-    return None
-
+    return compile_node(node.left)

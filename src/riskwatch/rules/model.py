@@ -94,8 +94,9 @@ class Action:
 class Rule:
     """One checked rule (PRODUCT.md §4); ``file``/``line`` locate its ``name``.
 
-    ``value`` is the compiled left side of ``when`` when ``when`` is simple
-    (``expr OP number``, or the first such conjunct of an ``and``), for ``{{ value }}``.
+    ``value`` is the compiled left side of ``when`` when ``when`` is a comparison (or
+    an ``and`` whose first conjunct is; the non-constant side of ``0.8 < x``), for
+    ``{{ value }}``.
     ``names`` is every name ``when``/``clear_when`` read; ``windows`` their window specs.
     """
 

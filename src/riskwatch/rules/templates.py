@@ -6,7 +6,8 @@ a template is checked completely at load and rendering cannot fail:
 - a placeholder is ``{{ NAME }}`` or ``{{ NAME | FILTER }}`` (spaces optional);
 - ``NAME`` is a metric name readable at the rule's scope (PRODUCT.md §4), or one of
   ``account``, ``symbol`` (position rules only), ``rule``, ``severity`` (text), or
-  ``value`` (the value of the left side of ``when``, when ``when`` is simple);
+  ``value`` (the value of the left side of ``when``, when ``when`` is a comparison or
+  an ``and`` starting with one);
 - ``FILTER`` is ``pct`` (ratio as a percentage, ``0.853`` → ``85.3%``), ``money``
   (USD, ``-1234.5`` → ``-$1,234.50``), ``duration`` (seconds, ``95`` → ``1m35s``) or
   ``num`` (six significant digits, the default for numbers); text takes no filter;
@@ -204,12 +205,12 @@ def _placeholder(
         ok = False
     elif name == "value" and not has_value:
         problems.append(
-            (name_at, "'value' needs a when of the form 'expression OP number'"),
+            (name_at, "'value' needs a when that is a comparison, e.g. 'margin_usage > 0.8'"),
         )
         ok = False
     elif name not in CONTEXT_NAMES and name not in known:
         if scope != "position" and is_position_only(name):
-            message = f"'{name}' is a position name; this rule has scope: account"
+            message = f"'{name}' is a position name: use it only in a rule with scope: position"
         else:
             hint = suggest(name, known | CONTEXT_NAMES)
             message = f"unknown name '{name}' in template" + (

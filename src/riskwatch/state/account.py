@@ -329,8 +329,11 @@ def _apply_position(s: AccountSnapshot, ev: PositionUpdate, mark: float | None) 
         order_delta,
         s.unconfirmed,
         _shift(s.totals, old, new),
-        s.anchor_unrealised_pnl,
-        s.anchor_initial_margin,
+        # A symbol seen for the first time is not a change since the balance pulse: the
+        # balance's own figures already hold it (after a reconnect the balance frame may
+        # come first), so it joins the anchor instead of being counted twice.
+        s.anchor_unrealised_pnl + (new.unrealised_pnl if old is None else 0.0),
+        s.anchor_initial_margin + (new.initial_margin if old is None else 0.0),
         s.equity_drift,
         ev.received_at,
         s.last_balance_at,

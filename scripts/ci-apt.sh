@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the deployment tests need (tests/deploy/):
+#   prometheus      -> the real prometheus and promtool binaries (2.42 on bookworm): the
+#                      dashboard and alert-rule queries run against a real scrape;
+#   docker-compose  -> `docker-compose config -q` validates deploy/docker-compose.yml
+#                      offline (no Docker engine is needed for that).
+# Idempotent: installs nothing when every binary is already present. Runs as root (CI)
+# or through sudo. Tests skip, never fail, when a binary is absent, so a machine without
+# this script still passes the rest of the suite.
+set -euo pipefail
+
+need=()
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# Debian's Python 3.11 stands for the image's interpreter when the Dockerfile is replayed.
+[ -x /usr/bin/python3.11 ] && /usr/bin/python3.11 -c "import ensurepip" 2>/dev/null || need+=(python3.11 python3-venv)
+if [ "${#need[@]}" -eq 0 ]; then
+    echo "ci-apt: prometheus, promtool and docker-compose already installed"
+    exit 0
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+    sudo=(sudo)
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+# policy-rc.d refusing every start keeps the Debian prometheus service from being started:
+# the tests run the binary themselves, on a free loopback port.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${sudo[@]}" chmod +x /usr/sbin/policy-rc.d
+    trap '"${sudo[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "ci-apt: installed ${need[*]}"
+prometheus --version 2>&1 | head -1

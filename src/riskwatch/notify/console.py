@@ -1,0 +1,26 @@
+"""A ``console://`` apprise target that prints notifications to the terminal.
+
+Importing this module registers the scheme with apprise (its ``@notify`` decorator);
+the demo routes notifications to ``console://``. Output goes to ``sys.stdout`` at call
+time, so a caller may redirect it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from apprise.decorators import notify
+
+__all__ = ["SCHEME", "console_notify"]
+
+SCHEME = "console"
+
+
+@notify(on=SCHEME, name="riskwatch console")  # type: ignore[untyped-decorator,no-untyped-call]
+def console_notify(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
+    """Print one notification as a framed block; always succeeds."""
+    bar = "=" * min(78, max(20, len(title)))
+    sys.stdout.write(f"\n{bar}\n{title}\n{bar}\n{body}\n\n")
+    sys.stdout.flush()
+    return True
