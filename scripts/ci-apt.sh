@@ -3,7 +3,10 @@
 #   prometheus      -> the real prometheus and promtool binaries (2.42 on bookworm): the
 #                      dashboard and alert-rule queries run against a real scrape;
 #   docker-compose  -> `docker-compose config -q` validates deploy/docker-compose.yml
-#                      offline (no Docker engine is needed for that).
+#                      offline (no Docker engine is needed for that);
+#   python3-venv    -> Debian's Python 3.11 stands for the image's interpreter when
+#                      tests/deploy/test_dockerfile.py replays the Dockerfile as a
+#                      non-root user (an interpreter under /root is not reachable).
 # Idempotent: installs nothing when every binary is already present. Runs as root (CI)
 # or through sudo. Tests skip, never fail, when a binary is absent, so a machine without
 # this script still passes the rest of the suite.
@@ -12,10 +15,9 @@ set -euo pipefail
 need=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
-# Debian's Python 3.11 stands for the image's interpreter when the Dockerfile is replayed.
 [ -x /usr/bin/python3.11 ] && /usr/bin/python3.11 -c "import ensurepip" 2>/dev/null || need+=(python3.11 python3-venv)
 if [ "${#need[@]}" -eq 0 ]; then
-    echo "ci-apt: prometheus, promtool and docker-compose already installed"
+    echo "ci-apt: prometheus, promtool, docker-compose and python3-venv already installed"
     exit 0
 fi
 

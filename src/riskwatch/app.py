@@ -37,6 +37,7 @@ from riskwatch.logredact import install_redaction
 from riskwatch.metrics import AccountView, Metrics, Scrape, SnapshotCollector
 from riskwatch.model import BadMessage, Event, MarkPrice, UnknownMessage
 from riskwatch.notify.httpapi import add_silence_routes
+from riskwatch.notify.notice import alert_labels
 from riskwatch.notify.service import NotifyService
 from riskwatch.qfex.client import (
     ConnectionStatus,
@@ -118,10 +119,12 @@ class Daemon:
         self.notifier = NotifyService(
             config.notifications,
             clock=self.clock,
+            store=store,
             metrics=self.metrics,
             external_url=config.http.external_url,
             secrets=secrets_of(config),
         )
+        self.decision_listeners.append(self.notifier.on_decision)
         self.mds: MarketDataConnection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -136,6 +139,10 @@ class Daemon:
         for rule in self.rules.account_rules:
             self.metrics.alert_state.labels(rule.name, account, "", rule.severity).set(0)
         self.metrics.alert_state.labels(DATA_STALE, account, "", "critical").set(0)
+        # Counters appear at 0 so that increase() sees their first rise.
+        for rule in self.rules.rules:
+            self.metrics.alerts_fired.labels(rule.name, account, rule.severity)
+        self.metrics.alerts_fired.labels(DATA_STALE, account, "critical")
 
     def _restore(self, store: Store) -> None:
         """Resume alert states, pending timers, latches, baselines and peaks."""
@@ -249,8 +256,17 @@ class Daemon:
 
     def alerts_document(self) -> dict[str, Any]:
         """``/api/alerts``: pending, firing and latched alerts of every account."""
-        alerts = [a.to_dict() for rt in self.accounts.values() for a in rt.core.alerts()]
-        return {"time": self.clock.now(), "alerts": alerts}
+        now = self.clock.now()
+        alerts = [
+            # A silenced or inhibited alert stays listed, marked "muted" (not notified).
+            a.to_dict()
+            | self.notifier.mute_of(
+                alert_labels(a.rule, a.account, a.symbol, a.severity, a.labels), now
+            )
+            for rt in self.accounts.values()
+            for a in rt.core.alerts()
+        ]
+        return {"time": now, "alerts": alerts}
 
     # --- event handling -------------------------------------------------------------
 
@@ -266,9 +282,10 @@ class Daemon:
                 )
             elif isinstance(ev, UnknownMessage):
                 log.info("account %s: unknown message %r skipped", account, ev.key)
+        started = time.perf_counter()
         result = rt.core.handle(events, now)
         if result.decision is not None:
-            self.notifier.enqueue_decision(result.decision)
+            self._apply_decision(result.decision, time.perf_counter() - started)
         for reason in result.flags:
             self.metrics.impossible_frames.labels(account, reason).inc()
             log.warning(
@@ -297,8 +314,6 @@ class Daemon:
             result = rt.core.handle(mine, now)
             if result.decision is not None:
                 self._apply_decision(result.decision, time.perf_counter() - started)
-            if result.decision is not None:
-                self.notifier.enqueue_decision(result.decision)
             for reason in result.flags:
                 self.metrics.impossible_frames.labels(name, reason).inc()
             if result.frames and rt.connection is not None:
@@ -398,7 +413,7 @@ class Daemon:
         )
         app = build_app(self, self.registry)
         app.router.add_post("/api/latches/reset", self.admin.guard(self._http_reset_latches))
-        add_silence_routes(app, self.notifier, cfg.http.admin_token)
+        add_silence_routes(app, self.notifier, self.admin)
         await self.notifier.start()
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0

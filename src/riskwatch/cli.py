@@ -49,6 +49,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return check(Path(args.config))
 
 
+def _cmd_test(args: argparse.Namespace) -> int:
+    from riskwatch.ruletest import run_tests
+
+    return run_tests(args.files)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from riskwatch.replay import run_replay
+
+    return run_replay(Path(args.recording), Path(args.config), as_json=args.json, tick=args.tick)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from riskwatch.demo import run_demo
 
@@ -108,6 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate the config and every rule file")
     p.add_argument("-c", "--config", required=True, help="path to riskwatch.yaml")
     p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("test", help="run rule unit tests (like promtool test rules)")
+    p.add_argument("files", nargs="+", metavar="TESTS.yaml", help="rule test files")
+    p.set_defaults(func=_cmd_test)
+
+    p = sub.add_parser("replay", help="run the rules over a recording, sending nothing")
+    p.add_argument("recording", metavar="RECORDING", help="JSONL file from run --record")
+    p.add_argument("-c", "--config", required=True, help="path to riskwatch.yaml")
+    p.add_argument("--json", action="store_true", help="print the timeline as one JSON document")
+    p.add_argument(
+        "--tick", type=float, default=0.25, help="seconds between rule ticks (default 0.25)"
+    )
+    p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("demo", help="run the simulator and the daemon against it, live")
     p.add_argument("--scenario", default="crash", help="scenario name or file (default: crash)")

@@ -5,12 +5,34 @@
 call takes ``now``. It folds events into the frozen
 :class:`~riskwatch.state.account.AccountSnapshot` (``state/account.py``), computes the
 :class:`~riskwatch.state.derived.Figures`, and runs the rule engine
-(``rules/engine.py``) after every frame that changed the state, returning the
-engine's :class:`~riskwatch.rules.engine.Decision` with the frame's result.
+(``rules/engine.py``) once per burst of frames that changed the state, returning
+the engine's :class:`~riskwatch.rules.engine.Decision` with the frame's result.
 
-The driver must also call :meth:`AccountCore.tick` on a timer (about once a second):
+When the rules run (docs/performance.md argues the choice): QFEX pulses an account as
+one ``position_response`` frame per symbol followed by one ``balance_response``
+(PROTOCOL.md §4.2: no end-of-pulse marker). Evaluating after each of those 21 frames
+cost 21 evaluations per pulse, 20 of them on a half-updated account (new position
+figures against the previous balance). So:
+
+- a frame carrying a balance, a mark price or an order event is evaluated at once,
+  together with any position frames deferred before it (the balance closes the pulse);
+- a frame carrying only position updates marks the account *dirty* and is not
+  evaluated (``HandleResult.decision`` is None, ``deferred`` True); the balance frame
+  that follows within the same burst (microseconds later) evaluates the whole pulse;
+- if no balance follows, :meth:`AccountCore.tick` (or :meth:`AccountCore.flush`, for a
+  driver that knows the burst ended) evaluates the deferred frames with their own
+  trigger; after ``EAGER_AFTER`` such unterminated bursts in a row (an exchange that
+  sends the balance first, or no balance at all) the core stops deferring and
+  evaluates every position frame, until a balance again closes a burst.
+
+The driver must also call :meth:`AccountCore.tick` on a timer (every 0.25-1 s):
 ``for`` and ``keep_firing_for`` expire, ``data_age`` grows, windows slide and
-``DataStale`` fires without any frame arriving.
+``DataStale`` fires without any frame arriving. A tick on a quiet account (nothing
+deferred, no pending or firing alert, staleness unchanged, last evaluation less than
+``QUIET_TICK_INTERVAL`` ago) skips the evaluation and returns an empty decision: with
+1 s pulses the pulses themselves move time forward, and a quiet account's
+time-dependent conditions (``data_age``, windows, the daily reset) are seen at most
+``QUIET_TICK_INTERVAL`` late, while ``for`` timers and staleness stay exact.
 
 Stale data (PRODUCT.md §10): the account is stale when its last pulse is older than
 ``stale_after`` seconds, or, before any pulse, when ``stale_after`` has passed since
@@ -22,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from riskwatch import config as config_mod
 from riskwatch.model import BalanceUpdate, Event, MarkPrice, OpenOrders, OrderUpdate, PositionUpdate
@@ -36,6 +58,13 @@ from riskwatch.state.daily import DailyConfig
 from riskwatch.state.derived import Figures
 
 
+QUIET_TICK_INTERVAL: Final = 1.0
+"""Seconds: a tick re-evaluates a quiet account at most this long after its last evaluation."""
+
+EAGER_AFTER: Final = 2
+"""Unterminated position bursts in a row after which position frames are evaluated at once."""
+
+
 @dataclass(frozen=True, slots=True)
 class HandleResult:
     """What one frame's events produced.
@@ -43,13 +72,15 @@ class HandleResult:
     ``flags``: plausibility reason codes of frames not applied (one per flagged
     frame); ``frames``: command frames to send now; ``changed``: whether the account
     state moved; ``decision``: the rule engine's decision after the frame (None when
-    the state did not move, so nothing was evaluated).
+    nothing was evaluated: the state did not move, or the frame was deferred);
+    ``deferred``: the account holds changes not yet evaluated (see the module docstring).
     """
 
     flags: tuple[str, ...] = ()
     frames: tuple[str, ...] = ()
     changed: bool = False
     decision: Decision | None = None
+    deferred: bool = False
 
 
 def daily_config(value: config_mod.DailyConfig | DailyConfig | None) -> DailyConfig:
@@ -78,6 +109,14 @@ def trigger_of(events: Sequence[Event]) -> Trigger:
     return "mark" if kinds & 1 else "tick"
 
 
+_TRIGGER_RANK: Final[dict[Trigger, int]] = {"pulse": 3, "order": 2, "mark": 1}
+
+
+def _stronger(a: Trigger, b: Trigger) -> Trigger:
+    """The trigger that wins when deferred frames are evaluated with a later one."""
+    return a if _TRIGGER_RANK.get(a, 0) >= _TRIGGER_RANK.get(b, 0) else b
+
+
 class AccountCore:
     """One account's state, derived figures and rule state (pure; see the module docstring).
 
@@ -101,6 +140,11 @@ class AccountCore:
         self.rules_state = RulesState(account, self.rules, self.daily)
         self.first_seen: float | None = None
         self.last_decision: Decision | None = None
+        self._dirty: Trigger | None = None  # trigger of deferred frames, None when clean
+        self._unterminated = 0
+        self._eager = False
+        self._last_eval_at = 0.0
+        self._last_stale = False
 
     @property
     def pnl_baseline(self) -> float | None:
@@ -109,41 +153,88 @@ class AccountCore:
 
     def handle(self, events: Sequence[Event], now: float) -> HandleResult:
         """Fold the events of one frame (all received at ``now``) into the state, then
-        evaluate the rules if the state moved. Frames flagged as impossible are not
-        applied, so they never reach the rules (PRODUCT.md §4)."""
+        evaluate the rules if the state moved, or defer a position-only frame until the
+        balance that closes its pulse (module docstring). Frames flagged as impossible
+        are not applied, so they never reach the rules (PRODUCT.md §4)."""
         if self.first_seen is None:
             self.first_seen = now
         flags: list[str] = []
         snapshot = start = self.snapshot
+        closes = False
+        reduce = account_state.reduce
         for ev in events:
-            result = account_state.reduce(snapshot, ev)
+            result = reduce(snapshot, ev)
             snapshot = result.snapshot
             if result.flag is not None:
                 flags.append(result.flag)
+            if not isinstance(ev, PositionUpdate):
+                closes = True
         self.snapshot = snapshot
         changed = snapshot is not start
-        decision = None
-        if changed:
-            decision = self._evaluate(now, trigger_of(events))
+        if not changed and not (closes and self._dirty is not None):
+            return HandleResult(flags=tuple(flags), deferred=self._dirty is not None)
+        trigger = trigger_of(events)
+        if not closes and not self._eager:
+            # Position-only frame: the pulse's balance frame follows in the same burst.
+            if self._dirty is None:
+                self._dirty = trigger
+            return HandleResult(flags=tuple(flags), changed=changed, deferred=True)
+        if self._dirty is not None:
+            if any(isinstance(ev, BalanceUpdate) for ev in events):
+                self._unterminated = 0
+                self._eager = False
+            trigger = _stronger(self._dirty, trigger)
+            self._dirty = None
+        decision = self._evaluate(now, trigger)
         return HandleResult(flags=tuple(flags), changed=changed, decision=decision)
 
+    @property
+    def deferred(self) -> bool:
+        """True while position frames wait for the balance that closes their pulse."""
+        return self._dirty is not None
+
+    def flush(self, now: float) -> Decision | None:
+        """Evaluate deferred frames now (the driver saw the burst end); None if none."""
+        if self._dirty is None:
+            return None
+        trigger = self._dirty
+        self._dirty = None
+        self._unterminated += 1
+        if self._unterminated >= EAGER_AFTER:
+            self._eager = True
+        return self._evaluate(now, trigger)
+
     def tick(self, now: float) -> Decision:
-        """Let time pass with no frame: re-evaluate at ``now`` (``trigger="tick"``)."""
+        """Let time pass with no frame: evaluate deferred frames, or re-evaluate at
+        ``now`` (``trigger="tick"``) unless the account is quiet (module docstring)."""
         if self.first_seen is None:
             self.first_seen = now
+        flushed = self.flush(now)
+        if flushed is not None:
+            return flushed
+        if (
+            self.last_decision is not None
+            and now - self._last_eval_at < QUIET_TICK_INTERVAL
+            and self.is_data_stale(now) == self._last_stale
+            and self.rules_state.quiet
+        ):
+            return Decision(self.account, now, "tick", self._last_stale)
         return self._evaluate(now, "tick")
 
     def _evaluate(self, now: float, trigger: Trigger) -> Decision:
         figures = self.figures_at(now)
+        stale = self.is_data_stale(now)
         decision = engine.evaluate(
             self.rules,
             self.rules_state,
             figures,
             now,
-            stale=self.is_data_stale(now),
+            stale=stale,
             trigger=trigger,
         )
         self.last_decision = decision
+        self._last_eval_at = now
+        self._last_stale = stale
         return decision
 
     def set_rules(self, rules: RuleSet) -> None:

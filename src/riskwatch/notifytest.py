@@ -28,9 +28,11 @@ def format_outcome(o: Outcome) -> str:
 
 
 async def notify_test(
-    config: Config, out: TextIO = sys.stdout, policy: DeliveryPolicy | None = None
+    config: Config, out: TextIO | None = None, policy: DeliveryPolicy | None = None
 ) -> int:
-    """Send the test messages of ``config``; print one line per URL; return the exit status."""
+    """Send the test messages of ``config``; print one line per URL (to ``out``, default
+    stdout); return the exit status."""
+    out = out if out is not None else sys.stdout
     from riskwatch.app import secrets_of
 
     service = NotifyService(

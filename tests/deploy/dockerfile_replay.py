@@ -134,5 +134,9 @@ class PathMap:
         return self._pattern.sub(lambda m: str(self.root) + m.group(1), text)
 
     def path(self, image_path: str) -> Path:
-        """The host path standing for ``image_path``."""
-        return Path(self(image_path))
+        """The host path standing for ``image_path``; raises ValueError outside every root."""
+        mapped = Path(self(image_path))
+        if not mapped.is_relative_to(self.root):
+            msg = f"{image_path} is not under an image root: refusing the host path"
+            raise ValueError(msg)
+        return mapped

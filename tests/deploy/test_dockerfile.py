@@ -117,7 +117,7 @@ def _build(image: Image, pm: PathMap) -> tuple[dict[str, str], Path]:
     # The image's /usr/local/bin/python: Debian's Python 3.11 (python3-venv, from
     # scripts/ci-apt.sh), which, unlike an interpreter under /root, the non-root user
     # may execute.
-    base_bin = pm.path("/usr/local/bin")
+    base_bin = pm.root / "usr" / "local" / "bin"  # not an image root: never the host's
     base_bin.mkdir(parents=True, exist_ok=True)
     (base_bin / "python").symlink_to(BASE_PYTHON)
     env = {

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from test_notify_sinks import (
     SMTP_PASSWORD,
     WEBHOOK_TOKEN,
+    eventually,
     hanging_server,
     smtp_server,
     webhook,
@@ -108,10 +109,7 @@ async def test_firing_repeat_resolved_through_webhook_and_smtp(tmp_path: Path) -
             assert msg["title"] == "[WARNING] MarginUsageHigh on desk-a"
             assert "MarginUsageHigh on desk-a at 91.0 %" in msg["message"]
             assert msg["type"] == "warning"
-            for _ in range(300):
-                if box.messages:
-                    break
-                await asyncio.sleep(10 * MS)
+            await eventually(lambda: bool(box.messages))
             assert "Subject: [WARNING] MarginUsageHigh on desk-a" in box.messages[0]
             clock.advance(59)
             await settle(svc)
@@ -124,15 +122,14 @@ async def test_firing_repeat_resolved_through_webhook_and_smtp(tmp_path: Path) -
             await hook.wait_for(3)
             assert hook.received[2]["title"] == "[RESOLVED] [warning] MarginUsageHigh on desk-a"
             assert hook.received[2]["type"] == "success"
-            async with asyncio.timeout(5):
-                while len(svc.outcomes) < 6:
-                    await asyncio.sleep(10 * MS)
+            await eventually(lambda: len(svc.outcomes) == 6)
             assert "RESOLVED" in box.messages[-1]
         finally:
             await svc.stop()
         assert count(reg, "0", "sent") == 6  # 3 messages × 2 URLs
         rows = store.notifications()
-        assert {r.result for r in rows} == {"sent"} and len(rows) == 6
+        assert {r.result for r in rows} == {"sent"}
+        assert len(rows) == 6
         assert all("://" not in r.url_id for r in rows)
     store.close()
 
@@ -156,7 +153,9 @@ async def test_grouped_routed_and_continue() -> None:
             await settle(svc)
         finally:
             await svc.stop()
-    by_path = sorted((p.split("/")[1], m["title"]) for p, m in zip(hook.paths, hook.received, strict=True))
+    by_path = sorted(
+        (p.split("/")[1], m["title"]) for p, m in zip(hook.paths, hook.received, strict=True)
+    )
     assert by_path == [
         ("crit", "[CRITICAL] DailyLoss on desk-a"),
         ("desk", "[CRITICAL] DailyLoss on desk-a"),
@@ -182,7 +181,10 @@ async def test_silenced_inhibited_and_escalation_bypass(tmp_path: Path) -> None:
             svc.enqueue_alert(notice("MarginUsageHigh", severity="warning"))
             (first,) = await hook.wait_for(1)
             assert first["title"] == "[CRITICAL] MarginUsageCritical on desk-a"
-            assert svc.mute_of(notice("DailyLoss", severity="critical").all_labels)["muted"] == "silenced"
+            assert (
+                svc.mute_of(notice("DailyLoss", severity="critical").all_labels)["muted"]
+                == "silenced"
+            )
             assert svc.mute_of(notice().all_labels) == {"muted": "inhibited"}
             svc.enqueue_action(
                 ActionNotice(
@@ -223,14 +225,13 @@ async def test_hanging_channel_never_delays_enqueue_and_fails_counted() -> None:
             await hook.wait_for(1)
             costs.sort()
             assert costs[int(len(costs) * 0.99)] < 5 * MS
-            async with asyncio.timeout(5):
-                while count(reg, "0", "failed") < 1:
-                    await asyncio.sleep(20 * MS)
+            await eventually(lambda: count(reg, "0", "failed") >= 1)
         finally:
             await svc.stop(drain=0)
     assert count(reg, "0", "sent") >= 1
     failed = [o for o in svc.outcomes if o.result == "failed"]
-    assert failed[0].detail == "timed out after 0.3s" and failed[0].attempts == 2
+    assert failed[0].detail == "timed out after 0.3s"
+    assert failed[0].attempts == 2
 
 
 async def test_no_secret_in_logs_outcomes_or_store(
@@ -241,9 +242,11 @@ async def test_no_secret_in_logs_outcomes_or_store(
     logging.getLogger("apprise").setLevel(logging.DEBUG)
     clock = ManualClock(T0)
     store = Store.open(tmp_path / "state.db")
-    bad_mail = f"mailto://rw:{SMTP_PASSWORD}@127.0.0.1:1?smtp=127.0.0.1&from=a@b.c&to=d@e.f&mode=insecure"
+    bad_mail = (
+        f"mailto://rw:{SMTP_PASSWORD}@127.0.0.1:1?smtp=127.0.0.1&from=a@b.c&to=d@e.f&mode=insecure"
+    )
     dead_hook = f"json://127.0.0.1:1/hook/{WEBHOOK_TOKEN}"
-    async with smtp_server() as (box, mail_url):
+    async with smtp_server() as (_box, mail_url):
         svc, _ = service(
             route([mail_url.replace(SMTP_PASSWORD, SMTP_PASSWORD + "x"), bad_mail, dead_hook]),
             clock=clock,
@@ -254,9 +257,7 @@ async def test_no_secret_in_logs_outcomes_or_store(
         logging.getLogger("urllib3").setLevel(logging.DEBUG)
         try:
             svc.enqueue_alert(notice())
-            async with asyncio.timeout(5):
-                while len([o for o in svc.outcomes if o.result == "failed"]) < 3:
-                    await asyncio.sleep(20 * MS)
+            await eventually(lambda: sum(o.result == "failed" for o in svc.outcomes) == 3)
             await settle(svc)
         finally:
             await svc.stop()
@@ -267,3 +268,49 @@ async def test_no_secret_in_logs_outcomes_or_store(
     assert SMTP_PASSWORD not in text
     assert WEBHOOK_TOKEN not in text
     store.close()
+
+
+async def test_engine_decision_and_restart_without_renotify(tmp_path: Path) -> None:
+    """A Decision notifies once; after a restart its still-firing alert is not re-sent."""
+    from riskwatch.rules.engine import Alert, Decision
+    from riskwatch.rules.lifecycle import State
+
+    alert = Alert(
+        rule="DailyLoss",
+        account="desk-a",
+        symbol=None,
+        state=State.FIRING,
+        severity="critical",
+        labels=MappingProxyType({}),
+        summary="pnl today -6,000 USD",
+        description="",
+        active_since=T0,
+        fired_at=T0,
+        trip_id=4,
+        latched=True,
+        shadow=False,
+    )
+    decision = Decision(account="desk-a", at=T0, trigger="pulse", stale=False, alerts=(alert,))
+    clock = ManualClock(T0)
+    path = tmp_path / "state.db"
+    async with webhook() as hook:
+        for restart in range(2):
+            store = Store.open(path)
+            svc, _ = service(
+                route([hook.url()], repeat_interval=Duration(3_600_000)), clock=clock, store=store
+            )
+            await svc.start()
+            try:
+                assert svc.enqueue_decision(decision)
+                if restart == 0:
+                    (msg,) = await hook.wait_for(1)
+                    assert msg["title"] == "[CRITICAL] DailyLoss on desk-a"
+                    assert "pnl today -6,000 USD" in msg["message"]
+                    await eventually(lambda s=svc: len(s.outcomes) == 1)  # type: ignore[misc]
+                else:
+                    await settle(svc)
+                    assert len(hook.received) == 1
+            finally:
+                await svc.stop()
+                store.close()
+            clock.advance(30)

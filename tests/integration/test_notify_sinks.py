@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -78,7 +78,9 @@ class Mailbox:
         return "250 OK"
 
 
-def _auth(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+def _auth(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+) -> AuthResult:
     ok = isinstance(data, LoginPassword) and data.password == SMTP_PASSWORD.encode()
     return AuthResult(success=ok)
 
@@ -88,7 +90,9 @@ async def smtp_server() -> AsyncIterator[tuple[Mailbox, str]]:
     """An SMTP server with LOGIN auth on a real loopback port; yields (mailbox, apprise url)."""
     box = Mailbox()
     port = free_port()
-    ctl = Controller(box, hostname="127.0.0.1", port=port, authenticator=_auth, auth_require_tls=False)
+    ctl = Controller(
+        box, hostname="127.0.0.1", port=port, authenticator=_auth, auth_require_tls=False
+    )
     await asyncio.to_thread(ctl.start)
     url = (
         f"mailto://rw:{SMTP_PASSWORD}@127.0.0.1:{port}"
@@ -116,3 +120,12 @@ async def hanging_server() -> AsyncIterator[int]:
         for w in writers:
             w.close()
         server.close()
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` every 10 ms until it holds; fail after ``timeout`` seconds."""
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")

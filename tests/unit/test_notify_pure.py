@@ -133,8 +133,12 @@ def test_silence_applies_only_while_active() -> None:
 def test_parse_silence_validates() -> None:
     """Bad silences are refused with a message naming the field; good ones parse."""
     req = parse_silence(
-        {"matchers": ["rule=~Margin.*", {"name": "account", "value": "desk-a"}],
-         "duration": 3600, "created_by": "ops", "comment": "deploy"},
+        {
+            "matchers": ["rule=~Margin.*", {"name": "account", "value": "desk-a"}],
+            "duration": 3600,
+            "created_by": "ops",
+            "comment": "deploy",
+        },
         T0,
     )
     assert [m.op for m in req.matchers] == ["=~", "="]
@@ -205,7 +209,8 @@ def test_grouped_symbols_make_one_message_then_repeat_then_resolve() -> None:
     for i in range(10):
         d.alert(notice("LeverageCap", symbol=f"S{i}-USD", severity="warning"), T0)
     out, muted = d.flush(T0)
-    assert len(out) == 1 and not muted
+    assert len(out) == 1
+    assert not muted
     assert out[0].message.title == "[WARNING] LeverageCap on desk-a (10 symbols)"
     assert out[0].message.body.count("- [warning] LeverageCap") == 10
     assert d.flush(T0 + 59)[0] == []
@@ -214,7 +219,8 @@ def test_grouped_symbols_make_one_message_then_repeat_then_resolve() -> None:
     for i in range(10):
         d.alert(notice("LeverageCap", symbol=f"S{i}-USD", status="resolved", at=T0 + 70), T0 + 70)
     (res,) = d.flush(T0 + 70)[0]
-    assert res.reason == "resolved" and res.message.title.startswith("[RESOLVED]")
+    assert res.reason == "resolved"
+    assert res.message.title.startswith("[RESOLVED]")
     assert d.flush(T0 + 500)[0] == []
 
 
@@ -246,7 +252,8 @@ def test_silenced_alert_is_counted_not_sent_and_unmuted_when_silence_ends() -> N
     d.set_silences([silence([{"name": "rule", "op": "=~", "value": "Margin.*"}], T0, T0 + 30)])
     d.alert(notice(), T0)
     out, muted = d.flush(T0)
-    assert out == [] and [(m.route, m.result, m.by) for m in muted] == [("0", "silenced", "s1")]
+    assert out == []
+    assert [(m.route, m.result, m.by) for m in muted] == [("0", "silenced", "s1")]
     assert d.flush(T0 + 1) == ([], [])
     assert d.mute_of(notice().all_labels, T0 + 1) == ("silenced", "s1")
     out, _ = d.flush(T0 + 30)
@@ -288,7 +295,9 @@ def test_dry_run_action_joins_the_alert_message() -> None:
 
 def test_escalation_bypasses_silence_and_unmatched_routes() -> None:
     """A FAILED escalation is sent even when silenced and when no route matches it."""
-    d = dispatcher(route(["json://a"], match={"severity": "info"}), route(["json://b"], match={"x": "y"}))
+    d = dispatcher(
+        route(["json://a"], match={"severity": "info"}), route(["json://b"], match={"x": "y"})
+    )
     d.set_silences([silence([{"name": "account", "op": "=", "value": "desk-a"}], T0, T0 + 99)])
     d.action(
         ActionNotice("failed", "DailyLoss", "desk-a", "close_position all", T0, detail="rejected")
@@ -314,3 +323,70 @@ def test_restored_state_prevents_a_storm_after_restart() -> None:
     assert [o.reason for o in d.flush(T0 + 590)[0]] == ["repeat"]
     d.sync("desk-a", [], T0 + 600)
     assert [o.reason for o in d.flush(T0 + 600)[0]] == ["resolved"]
+
+
+# ---------------------------------------------------------------- engine adapter
+
+
+def transition(reason: str, prev: int, state: int, **kw: object) -> object:
+    from riskwatch.rules.engine import AlertTransition
+    from riskwatch.rules.lifecycle import Reason as LReason
+    from riskwatch.rules.lifecycle import State
+
+    base: dict[str, object] = {
+        "rule": "DailyLoss",
+        "account": "desk-a",
+        "symbol": None,
+        "reason": LReason(reason),
+        "prev": State(prev),
+        "state": State(state),
+        "at": T0,
+        "trip_id": 3,
+        "severity": "critical",
+        "labels": MappingProxyType({"desk": "a"}),
+        "summary": "pnl today -6,000",
+        "description": "",
+        "values": MappingProxyType({}),
+        "shadow": False,
+        "latched": False,
+        "record": MappingProxyType({}),
+    }
+    base.update(kw)
+    return AlertTransition(**base)  # type: ignore[arg-type]
+
+
+def test_engine_transitions_adapt_to_notices() -> None:
+    """Firing and resolved transitions become notices; pending ones and latched do not."""
+    from riskwatch.notify.notice import from_transition
+
+    fired = from_transition(transition("firing", 1, 2))  # type: ignore[arg-type]
+    assert fired is not None
+    assert (fired.status, fired.trip_id, fired.all_labels["desk"]) == ("firing", 3, "a")
+    assert fired.all_labels["symbol"] == ""
+    resolved = from_transition(transition("resolved", 2, 0))  # type: ignore[arg-type]
+    assert resolved is not None
+    assert resolved.status == "resolved"
+    reset = from_transition(transition("latch_reset", 2, 0))  # type: ignore[arg-type]
+    assert reset is not None
+    assert reset.status == "resolved"
+    assert from_transition(transition("pending", 0, 1)) is None  # type: ignore[arg-type]
+    assert from_transition(transition("latched", 2, 2)) is None  # type: ignore[arg-type]
+    shadow = from_transition(transition("firing", 1, 2, shadow=True))  # type: ignore[arg-type]
+    d = dispatcher(route(["json://a"]))
+    assert shadow is not None
+    d.alert(shadow, T0)
+    assert d.flush(T0) == ([], [])
+
+
+def test_changes_wait_for_group_interval_and_big_groups_are_capped() -> None:
+    """After a group's first message, changes wait group_interval; long lists are cut."""
+    d = dispatcher(route(["json://a"]), group_interval=30.0)
+    for i in range(60):
+        d.alert(notice("Lev", symbol=f"S{i:02d}"), T0)
+    (first,) = d.flush(T0)[0]
+    assert "- … and 10 more" in first.message.body
+    d.alert(notice("Lev", symbol="S99"), T0 + 1)
+    assert d.flush(T0 + 29)[0] == []
+    (changed,) = d.flush(T0 + 30)[0]
+    assert changed.reason == "changed"
+    assert "(61 symbols)" in changed.message.title

@@ -77,9 +77,10 @@ def run_silence(
     author: str | None = None,
     comment: str = "",
     silence_id: str | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
-    """Run ``silence add|list|expire``; return the exit status."""
+    """Run ``silence add|list|expire`` (printing to ``out``, default stdout); return the status."""
+    out = out if out is not None else sys.stdout
     try:
         base, token = _endpoint(config_path, url)
     except ConfigError as exc:

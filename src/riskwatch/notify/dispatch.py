@@ -22,6 +22,7 @@ when no route matches them they go to every route (an escalation is never droppe
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
@@ -86,6 +87,7 @@ class _Group:
     last: LastSent | None = None
     restored: bool = False
     muted: dict[AlertKey, tuple[MuteResult, int]] = field(default_factory=dict)
+    dirty: bool = True
 
     @property
     def due(self) -> float:
@@ -99,7 +101,9 @@ class Dispatcher:
     """Notification state and decisions; see the module docstring. Not thread-safe.
 
     ``restored`` maps ``(route, group key)`` to what the notification log says was last
-    sent there. ``external_url`` adds a status link to every message.
+    sent there. ``external_url`` adds a status link to every message. ``group_interval``
+    (seconds) is the least time between two messages of one group after its first
+    (changes and resolutions wait for it; alertmanager's ``group_interval``).
     """
 
     def __init__(
@@ -109,8 +113,10 @@ class Dispatcher:
         policy: InhibitPolicy = DEFAULT_POLICY,
         external_url: str | None = None,
         restored: Mapping[tuple[str, str], LastSent] | None = None,
+        group_interval: float = 5.0,
     ) -> None:
         self.routes = tuple(routes)
+        self.group_interval = group_interval
         self.policy = policy
         self.external_url = external_url
         self.alerts: dict[AlertKey, AlertNotice] = {}
@@ -120,6 +126,12 @@ class Dispatcher:
         self._pending: list[ActionNotice] = []
         self._actions: dict[AlertKey, list[ActionNotice]] = {}
         self._critical: list[Mapping[str, str]] | None = None
+        # Mute results are cached per alert and invalidated by bumping the version:
+        # silences changed, the set of critical alerts changed, or a silence edge passed.
+        self._version = 0
+        self._mutes: dict[AlertKey, tuple[int, tuple[MuteResult, str] | None]] = {}
+        self._edge = math.inf
+        self._flushed = 0
 
     # -- input ----------------------------------------------------------------------
 
@@ -128,7 +140,10 @@ class Dispatcher:
         if n.shadow:
             return
         key, labels = n.key, n.all_labels
-        self._critical = None
+        if n.severity == self.policy.source:
+            self._critical = None
+            self._version += 1
+        self._mutes.pop(key, None)
         if n.status == "firing":
             old = self.alerts.get(key)
             if old is not None and old.trip_id != n.trip_id:
@@ -143,6 +158,7 @@ class Dispatcher:
                 if n.status != "firing":
                     continue
                 g = self._new_group(route, gk[1], now)
+            g.dirty = True
             if n.status == "firing":
                 g.members[key] = n
                 g.resolved.pop(key, None)
@@ -175,9 +191,15 @@ class Dispatcher:
         if len(done) < _MAX_ACTIONS_PER_ALERT:
             done.append(n)
 
+    def restore(self, last: Mapping[tuple[str, str], LastSent]) -> None:
+        """Seed what was last sent per ``(route, group key)`` (from the notification log)."""
+        self._restored.update(last)
+
     def set_silences(self, silences: Iterable[Silence]) -> None:
         """Replace the known silences (active, future and expired alike)."""
         self._silences = [(s, matchers_of(s.matchers)) for s in silences]
+        self._version += 1
+        self._edge = -math.inf
 
     # -- muting ---------------------------------------------------------------------
 
@@ -203,14 +225,48 @@ class Dispatcher:
         due = [g.due for g in self.groups.values() if g.due > now and g.members]
         return min(due, default=None)
 
+    def _cached_mute(self, n: AlertNotice, now: float) -> tuple[MuteResult, str] | None:
+        hit = self._mutes.get(n.key)
+        if hit is not None and hit[0] == self._version:
+            return hit[1]
+        mute = self.mute_of(n.all_labels, now)
+        self._mutes[n.key] = (self._version, mute)
+        return mute
+
+    def _check_edges(self, now: float) -> None:
+        """Invalidate cached mutes when a silence started or ended since the last flush."""
+        if now < self._edge:
+            return
+        edges = [t for s, _ in self._silences for t in (s.starts_at, s.ends_at) if t > now]
+        self._edge = min(edges, default=math.inf)
+        self._version += 1
+
     def flush(self, now: float) -> tuple[list[Outgoing], list[Muted]]:
-        """Decide every due group and every pending action notice at ``now``."""
+        """Decide every due group and every pending action notice at ``now``.
+
+        Cost: groups whose members, mutes or repeat time did not change are skipped in
+        O(1) each; mutes are cached per alert.
+        """
         out: list[Outgoing] = []
         muted: list[Muted] = []
         consumed: set[int] = set()
+        self._check_edges(now)
+        everything = self._version != self._flushed
+        self._flushed = self._version
         for gk, g in list(self.groups.items()):
             if g.due > now:
                 continue
+            last = g.last
+            repeat = (
+                last is not None
+                and last.status == "firing"
+                and now - last.at >= g.route.repeat_interval
+            )
+            if not (g.dirty or everything or repeat):
+                continue
+            if last is not None and last.status == "firing" and now - last.at < self.group_interval:
+                continue  # changes wait for group_interval (stays dirty)
+            g.dirty = False
             self._flush_group(g, now, out, muted, consumed)
             if not g.members and not g.resolved and (g.last is None or g.last.status != "firing"):
                 del self.groups[gk]
@@ -230,7 +286,7 @@ class Dispatcher:
     ) -> None:
         notifiable: list[AlertNotice] = []
         for key, n in g.members.items():
-            mute = self.mute_of(n.all_labels, now)
+            mute = self._cached_mute(n, now)
             if mute is None:
                 g.muted.pop(key, None)
                 notifiable.append(n)

@@ -18,8 +18,10 @@ from typing import Final
 from riskwatch.notify.dedup import Reason
 from riskwatch.notify.notice import ActionNotice, AlertKey, AlertNotice
 
-__all__ = ["Message", "render_action", "render_group", "render_test"]
+__all__ = ["MAX_ALERTS", "Message", "render_action", "render_group", "render_test"]
 
+MAX_ALERTS: Final = 50
+"""Alerts listed per section of one message; the rest are counted (chat limits)."""
 _RANK: Final = {"critical": 0, "warning": 1, "info": 2}
 _TYPES: Final = {"critical": "failure", "warning": "warning", "info": "info"}
 
@@ -99,14 +101,15 @@ def render_group(
         title = f"[RESOLVED] [{severity}] {_headline(resolved)}"
         kind, status = "success", "resolved"
     lines: list[str] = []
-    if firing:
-        lines.append(f"Firing ({len(firing)}):")
-        for n in sorted(firing, key=lambda n: n.key):
-            lines += _alert_lines(n, actions.get(n.key, ()), resolved=False)
-    if resolved:
-        lines.append(f"RESOLVED ({len(resolved)}):")
-        for n in sorted(resolved, key=lambda n: n.key):
-            lines += _alert_lines(n, actions.get(n.key, ()), resolved=True)
+    for label, notices, done in (("Firing", firing, False), ("RESOLVED", resolved, True)):
+        if not notices:
+            continue
+        lines.append(f"{label} ({len(notices)}):")
+        ordered = sorted(notices, key=lambda n: (_RANK.get(n.severity, 3), n.key))
+        for n in ordered[:MAX_ALERTS]:
+            lines += _alert_lines(n, actions.get(n.key, ()), resolved=done)
+        if len(ordered) > MAX_ALERTS:
+            lines.append(f"- … and {len(ordered) - MAX_ALERTS} more")
     accounts = {n.account for n in (*firing, *resolved)}
     lines += _link(external_url, next(iter(accounts)) if len(accounts) == 1 else None)
     return Message(title=title, body="\n".join(lines), notify_type=kind, status=status)

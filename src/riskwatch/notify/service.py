@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 _FP: Final = "fp="
 RESTORE_ROWS: Final = 5000
 """How many notification-log rows are read at start to restore dedup state."""
+BATCH: Final = 500
+"""Most queued items taken per dispatch step (one step holds the loop ~ms at most)."""
 
 
 def restore_last_sent(rows: Iterable[Any]) -> dict[tuple[str, str], LastSent]:
@@ -71,7 +73,8 @@ class NotifyService:
     """Queue, pure dispatcher, delivery lanes, metrics and the notification log.
 
     ``tick`` is how often (seconds) groups are re-examined for ``repeat_interval`` and
-    silence changes. ``store`` and ``metrics`` are optional (tests, ``notify-test``).
+    silence changes; for ``group_interval`` see :class:`~riskwatch.notify.dispatch.Dispatcher`.
+    ``store`` and ``metrics`` are optional (tests, ``notify-test``).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class NotifyService:
         delivery: DeliveryPolicy | None = None,
         queue_size: int = 10_000,
         tick: float = 1.0,
+        group_interval: float = 5.0,
         secrets: Iterable[str] = (),
     ) -> None:
         self.config = config
@@ -93,7 +97,12 @@ class NotifyService:
         self.store = store
         self.metrics = metrics
         self.routes = build_routes(config)
-        self.dispatcher = Dispatcher(self.routes, policy=inhibit, external_url=external_url)
+        self.dispatcher = Dispatcher(
+            self.routes,
+            policy=inhibit,
+            external_url=external_url,
+            group_interval=group_interval,
+        )
         self.tick = tick
         route_secrets = [u.reveal() for r in self.routes for u in r.targets]
         self.deliverer = Deliverer(
@@ -132,6 +141,10 @@ class NotifyService:
         if not decision.transitions and not decision.alerts:
             return True
         return self._put("decision", decision)
+
+    def on_decision(self, decision: Decision) -> None:
+        """:meth:`enqueue_decision` as a daemon decision listener."""
+        self.enqueue_decision(decision)
 
     def enqueue_alert(self, notice: AlertNotice) -> bool:
         """Queue one alert notice (drivers without a :class:`Decision`, tests)."""
@@ -222,7 +235,7 @@ class NotifyService:
             return
         if self.store is not None:
             rows = await asyncio.to_thread(self.store.notifications, RESTORE_ROWS)
-            self.dispatcher._restored.update(restore_last_sent(rows))
+            self.dispatcher.restore(restore_last_sent(rows))
         await self._reload_silences()
         self._task = asyncio.create_task(self._run(), name="notify")
 
@@ -252,6 +265,7 @@ class NotifyService:
                 self._step()
             except Exception:
                 log.exception("notification dispatch failed; continuing")
+            await asyncio.sleep(0)  # let evaluation run between batches
 
     def _take(self, item: tuple[str, Any]) -> None:
         kind, value = item
@@ -270,8 +284,13 @@ class NotifyService:
             self.dispatcher.action(value)
 
     def _step(self) -> None:
-        """Drain the queue, flush the dispatcher, hand messages to the lanes."""
-        while not self._queue.empty():
+        """Take up to ``BATCH`` queued items, flush the dispatcher, hand messages to the lanes.
+
+        The batch bound keeps one step short, so a burst never holds the event loop long.
+        """
+        for _ in range(BATCH):
+            if self._queue.empty():
+                break
             self._take(self._queue.get_nowait())
         outgoing, muted = self.dispatcher.flush(self.clock.now())
         for m in muted:

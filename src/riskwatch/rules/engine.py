@@ -319,6 +319,12 @@ class RulesState:
 
     # -- views
 
+    @property
+    def quiet(self) -> bool:
+        """True when no alert is pending or firing and no action is owed: only the
+        passing of time through conditions can change anything at a tick."""
+        return not self._active and not self.owed
+
     def alerts_view(self) -> tuple[Alert, ...]:
         """Pending and firing alerts, most severe first, then by rule and symbol."""
         if self._view_dirty:
