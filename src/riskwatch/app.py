@@ -415,6 +415,15 @@ class Daemon:
         app.router.add_post("/api/latches/reset", self.admin.guard(self._http_reset_latches))
         add_silence_routes(app, self.notifier, self.admin)
         await self.notifier.start()
+        now = self.clock.now()
+        for name, rt in self.accounts.items():
+            restored = rt.core.alerts()
+            if restored:
+                # Alerts restored from the state database: the notifier learns of them now,
+                # so their repeat_interval reminders resume (the log prevents re-sending).
+                self.notifier.on_decision(
+                    Decision(name, now, "tick", stale=False, alerts=restored)
+                )
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
