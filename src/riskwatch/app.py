@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,9 @@ from riskwatch.http import AdminGuard, build_app, json_response, read_json_body
 from riskwatch.logredact import install_redaction
 from riskwatch.metrics import AccountView, Metrics, Scrape, SnapshotCollector
 from riskwatch.model import BadMessage, Event, MarkPrice, UnknownMessage
+from riskwatch.notify.deliver import DeliveryPolicy
 from riskwatch.notify.httpapi import add_silence_routes
+from riskwatch.notify.inhibit import InhibitPolicy
 from riskwatch.notify.notice import alert_labels
 from riskwatch.notify.service import NotifyService
 from riskwatch.qfex.client import (
@@ -51,6 +53,7 @@ from riskwatch.rules.engine import Decision, StateRecords
 from riskwatch.rules.lifecycle import Reason
 from riskwatch.rules.load import load_rule_files
 from riskwatch.rules.model import DATA_STALE, EMPTY_RULES, RuleSet
+from riskwatch.shard import ALL, Shard
 from riskwatch.store import Store
 
 DecisionListener = Callable[[Decision], None]
@@ -123,6 +126,15 @@ class Daemon:
             metrics=self.metrics,
             external_url=config.http.external_url,
             secrets=secrets_of(config),
+            inhibit=InhibitPolicy(
+                enabled=config.notifications.inhibit,
+                family_label=config.notifications.family_label,
+            ),
+            delivery=DeliveryPolicy(
+                timeout=config.notifications.delivery_timeout.seconds,
+                attempts=config.notifications.delivery_attempts,
+            ),
+            group_interval=config.notifications.group_interval.seconds,
         )
         self.decision_listeners.append(self.notifier.on_decision)
         self.mds: MarketDataConnection | None = None
@@ -421,9 +433,7 @@ class Daemon:
             if restored:
                 # Alerts restored from the state database: the notifier learns of them now,
                 # so their repeat_interval reminders resume (the log prevents re-sending).
-                self.notifier.on_decision(
-                    Decision(name, now, "tick", stale=False, alerts=restored)
-                )
+                self.notifier.on_decision(Decision(name, now, "tick", stale=False, alerts=restored))
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
@@ -542,10 +552,17 @@ async def serve(config: Config, rules: RuleSet, store: Store, *, record: Path | 
     return 0
 
 
-def run_daemon(config_path: Path, *, record: Path | None = None) -> int:
-    """``riskwatch run``: load the config (exit 2 on problems) and serve."""
+def run_daemon(config_path: Path, *, record: Path | None = None, shard: Shard = ALL) -> int:
+    """``riskwatch run``: load the config (exit 2 on problems) and serve.
+
+    With ``shard`` (``--shard I/N``) only the accounts that shard owns are watched
+    (:mod:`riskwatch.shard`; docs/performance.md).
+    """
     try:
         config = load_config(config_path)
+        if shard != ALL:
+            config = replace(config, accounts=shard.select(config.accounts, lambda a: a.name))
+            log.info("shard %s: watching %d account(s)", shard, len(config.accounts))
         rules = load_rule_files(list(config.rules.files))
     except ConfigError as exc:
         for problem in exc.problems:

@@ -36,11 +36,24 @@ def _setup_logging(level: str) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from riskwatch.app import run_daemon
+    from riskwatch.shard import ALL, parse_shard
 
     return run_daemon(
         Path(args.config),
         record=Path(args.record) if args.record else None,
+        shard=parse_shard(args.shard) if args.shard else ALL,
     )
+
+
+def _shard_arg(text: str) -> str:
+    """Validate ``--shard I/N`` at parse time (argparse reports the error, exit 2)."""
+    from riskwatch.shard import parse_shard
+
+    try:
+        parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -115,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("-c", "--config", required=True, help="path to riskwatch.yaml")
     p.add_argument("--record", help="append every received exchange frame to FILE (JSON lines)")
+    p.add_argument(
+        "--shard",
+        type=_shard_arg,
+        help="watch only shard I of N of the accounts (I from 0, e.g. 0/3; hash of the name)",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("check", help="validate the config and every rule file")

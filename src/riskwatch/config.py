@@ -78,6 +78,7 @@ _4H = Duration(4 * 3_600_000)
 
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ROUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -144,17 +145,29 @@ class RouteConfig:
     group_wait: Duration = _ZERO
     group_by: tuple[str, ...] = ()
     send_resolved: bool = True
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class NotificationsConfig:
-    """Routes in order (first match wins unless ``continue_``) and their defaults."""
+    """Routes in order (first match wins unless ``continue_``) and their defaults.
+
+    ``group_interval``: how long a group waits before sending a change after its first
+    message; ``inhibit`` / ``family_label``: a firing critical alert inhibits the
+    warnings of the same account and rule family (the ``family`` label, or the rule name
+    without its severity word); ``delivery_timeout`` / ``delivery_attempts``: per URL.
+    """
 
     routes: tuple[RouteConfig, ...] = ()
     send_resolved: bool = True
     repeat_interval: Duration = _4H
     group_wait: Duration = _ZERO
     apprise_config: Path | None = None
+    group_interval: Duration = _5S
+    inhibit: bool = True
+    family_label: str = "family"
+    delivery_timeout: Duration = _10S
+    delivery_attempts: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,14 +561,44 @@ class _Loader:
         r, d = self.r, NotificationsConfig()
         f = r.mapping(
             node,
-            optional={"routes", "send_resolved", "repeat_interval", "group_wait", "apprise_config"},
+            optional={
+                "routes",
+                "send_resolved",
+                "repeat_interval",
+                "group_wait",
+                "group_interval",
+                "apprise_config",
+                "inhibit",
+                "family_label",
+                "delivery_timeout",
+                "delivery_attempts",
+            },
         )
+        attempts_node = f.get("delivery_attempts")
+        attempts = r.as_int(attempts_node, d.delivery_attempts)
+        if attempts_node is not None and not 1 <= attempts <= 20:
+            r.problem(attempts_node, "delivery_attempts must be 1 to 20")
+            attempts = d.delivery_attempts
+        family_node = f.get("family_label")
+        family = r.as_str(family_node, d.family_label)
+        if family_node is not None and not _LABEL_NAME.fullmatch(family):
+            r.problem(family_node, f"invalid label name '{family}'")
+            family = d.family_label
         defaults = NotificationsConfig(
             send_resolved=r.as_bool(f.get("send_resolved"), d.send_resolved),
             repeat_interval=r.as_duration(
                 f.get("repeat_interval"), d.repeat_interval, minimum=Duration(1)
             ),
             group_wait=r.as_duration(f.get("group_wait"), d.group_wait),
+            group_interval=r.as_duration(
+                f.get("group_interval"), d.group_interval, minimum=Duration(1)
+            ),
+            inhibit=r.as_bool(f.get("inhibit"), d.inhibit),
+            family_label=family,
+            delivery_timeout=r.as_duration(
+                f.get("delivery_timeout"), d.delivery_timeout, minimum=Duration(100)
+            ),
+            delivery_attempts=attempts,
         )
         routes = tuple(self.route(item, defaults) for item in r.as_list(f.get("routes")))
         apprise_config = None
@@ -573,6 +616,7 @@ class _Loader:
             node,
             required={"urls"},
             optional={
+                "name",
                 "match",
                 "match_re",
                 "continue",
@@ -592,7 +636,14 @@ class _Loader:
                 r.problem(item, "notification url has no scheme (expected e.g. slack://…)")
                 continue
             urls.append(Secret(url))
+        name = r.as_str(f.get("name"))
+        if name is not None and not _ROUTE_NAME.fullmatch(name):
+            r.problem(
+                f.get("name") or node, f"invalid route name '{name}' (letters, digits, _ . -)"
+            )
+            name = None
         return RouteConfig(
+            name=name,
             urls=tuple(urls),
             match=MappingProxyType(self._labels(f.get("match"))),
             match_re=MappingProxyType(self._label_regexes(f.get("match_re"))),

@@ -57,7 +57,6 @@ from riskwatch.state.account import AccountSnapshot
 from riskwatch.state.daily import DailyConfig
 from riskwatch.state.derived import Figures
 
-
 QUIET_TICK_INTERVAL: Final = 1.0
 """Seconds: a tick re-evaluates a quiet account at most this long after its last evaluation."""
 

@@ -96,9 +96,7 @@ def targets(
     Returns ``(symbols, "")`` or ``([], detail)`` with a detail for ``NO_POSITION`` /
     ``NO_SYMBOL``. Symbols come sorted for ``all``.
     """
-    open_ = {
-        sym: st for sym, st in snapshot.positions.items() if abs(st.pulse.position) > EPSILON
-    }
+    open_ = {sym: st for sym, st in snapshot.positions.items() if abs(st.pulse.position) > EPSILON}
     if target is None:
         if intent_symbol is None:
             return [], "close_position without a target needs a position-scope rule"
@@ -213,7 +211,7 @@ def _twap_params(
             f"{fraction:g} of {abs(size):g} is {total:g}, under {num} slices of the "
             f"minimum quantity {min_quantity:g}"
         )
-    interval = max(interval_floor, int(math.floor(over / num)))
+    interval = max(interval_floor, math.floor(over / num))
     return {
         "side": "SELL" if size > 0 else "BUY",
         "total_quantity": total,

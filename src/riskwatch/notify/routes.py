@@ -67,7 +67,7 @@ class Route:
 
 def _route(index: int, rc: RouteConfig) -> Route:
     return Route(
-        name=str(index),
+        name=rc.name or str(index),
         targets=rc.urls,
         match=MappingProxyType(dict(rc.match)),
         match_re=MappingProxyType(dict(rc.match_re)),
@@ -80,7 +80,7 @@ def _route(index: int, rc: RouteConfig) -> Route:
 
 
 def build_routes(config: NotificationsConfig) -> tuple[Route, ...]:
-    """The config's routes in order, named by index."""
+    """The config's routes in order, named by their ``name`` or else their index."""
     return tuple(_route(i, rc) for i, rc in enumerate(config.routes))
 
 
