@@ -28,6 +28,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from riskwatch import __version__
+from riskwatch.actions.executor import ActionExecutor, scratch_store
+from riskwatch.actions.model import ActionEvent
+from riskwatch.actions.notices import to_notice
 from riskwatch.clock import Clock, SystemClock
 from riskwatch.config import AccountConfig, Config, load_config
 from riskwatch.core import AccountCore
@@ -49,11 +52,13 @@ from riskwatch.qfex.client import (
 )
 from riskwatch.qfex.recorder import Recorder
 from riskwatch.qfex.session import TradeSession
+from riskwatch.reload import Reloader
 from riskwatch.rules.engine import Decision, StateRecords
 from riskwatch.rules.lifecycle import Reason
 from riskwatch.rules.load import load_rule_files
 from riskwatch.rules.model import DATA_STALE, EMPTY_RULES, RuleSet
 from riskwatch.shard import ALL, Shard
+from riskwatch.statuspage import page_of
 from riskwatch.store import Store
 
 DecisionListener = Callable[[Decision], None]
@@ -137,6 +142,22 @@ class Daemon:
             group_interval=config.notifications.group_interval.seconds,
         )
         self.decision_listeners.append(self.notifier.on_decision)
+        # Protective actions: planned per trip, audited before sending, confirmed from
+        # the exchange's replies and pulses (actions/executor.py).
+        self.executor = ActionExecutor(
+            config.actions,
+            store=store if store is not None else scratch_store(),
+            metrics=self.metrics,
+            clock=self.clock,
+            snapshot_of=lambda name: self.accounts[name].core.snapshot,
+            is_stale=lambda name, t: self.accounts[name].core.is_stale(t),
+            send=self._send_frame,
+        )
+        # First listener: a protective action never waits behind notification work.
+        self.decision_listeners.insert(0, self.executor.on_decision)
+        self.executor.listeners.append(self._on_action_event)
+        # SIGHUP, a changed config or rule file, POST /api/reload (reload.py).
+        self.reloader = Reloader(self)
         self.mds: MarketDataConnection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -295,6 +316,7 @@ class Daemon:
             elif isinstance(ev, UnknownMessage):
                 log.info("account %s: unknown message %r skipped", account, ev.key)
         started = time.perf_counter()
+        self.executor.frame_started(account)
         result = rt.core.handle(events, now)
         if result.decision is not None:
             self._apply_decision(result.decision, time.perf_counter() - started)
@@ -307,7 +329,8 @@ class Daemon:
             # A symbol appeared in a pulse: ask the market-data gateway for its marks.
             rt.symbols_watched = len(rt.core.snapshot.positions)
             self.mds.watch(set(rt.core.snapshot.positions))
-        return list(result.frames)
+        # Commands planned from this frame are written on the same loop turn.
+        return [*result.frames, *self.executor.on_events(account, events, now)]
 
     def _on_mds_events(self, events: Sequence[Event], now: float) -> None:
         """Fan mark prices out to the accounts holding the symbol."""
@@ -339,6 +362,7 @@ class Daemon:
         if status.reconnects > rt.reconnects_seen:
             self.metrics.reconnects.labels(account).inc(status.reconnects - rt.reconnects_seen)
             rt.reconnects_seen = status.reconnects
+        self.executor.on_status(account, self._connected(rt), self.clock.now())
 
     # --- views ----------------------------------------------------------------------
 
@@ -393,8 +417,10 @@ class Daemon:
         return {
             "version": __version__,
             "time": now,
-            "mode": self.config.actions.mode,
-            "kill_switch": self.config.actions.kill_switch,
+            "mode": self.executor.mode,
+            "kill_switch": self.executor.kill_switch,
+            "armed": self.executor.armed,
+            "actions": {**self.executor.status(), "recent": self.executor.recent(10)},
             "exchange": {
                 "url": self.config.exchange.url,
                 "market_data_url": self.config.exchange.market_data_url,
@@ -420,12 +446,18 @@ class Daemon:
             "riskwatch %s starting: %d account(s), actions mode %s%s",
             __version__,
             len(self.accounts),
-            cfg.actions.mode.upper(),
-            " (kill switch ON: no action will be sent)" if cfg.actions.kill_switch else "",
+            self.executor.mode.upper(),
+            " (kill switch ON: no action will be sent)" if self.executor.kill_switch else "",
         )
-        app = build_app(self, self.registry)
+        self.executor.announce()
+        self.executor.resume(self.clock.now())
+        app = build_app(self, self.registry, status_page=lambda: page_of(self))
+        app.router.add_post("/api/reload", self.admin.guard(self._http_reload))
         app.router.add_post("/api/latches/reset", self.admin.guard(self._http_reset_latches))
         add_silence_routes(app, self.notifier, self.admin)
+        app.router.add_get("/api/actions", self._http_actions)
+        app.router.add_post("/api/arm", self.admin.guard(self._http_arm))
+        app.router.add_post("/api/disarm", self.admin.guard(self._http_disarm))
         await self.notifier.start()
         now = self.clock.now()
         for name, rt in self.accounts.items():
@@ -458,6 +490,8 @@ class Daemon:
             )
             self._tasks.append(asyncio.create_task(self.mds.run(), name="mds"))
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="rule-ticks"))
+        self._tasks.append(asyncio.create_task(self.reloader.watch(), name="config-watch"))
+        self._tasks.append(asyncio.create_task(self.executor.run(), name="actions"))
         for name, rt in self.accounts.items():
             acc = rt.config
 
@@ -503,6 +537,46 @@ class Daemon:
         self._save_rule_state(self.clock.now(), alerts=True)
         log.info("riskwatch stopped")
 
+    def _send_frame(self, account: str, frame: str) -> float:
+        """Write a command frame for ``account`` now; ConnectionError when not connected."""
+        conn = self.accounts[account].connection
+        if conn is None:
+            msg = f"account {account!r} has no connection"
+            raise ConnectionError(msg)
+        return conn.send_nowait(frame)
+
+    def _on_action_event(self, event: ActionEvent) -> None:
+        """Action events become notices (dry-run, confirmed, FAILED, breaker)."""
+        notice = to_notice(event)
+        if notice is not None:
+            self.notifier.enqueue_action(notice)
+
+    async def _http_actions(self, request: web.Request) -> web.Response:
+        """``GET /api/actions?limit=N&account=A``: the audit log, newest first."""
+        try:
+            limit = max(1, min(1000, int(request.query.get("limit", "100"))))
+        except ValueError:
+            return json_response({"error": "limit must be an integer"}, status=400)
+        rows = self.executor.store.actions(limit=limit, account=request.query.get("account"))
+        doc = self.executor.status()
+        doc["actions"] = [
+            {**r.to_dict(), "outcome": r.status if r.finished else "pending"} for r in rows
+        ]
+        return json_response(doc)
+
+    async def _http_arm(self, request: web.Request) -> web.Response:
+        """``POST /api/arm``: mode armed, kill switch off."""
+        return json_response(self.executor.arm(actor=f"api ({request.remote})"))
+
+    async def _http_disarm(self, request: web.Request) -> web.Response:
+        """``POST /api/disarm``: the kill switch; nothing more is sent."""
+        return json_response(self.executor.disarm(actor=f"api ({request.remote})"))
+
+    async def _http_reload(self, _: web.Request) -> web.Response:
+        """``POST /api/reload``: reload rules and routes now; 422 when refused."""
+        outcome = await self.reloader.reload("api")
+        return json_response(outcome.to_dict(), status=200 if outcome.ok else 422)
+
     async def _http_reset_latches(self, request: web.Request) -> web.Response:
         """``POST /api/latches/reset`` ``{"account", "rule"?, "symbol"?}`` (PRODUCT.md §10)."""
         body = await read_json_body(request)
@@ -537,15 +611,25 @@ def secrets_of(config: Config) -> list[str]:
     return out
 
 
-async def serve(config: Config, rules: RuleSet, store: Store, *, record: Path | None = None) -> int:
-    """Run the daemon until SIGTERM/SIGINT; return the exit status."""
+async def serve(
+    config: Config,
+    rules: RuleSet,
+    store: Store,
+    *,
+    record: Path | None = None,
+    shard: Shard = ALL,
+) -> int:
+    """Run the daemon until SIGTERM/SIGINT (SIGHUP reloads); return the exit status."""
     recorder = Recorder(record) if record is not None else None
     daemon = Daemon(config, recorder=recorder, rules=rules, store=store)
+    if shard != ALL:
+        daemon.reloader.select = lambda accounts: shard.select(accounts, lambda a: a.name)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
     await daemon.start()
+    loop.add_signal_handler(signal.SIGHUP, daemon.reloader.request, "SIGHUP")
     await stop_requested.wait()
     log.info("shutdown requested")
     await daemon.stop()
@@ -575,6 +659,6 @@ def run_daemon(config_path: Path, *, record: Path | None = None, shard: Shard = 
         print(f"{config.state.path}: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(serve(config, rules, store, record=record))
+        return asyncio.run(serve(config, rules, store, record=record, shard=shard))
     finally:
         store.close()

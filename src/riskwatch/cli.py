@@ -98,6 +98,20 @@ def _cmd_notify_test(args: argparse.Namespace) -> int:
     return run_notify_test(Path(args.config))
 
 
+def _cmd_control(args: argparse.Namespace) -> int:
+    from riskwatch.controlcli import run_control
+
+    return run_control(
+        args.command,
+        url=args.url,
+        token_file=Path(args.token_file) if getattr(args, "token_file", None) else None,
+        account=getattr(args, "account", None),
+        rule=getattr(args, "rule", None),
+        symbol=getattr(args, "symbol", None),
+        limit=getattr(args, "limit", 50),
+    )
+
+
 def _cmd_silence(args: argparse.Namespace) -> int:
     from riskwatch.notify.cliclient import run_silence
 
@@ -195,6 +209,24 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "expire":
             sp.add_argument("id", help="silence id")
     p.set_defaults(func=_cmd_silence)
+
+    for name, text in (
+        ("arm", "arm protective actions of a running daemon (clears the kill switch)"),
+        ("disarm", "kill switch: disarm every protective action of a running daemon"),
+        ("latch-reset", "reset latched rules of an account on a running daemon"),
+        ("actions", "print the action audit log of a running daemon, newest first"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--url", help="daemon base URL (default http://127.0.0.1:9464)")
+        if name != "actions":
+            p.add_argument("--token-file", help="file holding the admin token")
+        if name == "latch-reset":
+            p.add_argument("--account", required=True)
+            p.add_argument("--rule", help="rule name (default: every latch of the account)")
+            p.add_argument("--symbol", help="symbol (position-scope rules)")
+        if name == "actions":
+            p.add_argument("--limit", type=int, default=50)
+        p.set_defaults(func=_cmd_control)
     return parser
 
 

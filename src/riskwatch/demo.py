@@ -122,6 +122,16 @@ def render(doc: dict[str, Any], scenario_time: float, scenario: Scenario) -> str
                 f"{alert.get('rule', '')} {alert.get('symbol') or ''}"
             )
         out.append("")
+    actions = doc.get("actions", {}).get("recent", [])
+    if actions:
+        out.append("actions (newest first):")
+        for a in actions[:8]:
+            detail = f"  {a['detail']}" if a.get("detail") else ""
+            out.append(
+                f"  {a.get('account', '')} {a.get('rule', '')}: {a.get('summary', '')} "
+                f"attempt {a.get('attempt', 1)} → {str(a.get('outcome', '')).upper()}{detail}"
+            )
+        out.append("")
     return "\n".join(out)
 
 

@@ -10,7 +10,6 @@ and are disabled when no token is configured.
 from __future__ import annotations
 
 import hmac
-import html
 import json
 import logging
 import math
@@ -21,7 +20,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from riskwatch import __version__
+from riskwatch import statuspage
 from riskwatch.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -166,8 +165,16 @@ def build_app(
         return json_response(view.alerts_document())
 
     async def index(_: web.Request) -> web.Response:
-        page = status_page() if status_page is not None else default_status_page(view)
-        return web.Response(text=page, content_type="text/html")
+        if status_page is not None:
+            page = status_page()
+        else:
+            data = statuspage.PageData(
+                state=view.state_document(), alerts=view.alerts_document().get("alerts", [])
+            )
+            page = statuspage.render(data)
+        resp = web.Response(text=page, content_type="text/html")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
 
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
@@ -176,49 +183,3 @@ def build_app(
     app.router.add_get("/api/alerts", api_alerts)
     app.router.add_get("/", index)
     return app
-
-
-def _fmt(value: Any, kind: str = "num") -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "∞" if value > 0 else ("-∞" if value < 0 else "NaN")
-    if kind == "pct":
-        return f"{value * 100:.1f} %"
-    if kind == "usd":
-        return f"${value:,.2f}"
-    if isinstance(value, float):
-        return f"{value:,.4g}"
-    return html.escape(str(value))
-
-
-def default_status_page(view: DaemonView) -> str:
-    """A plain, self-refreshing page: one block per account (no build step)."""
-    doc = view.state_document()
-    rows = []
-    for acc in doc.get("accounts", []):
-        f = acc.get("figures", {})
-        pos_rows = "".join(
-            f"<tr><td>{html.escape(sym)}</td><td>{_fmt(p.get('position'))}</td>"
-            f"<td>{_fmt(p.get('mark_price'))}</td><td>{_fmt(p.get('notional'), 'usd')}</td>"
-            f"<td>{_fmt(p.get('unrealised_pnl'), 'usd')}</td>"
-            f"<td>{_fmt(p.get('liquidation_distance'), 'pct')}</td></tr>"
-            for sym, p in sorted(acc.get("positions", {}).items())
-        )
-        rows.append(
-            f"<section><h2>{html.escape(acc['name'])} "
-            f"<small>{'connected' if acc.get('connected') else 'DISCONNECTED'}</small></h2>"
-            f"<p>equity {_fmt(f.get('equity'), 'usd')} · margin usage "
-            f"{_fmt(f.get('margin_usage'), 'pct')} · maintenance usage "
-            f"{_fmt(f.get('maintenance_usage'), 'pct')} · data age {_fmt(f.get('data_age'))} s</p>"
-            "<table><tr><th>symbol</th><th>size</th><th>mark</th><th>notional</th>"
-            f"<th>uPnL</th><th>liq. distance</th></tr>{pos_rows}</table></section>"
-        )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        "<meta http-equiv='refresh' content='2'><title>riskwatch</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}</style></head>"
-        f"<body><h1>riskwatch {html.escape(__version__)} <small>mode: "
-        f"{html.escape(str(doc.get('mode', '')))}</small></h1>{''.join(rows)}</body></html>"
-    )

@@ -405,42 +405,47 @@ def _case(
 
 def _series(r: Reader, node: Node) -> SeriesInput | None:
     f = r.mapping(node, required={"series", "values"})
-    name_node, values_node = f.get("series"), f.get("values")
-    text = r.as_str(name_node)
-    if text is None or name_node is None:
+    values = _samples(r, f.get("values"))
+    named = _series_name(r, f.get("series"))
+    if named is None or values is None:
+        return None
+    return SeriesInput(named[0], named[1], values)
+
+
+def _samples(r: Reader, node: Node | None) -> tuple[Value, ...] | None:
+    if not isinstance(node, Scalar):
+        if node is not None:
+            r.problem(node, f"expected samples as a string, found {node.kind}")
+        return None
+    parsed, bad = parse_values(node.value)
+    for offset, message in bad:
+        r.problem_in(node, offset, message)
+    return None if bad else tuple(parsed)
+
+
+def _series_name(r: Reader, node: Node | None) -> tuple[str, str | None] | None:
+    text = r.as_str(node)
+    if text is None or node is None:
         return None
     m = _SERIES.fullmatch(text.strip())
     if m is None:
-        r.problem(name_node, f"invalid series '{text}': write a name or name{{symbol=\"BTC-USD\"}}")
+        r.problem(node, f"invalid series '{text}': write a name or name{{symbol=\"BTC-USD\"}}")
         return None
     name, symbol = m["name"], m["symbol"]
     if symbol is None:
         if name not in ACCOUNT_NAMES:
             hint = ' (a position name: add {symbol="…"})' if name in POSITION_NAMES else ""
             r.problem(
-                name_node,
-                f"unknown account name '{name}'{hint or did_you_mean(name, ACCOUNT_NAMES)}",
+                node, f"unknown account name '{name}'{hint or did_you_mean(name, ACCOUNT_NAMES)}"
             )
             return None
-    else:
-        if name not in POSITION_NAMES:
-            r.problem(
-                name_node, f"unknown position name '{name}'{did_you_mean(name, POSITION_NAMES)}"
-            )
-            return None
-        if not _SYMBOL.fullmatch(symbol):
-            r.problem(name_node, f"invalid symbol '{symbol}' (e.g. BTC-USD)")
-            return None
-    if not isinstance(values_node, Scalar):
-        if values_node is not None:
-            r.problem(values_node, f"expected samples as a string, found {values_node.kind}")
+    elif name not in POSITION_NAMES:
+        r.problem(node, f"unknown position name '{name}'{did_you_mean(name, POSITION_NAMES)}")
         return None
-    parsed, bad = parse_values(values_node.value)
-    for offset, message in bad:
-        r.problem_in(values_node, offset, message)
-    if bad:
+    elif not _SYMBOL.fullmatch(symbol):
+        r.problem(node, f"invalid symbol '{symbol}' (e.g. BTC-USD)")
         return None
-    return SeriesInput(name, symbol, tuple(parsed))
+    return name, symbol
 
 
 def _frame(r: Reader, node: Node) -> FrameInput | None:

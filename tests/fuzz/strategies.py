@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+SCALE = float(os.environ.get("RISKWATCH_FUZZ_SCALE", "1"))
+"""Multiplier on every example count (CI runs 1; a long local run may set 20)."""
+
+
+def examples(n: int) -> settings:
+    """Hypothesis settings for ``n`` examples (times ``RISKWATCH_FUZZ_SCALE``), no deadline."""
+    return settings(
+        max_examples=max(1, int(n * SCALE)),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
 
 KNOWN_KEYS = (
     "position_response",

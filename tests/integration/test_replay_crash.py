@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_harness import MS, daemon_config_text
+from daemon_harness import daemon_config_text
 from riskwatch.app import Daemon
 from riskwatch.config import load_config
 from riskwatch.qfex.recorder import Recorder, read_recording
@@ -81,8 +81,7 @@ async def _record_crash(folder: Path) -> tuple[Path, Path, list[Decision], float
         started = clock.now()
         await daemon.start()
         try:
-            while sim.scenario_time() < RUN_UNTIL:
-                await asyncio.sleep(50 * MS)
+            await asyncio.sleep(max(0.0, RUN_UNTIL - sim.scenario_time()) / SPEED)
         finally:
             await daemon.stop()
     return recording, config_path, live, started

@@ -31,7 +31,11 @@ def _scenario(tmp_path: Path) -> Path:
 def _config(tmp_path: Path, sim: Simulator, secret: Path, n: int, i: int) -> Path:
     lines = ["exchange:", f"  url: {sim.trade_url}", "accounts:"]
     for name in ACCOUNTS:
-        lines += [f"  - name: {name}", f"    public_key: pk-{name}", f"    secret_key_file: {secret}"]
+        lines += [
+            f"  - name: {name}",
+            f"    public_key: pk-{name}",
+            f"    secret_key_file: {secret}",
+        ]
     lines += ["http:", "  listen: 127.0.0.1:0", "state:", f"  path: {tmp_path}/s{n}-{i}.db"]
     path = tmp_path / f"riskwatch-{n}-{i}.yaml"
     path.write_text("\n".join(lines) + "\n")

@@ -37,9 +37,9 @@ from riskwatch.notify.deliver import Deliverer, DeliveryPolicy, Outcome, guard_a
 from riskwatch.notify.dispatch import Dispatcher, Muted, Outgoing
 from riskwatch.notify.inhibit import DEFAULT_POLICY, InhibitPolicy
 from riskwatch.notify.notice import ActionNotice, AlertNotice, from_alert, from_transition
-from riskwatch.notify.routes import build_routes
+from riskwatch.notify.routes import build_routes, group_key
 from riskwatch.notify.silences import SilenceRequest
-from riskwatch.rules.engine import Decision
+from riskwatch.rules.engine import Alert, Decision
 from riskwatch.store import Silence, Store
 
 __all__ = ["NotifyService", "restore_last_sent"]
@@ -111,6 +111,7 @@ class NotifyService:
             on_outcome=self._on_outcome,
             secrets=[*secrets, *route_secrets],
         )
+        self._secrets = list(secrets)
         self._guard = guard_apprise_logs([*secrets, *route_secrets])
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(queue_size)
         self._task: asyncio.Task[None] | None = None
@@ -153,6 +154,45 @@ class NotifyService:
     def enqueue_action(self, notice: ActionNotice) -> bool:
         """Queue one action outcome (dry run, confirmed, FAILED escalation, breaker)."""
         return self._put("action", notice)
+
+    def enqueue_sync(self, account: str, alerts: tuple[Alert, ...], now: float) -> bool:
+        """Queue ``account``'s current alerts even when there are none, so that alerts
+        of rules a reload removed resolve (and new ones are known)."""
+        return self._put("decision", Decision(account, now, "tick", stale=False, alerts=alerts))
+
+    # -- reload -----------------------------------------------------------------------
+
+    def set_routes(self, config: NotificationsConfig) -> None:
+        """Switch to reloaded routes; what was sent to each kept group is kept.
+
+        Routes are named by position: a group whose route still exists keeps its dedup
+        state under the new route (members that no longer match it leave it); groups of
+        routes that are gone are dropped. The firing alerts are then re-offered, so they
+        join the groups of the new routes (a new route notifies them once).
+        ``apprise_config`` is read at start only.
+        """
+        routes = build_routes(config)
+        by_name = {r.name: r for r in routes}
+        d = self.dispatcher
+        for gk, g in list(d.groups.items()):
+            new = by_name.get(g.route.name)
+            if new is None:
+                del d.groups[gk]
+                continue
+            g.route = new
+            for key, n in list(g.members.items()):
+                labels = n.all_labels
+                if not new.matches(labels) or group_key(new, labels) != g.key:
+                    del g.members[key]
+            g.dirty = True
+        d.routes = routes
+        self.routes = routes
+        self.config = config
+        route_secrets = [u.reveal() for r in routes for u in r.targets]
+        self._guard = guard_apprise_logs([*self._secrets, *route_secrets])
+        now = self.clock.now()
+        for n in list(d.alerts.values()):
+            d.alert(n, now)
 
     # -- views ------------------------------------------------------------------------
 
