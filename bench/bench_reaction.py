@@ -118,7 +118,7 @@ async def reaction(trips: int, work: Path) -> dict[str, Any]:
                     if "cancel_all_orders" in cmds and "close_position" in cmds:
                         break
                     await asyncio.sleep(0.0005)
-                got_note = await hook.wait(seen + 1, 1.0)
+                got_note = await hook.wait(seen + 1, 0.1)
                 if trip < 5:
                     continue  # warm-up
                 if "cancel_all_orders" in cmds and "close_position" in cmds:

@@ -53,10 +53,12 @@ if TYPE_CHECKING:
 __all__ = [
     "FAILED_ALERT",
     "HOT_SECTIONS",
+    "NOTIFY_RESTART_FIELDS",
     "POLL_SECONDS",
     "RESTART_SECTIONS",
     "ReloadOutcome",
     "Reloader",
+    "hot_config",
     "read_candidate",
     "restart_sections",
     "signature",
@@ -78,6 +80,16 @@ HOT_SECTIONS: Final = ("rules", "notifications")
 
 RESTART_SECTIONS: Final = ("accounts", "exchange", "http", "state", "actions", "daily")
 """Config sections whose change needs a restart (the running values are kept)."""
+
+NOTIFY_RESTART_FIELDS: Final = (
+    "group_interval",
+    "inhibit",
+    "family_label",
+    "delivery_timeout",
+    "delivery_attempts",
+    "apprise_config",
+)
+"""``notifications`` settings the notifier reads at start only (the routes reload)."""
 
 MAX_PROBLEMS_NOTIFIED: Final = 10
 """Problems listed in the failure notification (all of them are logged)."""
@@ -110,8 +122,27 @@ class ReloadOutcome:
 
 
 def restart_sections(old: Config, new: Config) -> tuple[str, ...]:
-    """The sections of :data:`RESTART_SECTIONS` that differ between ``old`` and ``new``."""
-    return tuple(s for s in RESTART_SECTIONS if getattr(old, s) != getattr(new, s))
+    """What differs between ``old`` and ``new`` and needs a restart: sections of
+    :data:`RESTART_SECTIONS`, and ``notifications.X`` for :data:`NOTIFY_RESTART_FIELDS`."""
+    out = [s for s in RESTART_SECTIONS if getattr(old, s) != getattr(new, s)]
+    on, nn = old.notifications, new.notifications
+    out += [
+        f"notifications.{f}"
+        for f in NOTIFY_RESTART_FIELDS
+        if getattr(on, f, None) != getattr(nn, f, None)
+    ]
+    return tuple(out)
+
+
+def hot_config(old: Config, new: Config) -> Config:
+    """``old`` with the hot-reloadable parts of ``new``: its rule files and routes."""
+    kept = {
+        f: getattr(old.notifications, f)
+        for f in NOTIFY_RESTART_FIELDS
+        if hasattr(old.notifications, f)
+    }
+    notifications = dataclasses.replace(new.notifications, **kept)
+    return dataclasses.replace(old, rules=new.rules, notifications=notifications)
 
 
 def read_candidate(path: str | os.PathLike[str]) -> tuple[Config, RuleSet]:
@@ -234,8 +265,8 @@ class Reloader:
         restart = restart_sections(old, new)
         for section in restart:
             log.warning(
-                "configuration reload: section %r changed; it takes effect at the next"
-                " restart (running values kept)",
+                "configuration reload: %r changed; it takes effect at the next restart"
+                " (running values kept)",
                 section,
             )
         before = {
@@ -268,13 +299,13 @@ class Reloader:
                 if r.scope == "account" and (r.name, account, "", r.severity) not in after:
                     m.alert_state.labels(r.name, account, "", r.severity).set(0)
                 m.alerts_fired.labels(r.name, account, r.severity)
-        if new.notifications != old.notifications:
-            d.notifier.set_routes(new.notifications)
-            added = [u.reveal() for rc in new.notifications.routes for u in rc.urls]
-            install_redaction(added)
+        merged = hot_config(old, new)
+        if merged.notifications != old.notifications:
+            d.notifier.set_routes(merged.notifications)
+            install_redaction([u.reveal() for rc in merged.notifications.routes for u in rc.urls])
         for name, rt in d.accounts.items():
             d.notifier.enqueue_sync(name, rt.core.alerts(), now)
-        d.config = dataclasses.replace(old, rules=new.rules, notifications=new.notifications)
+        d.config = merged
         if self._failing is not None:
             d.notifier.enqueue_alert(dataclasses.replace(self._failing, status="resolved", at=now))
             self._failing = None

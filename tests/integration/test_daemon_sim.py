@@ -200,6 +200,11 @@ async def test_reconnect_after_dropped_connection(tmp_path: Path) -> None:
         assert not any(
             f.frame.get("type") == "cancel_on_disconnect" for f in h.sim.received_commands(ACCOUNT)
         )
+        # The session's reply bookkeeping is drained frame by frame: it cannot grow.
+        session = h.daemon.accounts[ACCOUNT].connection._session  # type: ignore[union-attr]
+        assert session is not None
+        assert session.resolutions_received() == []
+        assert session.expired_commands() == []
 
 
 async def test_stalled_pulse_grows_data_age_and_turns_unready(tmp_path: Path) -> None:

@@ -218,8 +218,15 @@ def metric(
 class DaemonProcess:
     """``riskwatch run -c CONFIG`` as a child process, its stderr kept in a file."""
 
-    def __init__(self, config: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        log_level: str = "info",
+    ) -> None:
         self.config = config
+        self.log_level = log_level
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -227,7 +234,8 @@ class DaemonProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "riskwatch", "run", "-c", str(self.config)],
+            [sys.executable, "-m", "riskwatch", "--log-level", self.log_level, "run", "-c",
+             str(self.config)],
             stdout=log,
             stderr=log,
             env=self.env,

@@ -218,6 +218,17 @@ class TradeConnection:
                     self._recorder.write(self.account, "trade", message, now)
                 session.receive_text(message, now)
                 events = session.events_received()
+                # Command correlation is read from the events themselves (order ids, the
+                # ErrorReply's incoming_message); drain the session's own bookkeeping so it
+                # stays bounded for the life of the connection.
+                session.resolutions_received()
+                for expired in session.expired_commands():
+                    log.info(
+                        "account %s: no reply to %s within %.0f s",
+                        self.account,
+                        expired.kind,
+                        session.pending_timeout,
+                    )
                 if session.state is SessionState.LIVE and not self.status.authenticated:
                     self.status.authenticated = True
                     reached_live = True
