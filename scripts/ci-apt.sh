@@ -6,7 +6,10 @@
 #                      offline (no Docker engine is needed for that);
 #   python3-venv    -> Debian's Python 3.11 stands for the image's interpreter when
 #                      tests/deploy/test_dockerfile.py replays the Dockerfile as a
-#                      non-root user (an interpreter under /root is not reachable).
+#                      non-root user (an interpreter under /root is not reachable);
+#   chromium           -> tests/integration/test_statuspage.py loads the status page in
+#                      headless Chromium and keeps a screenshot (build/status-page.png);
+#   fonts-dejavu-core  -> the font the page names, so the screenshot is legible.
 # Idempotent: installs nothing when every binary is already present. Runs as root (CI)
 # or through sudo. Tests skip, never fail, when a binary is absent, so a machine without
 # this script still passes the rest of the suite.
@@ -16,8 +19,10 @@ need=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 [ -x /usr/bin/python3.11 ] && /usr/bin/python3.11 -c "import ensurepip" 2>/dev/null || need+=(python3.11 python3-venv)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ "${#need[@]}" -eq 0 ]; then
-    echo "ci-apt: prometheus, promtool, docker-compose and python3-venv already installed"
+    echo "ci-apt: prometheus, promtool, docker-compose, python3-venv and chromium already installed"
     exit 0
 fi
 

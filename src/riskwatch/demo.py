@@ -10,6 +10,7 @@ maintenance usage and positions as the scenario unfolds, then the demo exits 0.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -24,6 +25,7 @@ from typing import Any, TextIO
 from riskwatch.app import Daemon, secrets_of
 from riskwatch.config import load_config
 from riskwatch.logredact import install_redaction
+from riskwatch.notify import console
 from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import Scenario, load_scenario
 from riskwatch.sim.server import Simulator
@@ -65,6 +67,12 @@ def write_demo_config(
     if rules_dir is not None:
         lines += ["rules:", f"  - {rules_dir}/*.yaml"]
     lines += [
+        "notifications:",
+        "  group_interval: 1s",
+        "  routes:",
+        "    - name: console",
+        "      urls: ['console://']",
+        "      repeat_interval: 10m",
         "actions:",
         "  mode: armed",
         "http:",
@@ -89,7 +97,26 @@ def _num(value: Any, kind: str = "num") -> str:
     return f"{value:,.4g}"
 
 
-def render(doc: dict[str, Any], scenario_time: float, scenario: Scenario) -> str:
+class EventLog(logging.Handler):
+    """Keeps the last warnings of riskwatch (alerts firing, actions sent and confirmed)
+    for the live view, each shortened to its message."""
+
+    def __init__(self, size: int = 12) -> None:
+        super().__init__(level=logging.WARNING)
+        self.lines: collections.deque[str] = collections.deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Remember ``record`` as ``HH:MM:SS message``."""
+        stamp = logging.Formatter("%(asctime)s", "%H:%M:%S").format(record)
+        self.lines.append(f"{stamp} {record.getMessage()}")
+
+
+def render(
+    doc: dict[str, Any],
+    scenario_time: float,
+    scenario: Scenario,
+    events: collections.deque[str] | None = None,
+) -> str:
     """The live view: one block per account, from the daemon's ``/api/state`` document."""
     out = [
         f"riskwatch demo · scenario {scenario.name} · t={scenario_time:5.1f}s "
@@ -104,7 +131,7 @@ def render(doc: dict[str, Any], scenario_time: float, scenario: Scenario) -> str
             f"margin usage {_num(f.get('margin_usage'), 'pct')}  "
             f"maintenance {_num(f.get('maintenance_usage'), 'pct')}  "
             f"leverage {_num(f.get('account_leverage'))}x  "
-            f"data age {_num(f.get('data_age'))}s"
+            f"data age {_age(f.get('data_age'))}"
         )
         out.append(
             f"  {'symbol':<10} {'size':>10} {'mark':>10} {'notional':>14} "
@@ -132,7 +159,17 @@ def render(doc: dict[str, Any], scenario_time: float, scenario: Scenario) -> str
                 f"attempt {a.get('attempt', 1)} → {str(a.get('outcome', '')).upper()}{detail}"
             )
         out.append("")
+    if events:
+        out.append("recent events:")
+        out.extend(f"  {line}" for line in events)
+        out.append("")
     return "\n".join(out)
+
+
+def _age(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "–"
+    return f"{value:.1f}s"
 
 
 async def demo(
@@ -147,13 +184,46 @@ async def demo(
 ) -> int:
     """Run the demo until the scenario ends, ``duration`` passes or SIGINT/SIGTERM."""
     scenario = load_scenario(scenario_name)
-    secret = secrets.token_hex(24)
-    sim_secrets = {acc.public_key: secret for acc in scenario.accounts}
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    events = EventLog()
+    root = logging.getLogger()
+    root.addHandler(events)
+    # A live view redraws the whole screen: log lines on the same terminal would tear
+    # it, so they go to the view's "recent events" panel instead of stderr.
+    muted = [h for h in root.handlers if live and h is not events]
+    for handler in muted:
+        root.removeHandler(handler)
+    if live:
+        console.set_sink(lambda title, _body: events.lines.append(f"NOTIFIED {title}"))
+    try:
+        return await _demo(
+            scenario, speed, duration, port, live, stream, on_ready, events, stop, loop
+        )
+    finally:
+        console.set_sink(None)
+        root.removeHandler(events)
+        for handler in muted:
+            root.addHandler(handler)
+
+
+async def _demo(
+    scenario: Scenario,
+    speed: float,
+    duration: float | None,
+    port: int,
+    live: bool,
+    stream: TextIO,
+    on_ready: Callable[[Daemon, Simulator], None] | None,
+    events: EventLog,
+    stop: asyncio.Event,
+    loop: asyncio.AbstractEventLoop,
+) -> int:
+    secret = secrets.token_hex(24)
+    sim_secrets = {acc.public_key: secret for acc in scenario.accounts}
     with tempfile.TemporaryDirectory(prefix="riskwatch-demo-") as tmp:
         async with Simulator(scenario, sim_secrets, speed=speed) as sim:
             config = load_config(write_demo_config(Path(tmp), scenario, sim, secret, port))
@@ -167,7 +237,12 @@ async def demo(
             started = loop.time()
             try:
                 while not stop.is_set():
-                    text = render(daemon.state_document(), sim.scenario_time(), scenario)
+                    text = render(
+                        daemon.state_document(),
+                        sim.scenario_time(),
+                        scenario,
+                        events.lines if live else None,
+                    )
                     if live:
                         stream.write("\x1b[H\x1b[2J" + text + "\n")
                     else:

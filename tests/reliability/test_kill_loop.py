@@ -1,0 +1,167 @@
+"""SIGKILL at random points of an armed scenario, restart on the same state, many times.
+
+After every kill: the state database opens, every audit row is whole, every command
+the exchange received was in the audit log first, none was received twice, and a latch
+once stored is still stored. After the last restart the account is exactly what the
+scenario implies: flat, no open order, each action confirmed once, the rule latched.
+
+``RISKWATCH_KILLS`` sets the number of kills (default 10; 50 when run with ``-m slow``),
+``RISKWATCH_KILL_SEED`` the seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from riskwatch.sim.server import Simulator
+from riskwatch.store import Store
+from rig import DaemonProcess, Http, free_port, setup_for, simulator, wait_for
+
+ACCOUNT = "desk-a"
+SYMBOL = "AAPL-USD"
+ROUND_KILLS = 5
+"""Kills per round; each round is a fresh trip on a fresh state database."""
+
+FINAL_STATUSES = {"intent", "sent", "retried", "confirmed", "failed", "refused", "dry_run",
+                  "unknown"}  # fmt: skip
+
+
+def kills_wanted(config: pytest.Config) -> int:
+    """How many kills this run makes (env, else 50 under ``-m slow``, else 10)."""
+    if "RISKWATCH_KILLS" in os.environ:
+        return int(os.environ["RISKWATCH_KILLS"])
+    return 50 if "slow" in (config.getoption("-m") or "") else 10
+
+
+def _frames(sim: Simulator, kind: str) -> list[dict[str, Any]]:
+    return [
+        f.frame
+        for f in sim.received_commands(ACCOUNT)
+        if isinstance(f.frame, dict) and f.frame.get("type") == kind
+    ]
+
+
+class Checker:
+    """The invariants checked after every kill, against the stopped daemon's state."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.latched_seen = False
+
+    def check(self, sim: Simulator) -> dict[str, Any]:
+        store = Store.open(self.state)  # refuses a corrupt or half-written database
+        try:
+            rows = store.actions(limit=10_000)
+            alerts = store.load_alerts()
+        finally:
+            store.close()
+        for r in rows:
+            assert r.status in FINAL_STATUSES, r
+            assert r.account == ACCOUNT and r.rule == "LossFlatten"
+            assert r.intent_at > 0
+        # Audit first: every close the exchange received has its audit row.
+        audited_ids = {r.client_order_id for r in rows if r.action == "close_position"}
+        closes = [f["params"]["client_order_id"] for f in _frames(sim, "close_position")]
+        assert set(closes) <= audited_ids, (closes, audited_ids)
+        dupes = [cid for cid, n in Counter(closes).items() if n > 1]
+        assert not dupes, f"close_position sent twice: {dupes}"
+        cancels = len(_frames(sim, "cancel_all_orders"))
+        assert cancels <= sum(1 for r in rows if r.action == "cancel_all_orders")
+        assert sim.ledger(ACCOUNT).position(SYMBOL).qty >= 0  # never flipped short
+        latched = any(
+            rule == "LossFlatten" and record.get("latched") for rule, _a, _s, record in alerts
+        )
+        if self.latched_seen:
+            assert latched, "a stored latch was lost"
+        self.latched_seen = self.latched_seen or latched
+        return {"rows": rows, "latched": latched}
+
+
+async def _round(tmp: Path, rng: random.Random, kills: int, n: int) -> dict[str, int]:
+    """One trip: ``kills`` random SIGKILLs, then a clean run to the end, then the checks."""
+    figures = {"kills": 0, "fault_point_kills": 0, "closes_sent": 0}
+    async with simulator("crash", pulse_interval=0.05) as (sim, secret):
+        sim.pause()
+        await sim.set_mark(SYMBOL, 190.0)  # trips LossFlatten at the first pulse
+        port = free_port()
+        setup = setup_for(sim, tmp, secret, mode="armed", admin_token="tok-kill-loop", port=port)
+        config = setup.write()
+        checker = Checker(setup.state_path)
+        for i in range(kills):
+            env: dict[str, str] = {}
+            point = rng.random()
+            if point < 0.15:
+                env["RISKWATCH_FAULT_POINT"] = "after_intent"
+            elif point < 0.3:
+                env["RISKWATCH_FAULT_POINT"] = "after_send"
+            proc = DaemonProcess(config, tmp / f"daemon-{n}-{i}.log", env=env)
+            proc.start()
+            # 0.3-1.6 s: start-up, auth, the trip, the intent, the send, the confirmation.
+            await asyncio.sleep(rng.uniform(0.3, 1.6))
+            if env and not proc.alive:
+                figures["fault_point_kills"] += 1
+            proc.kill()
+            figures["kills"] += 1
+            checker.check(sim)
+        proc = DaemonProcess(config, tmp / f"daemon-{n}-final.log")
+        proc.start()
+        http = Http(port)
+        try:
+
+            def done() -> bool:
+                ledger = sim.ledger(ACCOUNT)
+                return ledger.position(SYMBOL).qty == 0 and not ledger.open_orders()
+
+            await wait_for(done, timeout=20, what="for the account to be flat")
+
+            async def settled() -> bool:
+                try:
+                    status, text = await http.get("/api/actions")
+                except aiohttp.ClientError:
+                    return False  # not serving yet
+                return status == 200 and '"intent"' not in text and '"sent"' not in text
+
+            await wait_for(settled, timeout=20, what="for every action to settle")
+            await asyncio.sleep(0.3)
+        finally:
+            await http.close()
+            assert await proc.terminate() == 0
+        result = checker.check(sim)
+        rows = result["rows"]
+        finals = Counter((r.action, r.status) for r in rows)
+        assert finals[("close_position", "confirmed")] == 1, finals
+        assert finals[("cancel_all_orders", "confirmed")] == 1, finals
+        assert finals[("close_position", "failed")] == 0, finals
+        assert result["latched"], "the rule is latched after the flatten"
+        assert sim.ledger(ACCOUNT).position(SYMBOL).qty == 0
+        figures["closes_sent"] = len(_frames(sim, "close_position"))
+    return figures
+
+
+@pytest.mark.slow
+async def test_sigkill_loop_loses_and_repeats_nothing(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Seeded SIGKILLs during an armed flatten: nothing sent twice, nothing lost, flat at the end."""
+    total = kills_wanted(request.config)
+    rng = random.Random(int(os.environ.get("RISKWATCH_KILL_SEED", "20261125")))
+    done = 0
+    n = 0
+    totals: Counter[str] = Counter()
+    while done < total:
+        kills = min(ROUND_KILLS, total - done)
+        round_dir = tmp_path / f"round-{n}"
+        round_dir.mkdir()
+        totals.update(await _round(round_dir, rng, kills, n))
+        done += kills
+        n += 1
+    assert totals["kills"] == total
+    print(f"kill loop: {dict(totals)} over {n} round(s)")
