@@ -87,12 +87,16 @@ class Checker:
 
 async def _round(tmp: Path, rng: random.Random, kills: int, n: int) -> dict[str, int]:
     """One trip: ``kills`` random SIGKILLs, then a clean run to the end, then the checks."""
-    figures = {"kills": 0, "fault_point_kills": 0, "closes_sent": 0}
+    figures = {"kills": 0, "fault_point_kills": 0, "closes_sent": 0, "unfinished_at_kill": 0}
     async with simulator("crash", pulse_interval=0.05) as (sim, secret):
         sim.pause()
         await sim.set_mark(SYMBOL, 190.0)  # trips LossFlatten at the first pulse
         port = free_port()
-        setup = setup_for(sim, tmp, secret, mode="armed", admin_token="tok-kill-loop", port=port)
+        setup = setup_for(
+            sim, tmp, secret, mode="armed", admin_token="tok-kill-loop", port=port,
+            # Every life cut short costs an attempt: allow enough for the kills of a round.
+            actions_extra=["max_attempts: 20", "retry_window: 10m"],
+        )  # fmt: skip
         config = setup.write()
         checker = Checker(setup.state_path)
         for i in range(kills):
@@ -102,6 +106,11 @@ async def _round(tmp: Path, rng: random.Random, kills: int, n: int) -> dict[str,
                 env["RISKWATCH_FAULT_POINT"] = "after_intent"
             elif point < 0.3:
                 env["RISKWATCH_FAULT_POINT"] = "after_send"
+            # The exchange answers late, so that kills land while actions are in flight
+            # (a command still delayed when its connection dies is never executed).
+            sim.delay_next("close_position", rng.uniform(0.2, 1.0))
+            if rng.random() < 0.5:
+                sim.delay_next("cancel_all_orders", rng.uniform(0.1, 0.6))
             proc = DaemonProcess(config, tmp / f"daemon-{n}-{i}.log", env=env)
             proc.start()
             # 0.3-1.6 s: start-up, auth, the trip, the intent, the send, the confirmation.
@@ -110,7 +119,11 @@ async def _round(tmp: Path, rng: random.Random, kills: int, n: int) -> dict[str,
                 figures["fault_point_kills"] += 1
             proc.kill()
             figures["kills"] += 1
-            checker.check(sim)
+            seen = checker.check(sim)
+            figures["unfinished_at_kill"] += any(
+                r.status in ("intent", "sent") for r in seen["rows"]
+            )
+        sim._delays.clear()  # the last life runs against a prompt exchange
         proc = DaemonProcess(config, tmp / f"daemon-{n}-final.log")
         proc.start()
         http = Http(port)
