@@ -27,17 +27,48 @@ Labels are bounded: ``account`` (configured accounts), ``symbol`` (listed QFEX s
 
 Names follow the classic (legacy) validation scheme: :class:`Metrics` switches the
 library's legacy name validation on, so a name Prometheus 2.42 could not parse is refused
-at start-up (LIBRARIES.md); the exposition encoder is left to
-``prometheus_client.exposition.choose_encoder``.
+at start-up (LIBRARIES.md).
+
+Exposition (docs/performance.md, "/metrics"): the body is the classic text format
+0.0.4 (:data:`CONTENT_TYPE`), which Prometheus 2.42 reads. Rendering it through
+``prometheus_client.generate_latest`` cost ~7 µs per line (1.8 s for 1000 accounts ×
+20 positions, all on the event loop). So the series that grow with the number of
+accounts are rendered straight to text:
+
+- the per-account counters and gauges of :class:`Metrics` (``messages_total``,
+  ``reconnects_total``, ``impossible_frames_total``, ``alert_state``,
+  ``alerts_fired_total``, ``latched``) are :class:`LabelledCounter` /
+  :class:`LabelledGauge` families, a dict of label values → float, which also keeps
+  the per-frame ``labels(...).inc()`` cheap;
+- :class:`SnapshotCollector` renders its gauges from one consistent set of views;
+- :func:`exposition_chunks` yields the body in pieces of bounded work, so the HTTP
+  handler can give the event loop back between pieces: a scrape never holds the
+  loop for more than about a millisecond.
+
+The few fixed-size metrics (histograms, ``actions_total``…) stay ``prometheus_client``
+objects rendered by the library. Every collector also answers ``collect()``, so
+``registry.get_sample_value`` and ``generate_latest`` see the same series.
+``_created`` series are disabled (:func:`prometheus_client.disable_created_metrics`:
+they doubled every counter and Prometheus 2.42 ignores them in this format).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final, NamedTuple, get_args
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Final, Literal, NamedTuple, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.validation import enable_legacy_validation
 
@@ -85,6 +116,226 @@ PULSE_TO_ACTION_BUCKETS: Final[tuple[float, ...]] = (
 """Seconds from the receive time of the deciding frame to the action leaving riskwatch."""
 
 EVENT_KINDS: Final[tuple[str, ...]] = get_args(EventKind)
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+"""The classic text exposition format's content type (what Prometheus 2.42 parses)."""
+
+CHUNK_LINES: Final = 2000
+"""Sample lines per piece of :func:`exposition_chunks` (~0.5 ms of work each)."""
+
+_NAME_RE: Final = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_RE: Final = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_INF: Final = math.inf
+
+
+def format_value(value: float) -> str:
+    """A sample value as the text format writes it: ``+Inf``, ``-Inf``, ``NaN`` or repr."""
+    if value != value:  # NaN is the only value unequal to itself
+        return "NaN"
+    if value == _INF:
+        return "+Inf"
+    if value == -_INF:
+        return "-Inf"
+    return repr(float(value))
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a label value for the text format: backslash, double quote, newline."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _header(name: str, help_text: str, kind: str) -> str:
+    return f"# HELP {name} {_escape_help(help_text)}\n# TYPE {name} {kind}\n"
+
+
+def _labels_text(names: Sequence[str], values: Sequence[str]) -> str:
+    inner = ",".join(
+        f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=True)
+    )
+    return "{" + inner + "}" if inner else ""
+
+
+class Registry(CollectorRegistry):
+    """A :class:`~prometheus_client.CollectorRegistry` that remembers its collectors in
+    registration order, for :func:`exposition_chunks` (the library keeps no public list)."""
+
+    def __init__(self, auto_describe: bool = True) -> None:
+        super().__init__(auto_describe=auto_describe)
+        self.collectors: list[Collector] = []
+
+    def register(self, collector: Collector) -> None:
+        """Add a collector (refused on a duplicate name, as by the library)."""
+        super().register(collector)
+        self.collectors.append(collector)
+
+    def unregister(self, collector: Collector) -> None:
+        """Remove a collector."""
+        super().unregister(collector)
+        self.collectors = [c for c in self.collectors if c is not collector]
+
+
+class _Single:
+    """One collector seen as a registry, for ``generate_latest``."""
+
+    def __init__(self, collector: Collector) -> None:
+        self._collector = collector
+
+    def collect(self) -> Iterable[Metric]:
+        return self._collector.collect()
+
+
+def exposition_chunks(registry: CollectorRegistry) -> Iterator[bytes]:
+    """The ``/metrics`` body (text format 0.0.4) in pieces of bounded work.
+
+    Collectors with a ``render_chunks()`` method (the labelled families and
+    :class:`SnapshotCollector`) render themselves; any other collector is rendered by
+    ``generate_latest``. A registry that is not a :class:`Registry` is rendered in one
+    piece by ``generate_latest``. The caller may yield to its event loop between pieces.
+    """
+    if not isinstance(registry, Registry):
+        yield generate_latest(registry)
+        return
+    for collector in list(registry.collectors):
+        render = getattr(collector, "render_chunks", None)
+        if render is None:
+            yield generate_latest(_Single(collector))
+            continue
+        for piece in render():
+            yield piece.encode()
+
+
+class _Series:
+    """One series of a labelled family: its value and its rendered line prefix."""
+
+    __slots__ = ("prefix", "value")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.value = 0.0
+
+
+class CounterSeries(_Series):
+    """A counter series: only goes up."""
+
+    __slots__ = ()
+
+    def inc(self, amount: float = 1.0) -> None:
+        """Add ``amount`` (>= 0)."""
+        if amount < 0:
+            msg = f"counters only go up: inc({amount!r})"
+            raise ValueError(msg)
+        self.value += amount
+
+
+class GaugeSeries(_Series):
+    """A gauge series: set to any value."""
+
+    __slots__ = ()
+
+    def set(self, value: float) -> None:
+        """Set the value."""
+        self.value = float(value)
+
+    def inc(self, amount: float = 1.0) -> None:
+        """Add ``amount`` (may be negative)."""
+        self.value += amount
+
+
+class _LabelledFamily[S: _Series]:
+    """A counter or gauge family keyed by label values, rendered straight to text.
+
+    Written from the event loop only (``labels(...)`` creates a series, ``inc``/``set``
+    change it); read by the scrape from the same loop. The API mirrors the library's
+    (``family.labels(*values).inc()``), with positional label values only.
+    """
+
+    _kind: Literal["counter", "gauge"]
+    _series_type: type[S]
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+    ) -> None:
+        if not _NAME_RE.match(name):
+            msg = f"invalid metric name {name!r}"
+            raise ValueError(msg)
+        for label in labelnames:
+            if not _LABEL_RE.match(label) or label.startswith("__"):
+                msg = f"invalid label name {label!r} of metric {name}"
+                raise ValueError(msg)
+        if self._kind == "counter" and not name.endswith("_total"):
+            msg = f"counter name {name!r} must end in _total"
+            raise ValueError(msg)
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._series: dict[tuple[str, ...], S] = {}
+        self._header = _header(name, documentation, self._kind)
+        registry.register(self)
+
+    def labels(self, *values: str) -> S:
+        """The series of these label values (created at 0 on first use)."""
+        series = self._series.get(values)
+        if series is None:
+            if len(values) != len(self.labelnames):
+                msg = f"{self.name} takes {len(self.labelnames)} label values, got {values!r}"
+                raise ValueError(msg)
+            values = tuple(str(v) for v in values)
+            series = self._series_type(
+                self.name + _labels_text(self.labelnames, values) + " "
+            )
+            self._series[values] = series
+        return series
+
+    def _family(self) -> CounterMetricFamily | GaugeMetricFamily:
+        if self._kind == "counter":
+            return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        return GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def describe(self) -> Iterable[Metric]:
+        """The family without samples (lets the registry check names)."""
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        """The family with every series (for ``get_sample_value``, ``generate_latest``)."""
+        family = self._family()
+        for values, series in list(self._series.items()):
+            family.add_metric(list(values), series.value)
+        return [family]
+
+    def render_chunks(self) -> Iterator[str]:
+        """The family as text-format lines, :data:`CHUNK_LINES` series per piece."""
+        lines = [self._header]
+        for series in list(self._series.values()):
+            lines.append(series.prefix + format_value(series.value) + "\n")
+            if len(lines) >= CHUNK_LINES:
+                yield "".join(lines)
+                lines = []
+        if lines:
+            yield "".join(lines)
+
+
+class LabelledCounter(_LabelledFamily[CounterSeries]):
+    """A labelled counter (name ends in ``_total``); see :class:`_LabelledFamily`."""
+
+    _kind = "counter"
+    _series_type = CounterSeries
+
+
+class LabelledGauge(_LabelledFamily[GaugeSeries]):
+    """A labelled gauge; see :class:`_LabelledFamily`."""
+
+    _kind = "gauge"
+    _series_type = GaugeSeries
 
 
 class Metrics:

@@ -240,7 +240,7 @@ async def _wait_log(path: Path, text: str, timeout: float = 5.0) -> str:
     deadline = loop.time() + timeout
     log = ""
     while loop.time() < deadline:
-        log = path.read_bytes().decode("utf-8", errors="replace")  # noqa: ASYNC240 - tiny file
+        log = path.read_bytes().decode("utf-8", errors="replace")
         if text in log:
             return log
         await asyncio.sleep(20 * MS)
