@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import tempfile
 import time
 from pathlib import Path
@@ -84,7 +85,7 @@ def pulse(at: float) -> list[list[Any]]:
     return frames
 
 
-def build(n: int, work: Path) -> Daemon:
+async def build(n: int, work: Path) -> Daemon:
     cfg_path = daemon_config(
         work / "riskwatch.yaml",
         trade_url="ws://127.0.0.1:9/",
@@ -98,6 +99,8 @@ def build(n: int, work: Path) -> Daemon:
         for frame in pulse(T0):
             daemon._on_trade_events(name, frame, T0)
         rt.status = None
+    await asyncio.sleep(0)
+    gc.freeze()  # as riskwatch.app.serve does after start-up
     return daemon
 
 
@@ -147,7 +150,7 @@ def main() -> None:
     results = []
     for n in args.accounts:
         with tempfile.TemporaryDirectory(prefix="rw-metrics-") as tmp:
-            daemon = build(n, Path(tmp))
+            daemon = asyncio.run(build(n, Path(tmp)))
             times = []
             for _ in range(args.repeat):
                 t = time.perf_counter()

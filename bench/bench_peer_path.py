@@ -91,7 +91,7 @@ async def trial(work: Path, setting: str) -> dict[str, float | None]:
         daemon.start()
         try:
             procs.append(
-                subprocess.Popen(  # noqa: S603
+                subprocess.Popen(
                     [
                         "prometheus-alertmanager",
                         f"--config.file={_alertmanager(work, hook.port, group_wait)}",
@@ -104,7 +104,7 @@ async def trial(work: Path, setting: str) -> dict[str, float | None]:
                 )
             )
             procs.append(
-                subprocess.Popen(  # noqa: S603
+                subprocess.Popen(
                     [
                         "prometheus",
                         f"--config.file={_prometheus(work, port, am_port, scrape, evaluate)}",

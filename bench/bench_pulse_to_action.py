@@ -107,7 +107,7 @@ async def run(accounts: int, symbols: int, folder: Path) -> dict[str, object]:
                 await sim.set_mark(f"S{s:02d}-USD", 90.0)
             want = accounts * symbols
             deadline = time.monotonic() + 60
-            while len(daemon.executor.latencies) < want and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a counter
+            while len(daemon.executor.latencies) < want and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             latencies = list(daemon.executor.latencies)
         finally:

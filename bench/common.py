@@ -117,7 +117,7 @@ class Daemon:
     def start(self, extra: Sequence[str] = ()) -> None:
         self.log = self.config.with_suffix(".log")
         env = {**os.environ, "RISKWATCH_SIM_SECRET": SIM_SECRET}
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "riskwatch", "run", "-c", str(self.config), *extra],
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("wb"),

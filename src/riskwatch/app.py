@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -37,7 +38,7 @@ from riskwatch.core import AccountCore
 from riskwatch.errors import ConfigError, StateStoreError
 from riskwatch.http import AdminGuard, build_app, json_response, read_json_body
 from riskwatch.logredact import install_redaction
-from riskwatch.metrics import AccountView, Metrics, Scrape, SnapshotCollector
+from riskwatch.metrics import AccountView, Metrics, Registry, Scrape, SnapshotCollector
 from riskwatch.model import BadMessage, Event, MarkPrice, UnknownMessage
 from riskwatch.notify.deliver import DeliveryPolicy
 from riskwatch.notify.httpapi import add_silence_routes
@@ -107,7 +108,7 @@ class Daemon:
         self.store = store
         self.decision_listeners: list[DecisionListener] = []
         self.clock = clock or SystemClock()
-        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.registry = registry or Registry()
         self.metrics = Metrics(self.registry, version=__version__)
         self.recorder = recorder
         self.accounts: dict[str, AccountRuntime] = {}
@@ -164,6 +165,7 @@ class Daemon:
         self._stopped = asyncio.Event()
         self.http_port: int | None = None
         self._last_save = 0.0
+        self._flush_soon: set[str] = set()  # accounts with a deferred-burst flush queued
 
     # --- rule state -----------------------------------------------------------------
 
@@ -203,12 +205,37 @@ class Daemon:
     def _count_denied(self, reason: str) -> None:
         self.metrics.unauthorized.labels(reason).inc()
 
-    def _apply_decision(self, decision: Decision, seconds: float | None = None) -> None:
-        """Record a decision: metrics, state database, then the listeners."""
+    def _apply_decision(
+        self, decision: Decision, seconds: float | None = None, *, defer: bool = False
+    ) -> None:
+        """Act on a decision: the action executor first, then the other listeners,
+        metrics, log lines and the state database. With ``defer`` (a trade frame whose
+        commands are written when its callback returns) everything after the executor
+        runs on the next loop turn, i.e. after the commands are on the socket
+        (docs/performance.md)."""
         if seconds is not None:
             self.metrics.rule_evaluation_seconds.observe(seconds)
         if not decision.transitions and not decision.intents:
             return
+        if decision.intents:
+            try:
+                self.executor.on_decision(decision)
+            except Exception:  # a listener's bug must not stop evaluation
+                log.exception("decision listener failed")
+        if defer:
+            asyncio.get_running_loop().call_soon(self._record_decision, decision)
+        else:
+            self._record_decision(decision)
+
+    def _record_decision(self, decision: Decision) -> None:
+        """The non-urgent part of :meth:`_apply_decision`."""
+        for listener in self.decision_listeners:
+            if listener == self.executor.on_decision:
+                continue  # already called by _apply_decision
+            try:
+                listener(decision)
+            except Exception:  # a listener's bug must not stop evaluation
+                log.exception("decision listener failed")
         m = self.metrics
         rows = []
         for t in decision.transitions:
@@ -230,11 +257,6 @@ class Daemon:
             )
         if self.store is not None and rows:
             self.store.save_alerts(rows, decision.at)
-        for listener in self.decision_listeners:
-            try:
-                listener(decision)
-            except Exception:  # a listener's bug must not stop evaluation
-                log.exception("decision listener failed")
 
     def _save_rule_state(self, now: float, *, alerts: bool = False) -> None:
         if self.store is None:
@@ -258,7 +280,9 @@ class Daemon:
             for rt in self.accounts.values():
                 started = time.perf_counter()
                 decision = rt.core.tick(now)
-                self._apply_decision(decision, time.perf_counter() - started)
+                # A quiet tick evaluates nothing: keep it out of rule_evaluation_seconds.
+                evaluated = rt.core.last_decision is decision
+                self._apply_decision(decision, time.perf_counter() - started if evaluated else None)
             if now - self._last_save >= SAVE_INTERVAL:
                 self._save_rule_state(now)
             with contextlib.suppress(TimeoutError):
@@ -319,7 +343,12 @@ class Daemon:
         self.executor.frame_started(account)
         result = rt.core.handle(events, now)
         if result.decision is not None:
-            self._apply_decision(result.decision, time.perf_counter() - started)
+            self._apply_decision(result.decision, time.perf_counter() - started, defer=True)
+        elif result.deferred and account not in self._flush_soon:
+            # Evaluate the burst once the socket's buffered frames are drained, if no
+            # balance frame closed it by then (core.py; docs/performance.md).
+            self._flush_soon.add(account)
+            asyncio.get_running_loop().call_soon(self._flush_deferred, account)
         for reason in result.flags:
             self.metrics.impossible_frames.labels(account, reason).inc()
             log.warning(
@@ -331,6 +360,17 @@ class Daemon:
             self.mds.watch(set(rt.core.snapshot.positions))
         # Commands planned from this frame are written on the same loop turn.
         return [*result.frames, *self.executor.on_events(account, events, now)]
+
+    def _flush_deferred(self, account: str) -> None:
+        """End of a burst with position frames left unevaluated (no balance came)."""
+        self._flush_soon.discard(account)
+        rt = self.accounts.get(account)
+        if rt is None or not rt.core.deferred:
+            return
+        started = time.perf_counter()
+        decision = rt.core.flush(self.clock.now())
+        if decision is not None:
+            self._apply_decision(decision, time.perf_counter() - started)
 
     def _on_mds_events(self, events: Sequence[Event], now: float) -> None:
         """Fan mark prices out to the accounts holding the symbol."""
@@ -629,6 +669,10 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
     await daemon.start()
+    # Start-up objects (config, rules, modules, series) out of the cyclic GC's reach:
+    # full collections scanned them all, 80-100 ms loop stalls at 1000 accounts
+    # (docs/performance.md).
+    gc.freeze()
     loop.add_signal_handler(signal.SIGHUP, daemon.reloader.request, "SIGHUP")
     await stop_requested.wait()
     log.info("shutdown requested")

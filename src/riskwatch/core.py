@@ -23,7 +23,8 @@ figures against the previous balance). So:
   driver that knows the burst ended) evaluates the deferred frames with their own
   trigger; after ``EAGER_AFTER`` such unterminated bursts in a row (an exchange that
   sends the balance first, or no balance at all) the core stops deferring and
-  evaluates every position frame, until a balance again closes a burst.
+  evaluates every position frame, until a balance again closes a burst (arrives within
+  ``BURST_GAP`` of a position frame).
 
 The driver must also call :meth:`AccountCore.tick` on a timer (every 0.25-1 s):
 ``for`` and ``keep_firing_for`` expire, ``data_age`` grows, windows slide and
@@ -42,6 +43,7 @@ says so instead of staying silent.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -62,6 +64,10 @@ QUIET_TICK_INTERVAL: Final = 1.0
 
 EAGER_AFTER: Final = 2
 """Unterminated position bursts in a row after which position frames are evaluated at once."""
+
+BURST_GAP: Final = 0.1
+"""Seconds: in eager mode, a balance this soon after a position frame closes its burst
+(the exchange sends balances after positions again: deferral resumes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +148,12 @@ class AccountCore:
         self._dirty: Trigger | None = None  # trigger of deferred frames, None when clean
         self._unterminated = 0
         self._eager = False
+        self._last_position_at = -math.inf  # last eager position frame (BURST_GAP)
         self._last_eval_at = 0.0
         self._last_stale = False
+        self._figures: Figures | None = None  # cache of figures_at, see there
+        self._figures_of: AccountSnapshot | None = None
+        self._figures_baseline: float | None = None
 
     @property
     def pnl_baseline(self) -> float | None:
@@ -173,11 +183,21 @@ class AccountCore:
         if not changed and not (closes and self._dirty is not None):
             return HandleResult(flags=tuple(flags), deferred=self._dirty is not None)
         trigger = trigger_of(events)
-        if not closes and not self._eager:
-            # Position-only frame: the pulse's balance frame follows in the same burst.
-            if self._dirty is None:
-                self._dirty = trigger
-            return HandleResult(flags=tuple(flags), changed=changed, deferred=True)
+        if not closes:
+            if not self._eager:
+                # Position-only frame: the pulse's balance frame follows in the same burst.
+                if self._dirty is None:
+                    self._dirty = trigger
+                return HandleResult(flags=tuple(flags), changed=changed, deferred=True)
+            self._last_position_at = now
+        elif (
+            self._eager
+            and now - self._last_position_at <= BURST_GAP
+            and any(isinstance(ev, BalanceUpdate) for ev in events)
+        ):
+            # A balance closed a burst of (eagerly evaluated) positions: defer again.
+            self._unterminated = 0
+            self._eager = False
         if self._dirty is not None:
             if any(isinstance(ev, BalanceUpdate) for ev in events):
                 self._unterminated = 0
@@ -267,11 +287,28 @@ class AccountCore:
         self.rules_state = RulesState.from_records(self.account, self.rules, records, self.daily)
 
     def figures_at(self, now: float) -> Figures | None:
-        """The derived figures at ``now``; None before the account's first pulse."""
+        """The derived figures at ``now``; None before the account's first pulse.
+
+        Cached per (snapshot, baseline): only ``data_age`` depends on ``now``, so a
+        second call on an unchanged account (a scrape, ``/api/state``, a tick) reuses
+        the figures and their already-built position rows with ``data_age`` updated.
+        """
         snap = self.snapshot
         if snap.last_pulse_at is None and snap.balance is None and not snap.positions:
             return None
-        return derived.compute(snap, now, self.pnl_baseline)
+        baseline = self.pnl_baseline
+        cached = self._figures
+        if cached is not None and self._figures_of is snap and self._figures_baseline == baseline:
+            last = cached.last_pulse_at
+            age = None if last is None else max(0.0, now - last)
+            if cached.account.get("data_age") == age:
+                return cached
+            return cached._replace(account={**cached.account, "data_age": age})
+        figures = derived.compute(snap, now, baseline)
+        self._figures = figures
+        self._figures_of = snap
+        self._figures_baseline = baseline
+        return figures
 
     def is_stale(self, now: float) -> bool:
         """True when no pulse arrived within ``stale_after`` seconds (or none ever)."""

@@ -9,6 +9,7 @@ and are disabled when no token is configured.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -18,9 +19,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
 from riskwatch import statuspage
+from riskwatch.metrics import CONTENT_TYPE, exposition_chunks
 from riskwatch.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -142,11 +143,18 @@ def build_app(
     """Build the aiohttp application serving the daemon's endpoints."""
     app = web.Application(client_max_size=MAX_BODY)
 
-    async def metrics(request: web.Request) -> web.Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = encoder(registry)
-        resp = web.Response(body=body)
-        resp.headers["Content-Type"] = content_type
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        # Classic text format 0.0.4 whatever the Accept header (Prometheus 2.42 reads
+        # it), rendered and written piece by piece with the loop given back in between,
+        # so that a scrape of many accounts never holds frame handling for more than
+        # one piece (metrics.exposition_chunks; docs/performance.md).
+        resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+        await resp.prepare(request)
+        for piece in exposition_chunks(registry):
+            if piece:
+                await resp.write(piece)
+            await asyncio.sleep(0)
+        await resp.write_eof()
         return resp
 
     async def healthz(_: web.Request) -> web.Response:

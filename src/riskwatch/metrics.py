@@ -56,8 +56,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Final, Literal, NamedTuple, get_args
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Final, Generic, Literal, NamedTuple, TypeVar, get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -120,8 +120,8 @@ EVENT_KINDS: Final[tuple[str, ...]] = get_args(EventKind)
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text exposition format's content type (what Prometheus 2.42 parses)."""
 
-CHUNK_LINES: Final = 2000
-"""Sample lines per piece of :func:`exposition_chunks` (~0.5 ms of work each)."""
+CHUNK_LINES: Final = 500
+"""Sample lines per piece of :func:`exposition_chunks` (~0.3 ms of work each)."""
 
 _NAME_RE: Final = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE: Final = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -155,9 +155,7 @@ def _header(name: str, help_text: str, kind: str) -> str:
 
 
 def _labels_text(names: Sequence[str], values: Sequence[str]) -> str:
-    inner = ",".join(
-        f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=True)
-    )
+    inner = ",".join(f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=True))
     return "{" + inner + "}" if inner else ""
 
 
@@ -247,7 +245,10 @@ class GaugeSeries(_Series):
         self.value += amount
 
 
-class _LabelledFamily[S: _Series]:
+S = TypeVar("S", bound=_Series)
+
+
+class _LabelledFamily(Generic[S]):
     """A counter or gauge family keyed by label values, rendered straight to text.
 
     Written from the event loop only (``labels(...)`` creates a series, ``inc``/``set``
@@ -290,9 +291,7 @@ class _LabelledFamily[S: _Series]:
                 msg = f"{self.name} takes {len(self.labelnames)} label values, got {values!r}"
                 raise ValueError(msg)
             values = tuple(str(v) for v in values)
-            series = self._series_type(
-                self.name + _labels_text(self.labelnames, values) + " "
-            )
+            series = self._series_type(self.name + _labels_text(self.labelnames, values) + " ")
             self._series[values] = series
         return series
 
@@ -362,30 +361,33 @@ class Metrics:
       failed, silenced, inhibited).
     - ``unauthorized``: ``riskwatch_http_unauthorized_total{reason}`` (missing, wrong).
 
-    Constructing it turns on the library's legacy name validation (a process-wide
-    setting; see the module docstring).
+    Constructing it turns on the library's legacy name validation and turns its
+    ``_created`` series off (process-wide settings; see the module docstring). The
+    per-account families are :class:`LabelledCounter`/:class:`LabelledGauge`; use a
+    :class:`Registry` so that :func:`exposition_chunks` renders them fast.
     """
 
     def __init__(self, registry: CollectorRegistry, version: str = "unknown") -> None:
         enable_legacy_validation()  # type: ignore[no-untyped-call]  # untyped in 0.26
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created series
         self.registry = registry
-        self.messages = Counter(
+        self.messages = LabelledCounter(
             PREFIX + "messages_total",
             "Frames received from the exchange, by decoded kind.",
             ["account", "kind"],
-            registry=registry,
+            registry,
         )
-        self.reconnects = Counter(
+        self.reconnects = LabelledCounter(
             PREFIX + "reconnects_total",
             "Reconnections to the exchange.",
             ["account"],
-            registry=registry,
+            registry,
         )
-        self.impossible_frames = Counter(
+        self.impossible_frames = LabelledCounter(
             PREFIX + "impossible_frames_total",
             "Frames with impossible figures, flagged and not applied, by reason.",
             ["account", "reason"],
-            registry=registry,
+            registry,
         )
         self.rule_evaluation_seconds = Histogram(
             PREFIX + "rule_evaluation_seconds",
@@ -412,23 +414,23 @@ class Metrics:
             registry=registry,
         )
         self.build_info.labels(version).set(1)
-        self.alert_state = Gauge(
+        self.alert_state = LabelledGauge(
             PREFIX + "alert_state",
             "Alert state: 0 inactive, 1 pending, 2 firing.",
             ["rule", "account", "symbol", "severity"],
-            registry=registry,
+            registry,
         )
-        self.alerts_fired = Counter(
+        self.alerts_fired = LabelledCounter(
             PREFIX + "alerts_fired_total",
             "Alerts that went firing.",
             ["rule", "account", "severity"],
-            registry=registry,
+            registry,
         )
-        self.latched = Gauge(
+        self.latched = LabelledGauge(
             PREFIX + "latched",
             "Whether a latched rule is tripped (1) or not (0).",
             ["rule", "account", "symbol"],
-            registry=registry,
+            registry,
         )
         self.actions = Counter(
             PREFIX + "actions_total",
@@ -529,6 +531,10 @@ _POSITION_GAUGES: Final[tuple[tuple[str, str, str], ...]] = (
 )
 
 
+_AGE_HELP: Final = "Seconds since the last position or balance pulse."
+_CONNECTED_HELP: Final = "1 when connected and authenticated, else 0."
+
+
 class SnapshotCollector:
     """Yields the per-account and per-position gauges from ``provider`` at scrape time.
 
@@ -539,6 +545,94 @@ class SnapshotCollector:
 
     def __init__(self, provider: ViewProvider) -> None:
         self._provider = provider
+        self._account_labels: dict[str, str] = {}
+
+    def _account_label(self, account: str) -> str:
+        """``{account="…"}`` of ``account``, escaped once and kept (accounts are few)."""
+        text = self._account_labels.get(account)
+        if text is None:
+            if len(self._account_labels) > 100_000:  # accounts removed by reloads
+                self._account_labels.clear()
+            text = '{account="' + escape_label_value(account) + '"} '
+            self._account_labels[account] = text
+        return text
+
+    def render_chunks(self) -> Iterator[str]:
+        """The gauges as text-format lines, from one call of the provider (so one
+        scrape shows one consistent set of views), about :data:`CHUNK_LINES` per piece
+        (a piece may be empty: work was done, the caller may yield to its loop).
+
+        Same families, order, names, HELP and export rules as :meth:`collect`.
+        """
+        now, views = self._provider()
+        fmt = format_value
+        label_of = self._account_label
+        rows = [(v, label_of(v.account), v.figures) for v in views]
+        lines: list[str] = []
+        for name, help_text, key in _ACCOUNT_GAUGES:
+            metric = PREFIX + name
+            lines.append(_header(metric, help_text, "gauge"))
+            for _, labels, figures in rows:
+                if figures is None:
+                    continue
+                value = figures.account.get(key)
+                if value is not None:
+                    lines.append(metric + labels + fmt(value) + "\n")
+                    if len(lines) >= CHUNK_LINES:
+                        yield "".join(lines)
+                        lines = []
+        metric = PREFIX + "data_age_seconds"
+        lines.append(_header(metric, _AGE_HELP, "gauge"))
+        for _, labels, figures in rows:
+            if figures is not None and figures.last_pulse_at is not None:
+                age = max(0.0, now - figures.last_pulse_at)
+                lines.append(metric + labels + fmt(age) + "\n")
+                if len(lines) >= CHUNK_LINES:
+                    yield "".join(lines)
+                    lines = []
+        metric = PREFIX + "connected"
+        lines.append(_header(metric, _CONNECTED_HELP, "gauge"))
+        for view, labels, _ in rows:
+            lines.append(metric + labels + ("1.0\n" if view.connected else "0.0\n"))
+            if len(lines) >= CHUNK_LINES:
+                yield "".join(lines)
+                lines = []
+        yield "".join(lines)
+        lines = []
+        # The position rows (built lazily by derived.PositionRows: the costly part),
+        # a few accounts per piece; then one pass per family over them (the text
+        # format wants each family's lines together).
+        positions: list[tuple[str, list[tuple[str, Mapping[str, float | None]]]]] = []
+        built = 0
+        for view, _, figures in rows:
+            if figures is None:
+                continue
+            symbols: list[tuple[str, Mapping[str, float | None]]] = [
+                (escape_label_value(symbol) + '"} ', row)
+                for symbol, row in figures.positions.items()
+                if row.get("position")  # flat (or unknown size): its series vanish
+            ]
+            positions.append(
+                ('{account="' + escape_label_value(view.account) + '",symbol="', symbols)
+            )
+            built += len(symbols) + 1
+            if built >= CHUNK_LINES // 4:
+                yield ""
+                built = 0
+        for name, help_text, key in _POSITION_GAUGES:
+            metric = PREFIX + name
+            lines.append(_header(metric, help_text, "gauge"))
+            for prefix, symbols in positions:
+                head = metric + prefix
+                for tail, row in symbols:
+                    value = row.get(key)
+                    if value is not None:
+                        lines.append(head + tail + fmt(value) + "\n")
+                if len(lines) >= CHUNK_LINES:
+                    yield "".join(lines)
+                    lines = []
+        if lines:
+            yield "".join(lines)
 
     def describe(self) -> Iterable[Metric]:
         """Return the families with no samples (lets the registry check names cheaply)."""
@@ -560,14 +654,8 @@ class SnapshotCollector:
             GaugeMetricFamily(PREFIX + n, h, labels=["account", "symbol"])
             for n, h, _ in _POSITION_GAUGES
         ]
-        age = GaugeMetricFamily(
-            PREFIX + "data_age_seconds",
-            "Seconds since the last position or balance pulse.",
-            labels=["account"],
-        )
-        connected = GaugeMetricFamily(
-            PREFIX + "connected", "1 when connected and authenticated, else 0.", labels=["account"]
-        )
+        age = GaugeMetricFamily(PREFIX + "data_age_seconds", _AGE_HELP, labels=["account"])
+        connected = GaugeMetricFamily(PREFIX + "connected", _CONNECTED_HELP, labels=["account"])
         every: list[Metric] = [*account, age, connected, *position]
         return every, account, position, age, connected
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import dumps, examples, json_values, mangle, shaped_frames
 
 from riskwatch.core import AccountCore
 from riskwatch.errors import ConfigError
@@ -17,7 +18,6 @@ from riskwatch.qfex.schemas import MAX_FRAME_CHARS, decode_mds, decode_trade
 from riskwatch.qfex.session import SessionState, TradeSession
 from riskwatch.rules.load import load_rule_files, load_rules_text
 from riskwatch.rules.model import RuleSet
-from strategies import dumps, examples, json_values, mangle, shaped_frames
 
 EXAMPLES = examples(120)
 NOW = 1_750_000_000.0

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import examples, json_values
 
 from riskwatch.app import Daemon
 from riskwatch.config import load_config_text
 from riskwatch.store import Store
-from strategies import examples, json_values
 
 TOKEN = "adm-Tk-fuzz-4b7d0e"
 """The admin token; it must never come back in a response."""
@@ -69,7 +69,8 @@ class ThreadedDaemon:
     def request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
-        assert self.daemon is not None and self.daemon.http_port is not None
+        assert self.daemon is not None
+        assert self.daemon.http_port is not None
         conn = http.client.HTTPConnection("127.0.0.1", self.daemon.http_port, timeout=5)
         try:
             conn.request(method, path, body=body, headers=headers)

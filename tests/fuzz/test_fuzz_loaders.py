@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import examples
 
 from riskwatch.config import Config, load_config_text
 from riskwatch.errors import ConfigError
@@ -16,7 +17,6 @@ from riskwatch.rules.expr import CheckedExpr, ReferenceWindows, parse_and_check
 from riskwatch.rules.load import load_rules_text
 from riskwatch.rules.model import RuleSet
 from riskwatch.rules.templates import Template, parse_template
-from strategies import examples
 
 SECRET = "Zq9-fuzz-secret-7c1e"
 """Planted as every secret of a fuzzed config: no problem message may quote it."""
@@ -84,7 +84,8 @@ def _assert_clean(exc: ConfigError, secret: str = SECRET) -> None:
     assert exc.problems
     for problem in exc.problems:
         assert secret not in str(problem), problem
-        assert problem.line >= 0 and problem.col >= 0
+        assert problem.line >= 0
+        assert problem.col >= 0
 
 
 @examples(150)
@@ -179,7 +180,9 @@ FIGURES = st.one_of(
 
 
 @examples(300)
-@given(st.lists(TOKENS, max_size=14).map(" ".join), FIGURES, st.sampled_from(["account", "position"]))
+@given(
+    st.lists(TOKENS, max_size=14).map(" ".join), FIGURES, st.sampled_from(["account", "position"])
+)
 def test_expressions_evaluate_without_raising(text: str, figure: float | None, scope: str) -> None:
     """Any token soup parses to errors or to a closure that never raises on any figures."""
     result = parse_and_check(text, scope)  # type: ignore[arg-type]

@@ -234,8 +234,16 @@ class DaemonProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "riskwatch", "--log-level", self.log_level, "run", "-c",
-             str(self.config)],
+            [
+                sys.executable,
+                "-m",
+                "riskwatch",
+                "--log-level",
+                self.log_level,
+                "run",
+                "-c",
+                str(self.config),
+            ],
             stdout=log,
             stderr=log,
             env=self.env,

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rig import Http, in_process, metric, setup_for, simulator, wait_for
 
 import riskwatch.app
 from riskwatch.app import Daemon
 from riskwatch.qfex.client import SocketOptions
 from riskwatch.sim.server import Simulator
-from rig import Http, in_process, metric, setup_for, simulator, wait_for
 
 ACCOUNT = "desk-a"
 SYMBOL = "AAPL-USD"
@@ -75,8 +75,10 @@ def _finals(daemon: Daemon, action: str) -> list[str]:
 
 async def _settled(daemon: Daemon, action: str, timeout: float = 8.0) -> None:
     await wait_for(
-        lambda: bool(_finals(daemon, action))
-        and all(s in ("confirmed", "failed") for s in _finals(daemon, action)),
+        lambda: (
+            bool(_finals(daemon, action))
+            and all(s in ("confirmed", "failed") for s in _finals(daemon, action))
+        ),
         timeout=timeout,
         what=f"for {action} to settle: {[(r.attempt, r.status) for r in _audit(daemon)]}",
     )
@@ -148,7 +150,7 @@ async def test_permission_denied_fails_and_escalates_without_spinning(tmp_path: 
 
 async def test_reply_delayed_past_the_timeout_is_not_a_double_close(tmp_path: Path) -> None:
     """A reply that comes after the timeout leads to a retry, and the position closes once."""
-    async with armed(tmp_path) as (sim, daemon, http):
+    async with armed(tmp_path) as (sim, daemon, _http):
         sim.delay_next("close_position", 1.2)
         await _trip(sim)
         await _settled(daemon, "close_position")
@@ -286,10 +288,12 @@ async def test_auth_fails_then_succeeds(tmp_path: Path, monkeypatch: pytest.Monk
             assert daemon.http_port is not None
             http = Http(daemon.http_port)
             try:
-                await wait_for(
-                    lambda: bool(daemon.accounts[ACCOUNT].status)
-                    and daemon.accounts[ACCOUNT].status.auth_rejected  # type: ignore[union-attr]
-                )
+
+                def rejected() -> bool:
+                    st = daemon.accounts[ACCOUNT].status
+                    return st is not None and st.auth_rejected
+
+                await wait_for(rejected)
                 await asyncio.sleep(1.6)
                 attempts = len(
                     [f for f in sim.received_commands(None) if isinstance(f.frame, dict)
@@ -304,6 +308,7 @@ async def test_auth_fails_then_succeeds(tmp_path: Path, monkeypatch: pytest.Monk
                 await wait_for(lambda: daemon.readiness()[0], timeout=5)
                 assert (await http.get("/readyz"))[0] == 200
                 st = daemon.accounts[ACCOUNT].status
-                assert st is not None and not st.auth_rejected
+                assert st is not None
+                assert not st.auth_rejected
             finally:
                 await http.close()

@@ -20,10 +20,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from rig import DaemonProcess, Http, free_port, setup_for, simulator, wait_for
 
 from riskwatch.sim.server import Simulator
 from riskwatch.store import Store
-from rig import DaemonProcess, Http, free_port, setup_for, simulator, wait_for
 
 ACCOUNT = "desk-a"
 SYMBOL = "AAPL-USD"
@@ -65,7 +65,8 @@ class Checker:
             store.close()
         for r in rows:
             assert r.status in FINAL_STATUSES, r
-            assert r.account == ACCOUNT and r.rule == "LossFlatten"
+            assert r.account == ACCOUNT
+            assert r.rule == "LossFlatten"
             assert r.intent_at > 0
         # Audit first: every close the exchange received has its audit row.
         audited_ids = {r.client_order_id for r in rows if r.action == "close_position"}
@@ -136,7 +137,9 @@ async def _round(tmp: Path, rng: random.Random, kills: int, n: int) -> dict[str,
             if rng.random() < 0.85:
                 await _serving(port, proc)
             await asyncio.sleep(rng.uniform(0.0, 1.2))
-            if env and not proc.alive:
+            if not proc.alive:
+                if not env:
+                    pytest.fail(f"the daemon died on its own:\n{proc.log_text()[-3000:]}")
                 figures["fault_point_kills"] += 1
             proc.kill()
             figures["kills"] += 1
@@ -151,6 +154,8 @@ async def _round(tmp: Path, rng: random.Random, kills: int, n: int) -> dict[str,
         try:
 
             def done() -> bool:
+                if not proc.alive:
+                    pytest.fail(f"the daemon died on its own:\n{proc.log_text()[-3000:]}")
                 ledger = sim.ledger(ACCOUNT)
                 return ledger.position(SYMBOL).qty == 0 and not ledger.open_orders()
 
@@ -199,3 +204,42 @@ async def test_sigkill_loop_loses_and_repeats_nothing(
         n += 1
     assert totals["kills"] == total
     print(f"kill loop: {dict(totals)} over {n} round(s)")
+
+
+async def test_kill_between_two_intents_of_one_trip_loses_no_action(tmp_path: Path) -> None:
+    """Killed right after the trip's first intent: the restart still closes the position, once."""
+    async with simulator("crash", pulse_interval=0.05) as (sim, secret):
+        sim.pause()
+        await sim.set_mark(SYMBOL, 190.0)
+        port = free_port()
+        setup = setup_for(sim, tmp_path, secret, mode="armed", port=port)
+        config = setup.write()
+        first = DaemonProcess(
+            config, tmp_path / "first.log", env={"RISKWATCH_FAULT_POINT": "after_intent"}
+        )
+        first.start()
+        await wait_for(lambda: not first.alive, timeout=15, what="for the fault point")
+        assert first.proc is not None
+        assert first.proc.returncode == -9
+        assert not _frames(sim, "close_position")
+        checker = Checker(setup.state_path)
+        rows = checker.check(sim)["rows"]
+        assert [(r.action, r.status) for r in rows] == [("cancel_all_orders", "intent")]
+        second = DaemonProcess(config, tmp_path / "second.log")
+        second.start()
+        try:
+
+            def flat() -> bool:
+                ledger = sim.ledger(ACCOUNT)
+                return ledger.position(SYMBOL).qty == 0 and not ledger.open_orders()
+
+            await wait_for(flat, timeout=15, what="for the restart to flatten the account")
+            await _serving(port, second)
+            await asyncio.sleep(1.0)
+        finally:
+            assert await second.terminate() == 0
+        rows = checker.check(sim)["rows"]
+        finals = Counter((r.action, r.status) for r in rows)
+        assert finals[("close_position", "confirmed")] == 1, finals
+        assert finals[("cancel_all_orders", "confirmed")] == 1, finals
+        assert len(_frames(sim, "close_position")) == 1

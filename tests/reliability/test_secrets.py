@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 from aiohttp import web
-
 from rig import ACTION_COMMANDS, DaemonProcess, Http, free_port, setup_for, simulator, wait_for
 
 TOKEN = "adm-Sx41-token-e5f0c2"
@@ -69,7 +68,9 @@ async def test_no_secret_in_any_output(tmp_path: Path) -> None:
                     outputs.append((await http.request("POST", "/api/arm", token=token))[1])
                 for body in (b"{", b"[]", b'{"account": 1}', b'{"account": "zz"}'):
                     outputs.append(
-                        (await http.request("POST", "/api/latches/reset", token=TOKEN, data=body))[1]
+                        (await http.request("POST", "/api/latches/reset", token=TOKEN, data=body))[
+                            1
+                        ]
                     )
                 silence = {"matchers": [{"name": "rule", "value": "MarginWarn"}], "duration": 60,
                            "created_by": "test", "comment": "quiet"}  # fmt: skip
@@ -77,7 +78,9 @@ async def test_no_secret_in_any_output(tmp_path: Path) -> None:
                     (await http.request("POST", "/api/silences", token=TOKEN, json_body=silence))[1]
                 )
                 outputs.append(
-                    (await http.request("POST", "/api/silences", token=TOKEN, json_body={"x": 1}))[1]
+                    (await http.request("POST", "/api/silences", token=TOKEN, json_body={"x": 1}))[
+                        1
+                    ]
                 )
                 outputs.append((await http.get("/api/actions"))[1])
                 assert '"close_position"' in outputs[-1] or "close_position" in outputs[-1]

@@ -12,13 +12,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from rig import Http, Setup, free_port, in_process, metric
 
 import riskwatch.http
 from riskwatch.config import load_config_text
 from riskwatch.errors import ConfigError
 from riskwatch.http import MAX_BODY
 from riskwatch.rules.load import load_rules_text
-from rig import Http, Setup, free_port, in_process, metric
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "adm-7f3c9e1b5a-token"
@@ -102,7 +102,7 @@ async def test_token_comparison_is_constant_time(
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(riskwatch.http.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)  # riskwatch.http calls hmac.compare_digest
     async with _served(tmp_path, TOKEN) as http:
         await http.request("POST", "/api/disarm", token="wrong-guess")
         await http.request("POST", "/api/disarm", token=TOKEN)

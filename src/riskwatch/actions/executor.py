@@ -240,9 +240,22 @@ class ActionExecutor:
         to write now. ``now`` is the frame's receive time."""
         self._receiving = None
         frames: list[str] = []
-        for flight in self._outbox.pop(account, ()):
-            frames.append(flight.cmd.frame)
-            self._written(flight, self.clock.now())
+        outbox = self._outbox.pop(account, ())
+        if outbox:
+            at = self.clock.now()
+            try:
+                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            for flight in outbox:
+                frames.append(flight.cmd.frame)
+                flight.phase = "reply"
+                if loop is None:
+                    self._written(flight, at)
+                else:
+                    # Bookkeeping (metrics, log, events) once the frames are written:
+                    # the caller writes them when this returns (docs/performance.md).
+                    loop.call_soon(self._written, flight, at)
         if self._flights.get(account):
             self._observe(account, events, now)
         return frames
@@ -303,7 +316,15 @@ class ActionExecutor:
             flight = _Flight(cmd, json.loads(cmd.frame), first_at=first, trigger_at=None)
             flight.phase = "reconcile"
             flight.error = "daemon restarted with the command unconfirmed"
-            self._flights.setdefault(rec.account, {})[_lineage(cmd)] = flight
+            flights = self._flights.setdefault(rec.account, {})
+            older = flights.get(_lineage(cmd))
+            if older is not None:
+                # Killed between recording a retry and closing the attempt before it
+                # (rows come oldest first): the newest attempt carries on.
+                detail = f"superseded by attempt {cmd.attempt} at restart"
+                self.store.record_outcome(older.cmd.action_id, "retried", detail, now)
+                count -= 1
+            flights[_lineage(cmd)] = flight
             count += 1
             log.warning(
                 "action %s of rule %s on %s (attempt %d) was unconfirmed at restart: "
@@ -661,13 +682,17 @@ class ActionExecutor:
         if confirm.effect(cmd, snapshot, f.since) is True:
             self._confirm(f, now, "effect seen before the retry")
             return
-        self.store.record_outcome(cmd.action_id, "retried", f.error or "effect not seen", now)
         nxt = planner.retry_of(cmd)
+        fresh = self._record(nxt, now, f"retry {nxt.attempt} of {cmd.action_id}")
+        # Close this attempt only once the next one is recorded: a kill between the two
+        # writes leaves two unfinished rows (resume() keeps the newest), never none (which
+        # would lose the action for good).
+        self.store.record_outcome(cmd.action_id, "retried", f.error or "effect not seen", now)
         f.cmd = nxt
         f.sent_frame = json.loads(nxt.frame)
         f.error = ""
         f.retryable = True
-        if not self._record(nxt, now, f"retry {nxt.attempt} of {cmd.action_id}"):
+        if not fresh:
             # Recorded by an earlier life of the daemon: its outcome is unknown.
             f.phase = "reconcile"
             f.since = now

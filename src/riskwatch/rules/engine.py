@@ -409,6 +409,12 @@ class RulesState:
             owed = record.get(_OWED_KEY)
             if isinstance(owed, int) and not isinstance(owed, bool) and st.state is _FIRING:
                 state.owed[(name, sym)] = owed
+            elif st.state is _FIRING and not st.latch_reported and _acts(rules, name):
+                # A kill may have cut this trip's actions short (after the FIRING save,
+                # before or between the audit log's intents): offer the trip's intent
+                # again at the first confirmed evaluation where `when` still holds. The
+                # executor plans only the (action, symbol) pairs the audit log lacks.
+                state.owed[(name, sym)] = st.trip_id
         state._bind(rules)
         return state
 
@@ -654,6 +660,12 @@ def _positions(
                 run.transition(entry, sym, new, tr, env, src)
             elif owed and holds is True:
                 _pay_owed(run, entry, sym, new)
+
+
+def _acts(rules: RuleSet, name: str) -> bool:
+    """True when rule ``name`` exists, has actions and is not in shadow mode."""
+    rule = rules.by_name.get(name)
+    return rule is not None and bool(rule.actions) and not rule.shadow
 
 
 def _pay_owed(run: _Run, entry: _Entry, sym: str, st: AlertState) -> None:

@@ -1,0 +1,111 @@
+"""The direct text rendering of /metrics matches prometheus_client's, and is chunked."""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from riskwatch.metrics import (
+    CHUNK_LINES,
+    AccountView,
+    Metrics,
+    Registry,
+    Scrape,
+    SnapshotCollector,
+    escape_label_value,
+    exposition_chunks,
+    format_value,
+)
+from riskwatch.state.derived import Figures
+
+
+def figures(equity: float, n_positions: int) -> Figures:
+    positions = {
+        f"S{i:02d}-USD": {
+            "position": float(i),  # S00 is flat: no series
+            "notional": 10.0 * i,
+            "unrealised_pnl": -1.5 * i,
+            "effective_leverage": None,
+            "liquidation_distance": math.inf if i == 1 else 0.25,
+        }
+        for i in range(n_positions)
+    }
+    account = {"equity": equity, "margin_usage": math.inf, "pnl_today": None}
+    return Figures(account, positions, True, 100.0)
+
+
+def samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], str]]:
+    out = set()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.add((s.name, tuple(sorted(s.labels.items())), repr(s.value)))
+    return out
+
+
+def build(accounts: int, positions: int) -> Registry:
+    registry = Registry()
+    m = Metrics(registry, version="9.9")
+    views = [
+        AccountView(f'acct-{a} "q"\\\n', a % 2 == 0, figures(1000.0 + a, positions))
+        for a in range(accounts)
+    ]
+    views.append(AccountView("fresh", False, None))
+    for v in views:
+        m.init_account(v.account)
+        m.messages.labels(v.account, "position").inc(3)
+        m.alert_state.labels("R", v.account, "", "critical").set(2)
+    m.rule_evaluation_seconds.observe(0.0001)
+    registry.register(SnapshotCollector(lambda: Scrape(130.0, views)))
+    return registry
+
+
+def test_direct_rendering_has_the_same_series_as_the_library() -> None:
+    """Every series and value of generate_latest is in the chunked body, and no other."""
+    registry = build(accounts=3, positions=4)
+    body = b"".join(exposition_chunks(registry)).decode()
+    assert samples(body) == samples(generate_latest(registry).decode())
+    assert "_created" not in body
+    assert 'riskwatch_margin_usage_ratio{account="acct-0 \\"q\\"\\\\\\n"} +Inf' in body
+    assert "riskwatch_connected" in body
+    assert 'riskwatch_data_age_seconds{account="acct-1 \\"q\\"\\\\\\n"} 30.0' in body
+
+
+def test_help_and_type_lines_are_kept() -> None:
+    """Each family has its HELP and TYPE once, counters with the _total name."""
+    body = b"".join(exposition_chunks(build(accounts=2, positions=3))).decode()
+    assert body.count("# TYPE riskwatch_messages_total counter\n") == 1
+    assert body.count("# TYPE riskwatch_position_size gauge\n") == 1
+    assert "# HELP riskwatch_alert_state Alert state: 0 inactive, 1 pending, 2 firing.\n" in body
+
+
+def test_large_bodies_come_in_bounded_pieces() -> None:
+    """No piece holds much more than CHUNK_LINES sample lines."""
+    pieces = list(exposition_chunks(build(accounts=300, positions=20)))
+    assert len(pieces) > 20
+    assert max(p.count(b"\n") for p in pieces) <= CHUNK_LINES + 30
+
+
+def test_values_and_label_escaping() -> None:
+    """Non-finite values and special characters follow the text format's rules."""
+    assert format_value(math.inf) == "+Inf"
+    assert format_value(-math.inf) == "-Inf"
+    assert format_value(math.nan) == "NaN"
+    assert format_value(2) == "2.0"
+    assert escape_label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+    assert escape_label_value("plain") == "plain"
+
+
+def test_labelled_counter_refuses_to_go_down() -> None:
+    """A counter series refuses a negative increment, as the library's does."""
+    m = Metrics(Registry())
+    series = m.messages.labels("a", "position")
+    series.inc(2)
+    try:
+        series.inc(-1)
+    except ValueError as exc:
+        assert "-1" in str(exc)
+    else:
+        raise AssertionError("negative inc accepted")
+    assert series.value == 2.0
