@@ -1,146 +1,243 @@
-"""Pulse-to-action latency: from a trade frame's receive time to its command's write.
+"""Pulse-to-action: one account trips at a time while N accounts × 20 symbols stream.
 
-Run: ``.venv/bin/python bench/bench_pulse_to_action.py`` (``--accounts``, ``--symbols``).
+Run: ``.venv/bin/python bench/bench_pulse_to_action.py [--accounts 1 20 100] [--trips 200]``
+(about 30 s per N). Writes ``build/bench/pulse_to_action.json``.
 
-The simulator streams 20 accounts × 20 symbols (a pulse every 0.2 s: 420 frames per
-pulse) to the real daemon, armed, over loopback WebSockets. Every position holds 10
-units at 100; then every mark drops to 90 at once, so one position-scope rule
-(``unrealised_pnl < -5``, action ``close_position``) trips for each of the 400
-positions on their next pulse. Each trip's latency is measured from the receive time
-of the pulse frame that tripped it to the moment its ``close_position`` frame is
-handed to the socket, *including* the fsync'd audit write that must precede it.
-Prints p50/p99/max and writes ``build/bench/pulse_to_action.json``.
+Two processes. The simulator runs in its own process (``bench/trip_sim.py``): N accounts
+× 20 symbols, each connection pulsed every second at its own phase (1 Hz; N = 1 pulses
+every 0.1 s so that 200 trips take 40 s instead of 7 minutes: the daemon is idle
+between pulses either way). It trips one account at a time (at most one trip every
+0.1 s, round robin): the account's ``S00-USD`` position goes from 10 to 20 on its next
+pulse and the rule ``position > 15`` asks for ``close_position``. The daemon runs in
+this process (``riskwatch.app.Daemon``, actions armed, state database on disk, the
+default rule pack of ``rules/`` plus the trip rule), alone on its event loop.
+
+Measured, per trip:
+
+- ``wire``: the simulator process writes the first frame of the breaching pulse → the
+  simulator process reads ``close_position`` (both stamps in that process);
+- ``daemon_trigger``: the daemon receives the frame that tripped the rule (the pulse's
+  ``balance_response``, which closes the burst: core.py) → ``ws.send`` of the command
+  returned (the socket write), stamped in this process;
+- ``daemon_burst``: the daemon receives the *first* frame of the breaching pulse → the
+  command's write (includes receiving the rest of the burst);
+- ``pulse_to_action``: the raw values behind ``riskwatch_pulse_to_action_seconds``
+  (``ActionExecutor.latencies``: trigger frame received → command handed to the socket).
+
+The floors, measured in the same run before the daemon starts: a bare websockets echo
+round trip in one process (``bench_echo.echo_rtts``) and between this process and an
+echo server in the simulator's process (the same path as a trip's two hops).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import platform
-import secrets
-import statistics
+import contextlib
+import logging
+import os
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from bench_echo import FRAME, echo_rtts
+from common import ROOT, SIM_SECRET, summary_ms, write_result
+from websockets.asyncio.client import ClientConnection, connect
 
 from riskwatch.app import Daemon
 from riskwatch.config import load_config
+from riskwatch.model import Event
+from riskwatch.qfex import client as client_mod
+from riskwatch.qfex.session import TradeSession
 from riskwatch.rules.load import load_rule_files
-from riskwatch.sim.scenario import load_scenario
-from riskwatch.sim.server import Simulator
 from riskwatch.store import Store
 
-RULES = """
-rules:
-  - name: PositionLoss
+TRIP_RULE = """rules:
+  - name: BenchPositionCap
     scope: position
-    when: unrealised_pnl < -5
+    when: position > 15
     severity: critical
     actions: [close_position]
+    summary: "{{ symbol }} position {{ position }} on {{ account }}"
 """
 
 
-def scenario_yaml(accounts: int, symbols: int) -> str:
-    lines = ["name: bench", "duration: 3600s", "symbols:"]
-    for s in range(symbols):
-        lines += [f"  - symbol: S{s:02d}-USD", "    mark: 100", "    max_leverage: 20"]
-    lines.append("accounts:")
+async def remote_echo(url: str, count: int) -> list[float]:
+    """``count`` round trips to the echo server in the simulator's process."""
+    async with connect(url, compression=None, proxy=None) as ws:
+        out = []
+        for i in range(count + 200):
+            t0 = time.perf_counter()
+            await ws.send(FRAME)
+            await ws.recv()
+            if i >= 200:
+                out.append(time.perf_counter() - t0)
+        return out
+
+
+class Probe:
+    """Daemon-side stamps: frame receive times per account, command write times."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+        self.burst: dict[str, float] = {}
+        self.trigger: list[float] = []
+        self.from_burst: list[float] = []
+
+    def wrap(self, daemon: Daemon) -> None:
+        inner = daemon._on_trade_events
+
+        def on_events(account: str, events: Sequence[Event], now: float) -> list[str]:
+            if now - self.last.get(account, 0.0) > 0.05:
+                self.burst[account] = now  # first frame of a pulse burst
+            self.last[account] = now
+            return inner(account, events, now)
+
+        daemon._on_trade_events = on_events  # type: ignore[method-assign]
+        probe = self
+
+        async def flush(self: Any, ws: ClientConnection, session: TradeSession) -> None:
+            frames = session.data_to_send()
+            for frame in frames:
+                await ws.send(frame)
+            if frames and any('"close_position"' in f for f in frames):
+                written = time.time()
+                account = self.account
+                probe.trigger.append(written - probe.last[account])
+                probe.from_burst.append(written - probe.burst[account])
+
+        client_mod.TradeConnection._flush = flush  # type: ignore[method-assign]
+
+
+def daemon_config(folder: Path, trade_url: str, accounts: int) -> Path:
+    (folder / "secret").write_text(SIM_SECRET + "\n")
+    (folder / "trip.rules.yaml").write_text(TRIP_RULE)
+    packs = sorted((ROOT / "rules").glob("*.yaml"))
+    lines = ["exchange:", f"  url: {trade_url}", "  stale_after: 5s", "accounts:"]
     for a in range(accounts):
         lines += [
-            f"  - name: acc{a:02d}",
-            f"    public_key: pub_acc{a:02d}",
-            "    deposit: 1000000",
-            "    positions:",
+            f"  - name: acc{a:03d}",
+            f"    public_key: pub_acc{a:03d}",
+            f"    secret_key_file: {folder / 'secret'}",
         ]
-        lines += [
-            f"      - {{symbol: S{s:02d}-USD, qty: 10, avg: 100, leverage: 10}}"
-            for s in range(symbols)
-        ]
-    return "\n".join(lines) + "\n"
+    lines.append("rules:")
+    lines += [f"  - {p}" for p in [*packs, folder / "trip.rules.yaml"]]
+    lines += [
+        "actions:",
+        "  mode: armed",
+        "  max_per_account_per_hour: 100000",
+        "http:",
+        "  listen: 127.0.0.1:0",
+        "state:",
+        f"  path: {folder / 'state.db'}",
+    ]
+    path = folder / "riskwatch.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def run(accounts: int, symbols: int, folder: Path) -> dict[str, object]:
-    (folder / "scenario.yaml").write_text(scenario_yaml(accounts, symbols), encoding="utf-8")
-    (folder / "rules.yaml").write_text(RULES, encoding="utf-8")
-    scenario = load_scenario(folder / "scenario.yaml")
-    secret = secrets.token_hex(16)
-    (folder / "secret").write_text(secret + "\n", encoding="utf-8")
-    sim_secrets = {acc.public_key: secret for acc in scenario.accounts}
-    async with Simulator(scenario, sim_secrets, pulse_interval=0.2) as sim:
-        sim.pause()
-        lines = ["exchange:", f"  url: {sim.trade_url}", "  stale_after: 5s", "accounts:"]
-        for acc in scenario.accounts:
-            lines += [
-                f"  - name: {acc.name}",
-                f"    public_key: {acc.public_key}",
-                f"    secret_key_file: {folder / 'secret'}",
-            ]
-        lines += [
-            f"rules: [{folder / 'rules.yaml'}]",
-            "actions:",
-            "  mode: armed",
-            "  max_per_account_per_hour: 1000",
-            "http:",
-            "  listen: 127.0.0.1:0",
-            "state:",
-            f"  path: {folder / 'state.db'}",
-        ]
-        (folder / "riskwatch.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        config = load_config(folder / "riskwatch.yaml")
+async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
+    interval = 1.0 if accounts > 1 else 0.1
+    out = folder / "sim.json"
+    env = {**os.environ, "RISKWATCH_SIM_SECRET": SIM_SECRET}
+    sim = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bench" / "trip_sim.py"),
+        f"--accounts={accounts}",
+        f"--interval={interval}",
+        f"--trips={trips}",
+        f"--out={out}",
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert sim.stdout is not None
+    try:
+        ready = (await asyncio.wait_for(sim.stdout.readline(), 60)).decode().split()
+        if not ready or ready[0] != "READY":
+            msg = f"simulator did not start: {ready!r}"
+            raise SystemExit(msg)
+        trade_url, echo_url = ready[1], ready[2]
+        local = summary_ms(await echo_rtts(3000))
+        remote = summary_ms(await remote_echo(echo_url, 3000))
+        config = load_config(daemon_config(folder, trade_url, accounts))
         store = Store.open(config.state.path)
         daemon = Daemon(config, rules=load_rule_files(list(config.rules.files)), store=store)
+        probe = Probe()
+        probe.wrap(daemon)
         await daemon.start()
         try:
-            deadline = time.monotonic() + 30
-            while any(rt.core.snapshot.balance is None for rt in daemon.accounts.values()):
-                if time.monotonic() > deadline:
-                    raise SystemExit("accounts did not come up")
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(1.0)  # a few pulses of steady streaming first
-            for s in range(symbols):
-                await sim.set_mark(f"S{s:02d}-USD", 90.0)
-            want = accounts * symbols
-            deadline = time.monotonic() + 60
-            while len(daemon.executor.latencies) < want and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            latencies = list(daemon.executor.latencies)
+            line = await asyncio.wait_for(sim.stdout.readline(), 60 + trips * 0.5)
+            if line.strip() != b"DONE":
+                msg = f"simulator ended early: {line!r}"
+                raise SystemExit(msg)
+            await asyncio.sleep(0.1)
         finally:
             await daemon.stop()
             store.close()
-    return {
+        import json
+
+        wire = json.loads(out.read_text())
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            sim.terminate()
+        await sim.wait()
+    warm = len(probe.trigger) - len(wire["wire"])
+    result = {
         "accounts": accounts,
-        "symbols": symbols,
-        "samples": len(latencies),
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "max_ms": max(latencies) * 1000,
-        "mean_ms": statistics.fmean(latencies) * 1000,
+        "symbols": 20,
+        "pulse_interval_s": interval,
+        "echo_rtt_in_process": local,
+        "echo_rtt_cross_process": remote,
+        "wire": summary_ms(wire["wire"]),
+        "daemon_trigger": summary_ms(probe.trigger[warm:]),
+        "daemon_burst": summary_ms(probe.from_burst[warm:]),
+        "pulse_to_action": summary_ms(list(daemon.executor.latencies)[warm:]),
+        "late_trips": len(wire["late"]),
     }
+    w99, e99 = result["wire"].get("p99_ms"), remote.get("p99_ms")
+    if w99 and e99:
+        result["wire_p99_over_cross_echo_p99"] = round(float(w99) / float(e99), 2)
+    return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=20)
-    parser.add_argument("--symbols", type=int, default=20)
-    parser.add_argument("--dir", help="folder for the state database (default: a temp folder)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--accounts", type=int, nargs="+", default=[1, 20, 100])
+    parser.add_argument("--trips", type=int, default=200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="rw-bench-", dir=args.dir) as tmp:
-        result = asyncio.run(run(args.accounts, args.symbols, Path(tmp)))
-    result["python"] = platform.python_version()
-    result["state_dir"] = args.dir or tempfile.gettempdir()
-    out = Path("build/bench/pulse_to_action.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(
-        f"pulse_to_action over {result['samples']} actions: p50 {result['p50_ms']:.3f} ms, "
-        f"p99 {result['p99_ms']:.3f} ms, max {result['max_ms']:.3f} ms → {out}"
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        filename=str(Path(tempfile.gettempdir()) / "rw-bench-pulse-to-action.log"),
     )
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    runs = []
+    for n in args.accounts:
+        with tempfile.TemporaryDirectory(prefix="rw-bench-") as tmp:
+            res = asyncio.run(run(n, args.trips, Path(tmp)))
+        runs.append(res)
+        print(f"N = {n} accounts × 20 symbols, pulses every {res['pulse_interval_s']} s")
+        for key in (
+            "echo_rtt_in_process",
+            "echo_rtt_cross_process",
+            "wire",
+            "daemon_trigger",
+            "daemon_burst",
+            "pulse_to_action",
+        ):
+            s = res[key]
+            print(
+                f"  {key:24} p50 {s.get('p50_ms', float('nan')):7.3f} ms"
+                f"  p99 {s.get('p99_ms', float('nan')):7.3f} ms"
+                f"  max {s.get('max_ms', float('nan')):7.3f} ms  (n={s['count']})"
+            )
+        if res["late_trips"]:
+            print(f"  trips without a command before the next pulse: {res['late_trips']}")
+    write_result("pulse_to_action", {"runs": runs})
 
 
 if __name__ == "__main__":

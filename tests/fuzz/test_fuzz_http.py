@@ -139,7 +139,8 @@ def test_any_request_gets_a_clean_answer(
     if auth is not None:
         headers["Authorization"] = auth
     status, data = served.request(method, path, body, headers)
-    assert status < 500, (method, path, status, data[:300])
+    unready = path == "/readyz" and status == 503  # by design: no exchange here
+    assert status < 500 or unready, (method, path, status, data[:300])
     assert TOKEN.encode() not in data
     assert b"sk-fuzz-9f" not in data
     if (method, path) in MUTATING and auth not in (f"Bearer {TOKEN}", f"bearer {TOKEN}",
