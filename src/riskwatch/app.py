@@ -69,6 +69,9 @@ TICK_INTERVAL = 0.25
 """Seconds between rule ticks (``for`` expiry, ``keep_firing_for``, stale data)."""
 
 SAVE_INTERVAL = 60.0
+
+BURST_QUIET = 0.002
+"""Seconds without a position frame after which a burst no balance closed is evaluated."""
 """Seconds between saves of daily baselines and window history to the state database."""
 
 log = logging.getLogger(__name__)
@@ -166,6 +169,7 @@ class Daemon:
         self.http_port: int | None = None
         self._last_save = 0.0
         self._flush_soon: set[str] = set()  # accounts with a deferred-burst flush queued
+        self._deferred_at: dict[str, float] = {}  # loop time of the last deferred frame
 
     # --- rule state -----------------------------------------------------------------
 
@@ -344,11 +348,15 @@ class Daemon:
         result = rt.core.handle(events, now)
         if result.decision is not None:
             self._apply_decision(result.decision, time.perf_counter() - started, defer=True)
-        elif result.deferred and account not in self._flush_soon:
-            # Evaluate the burst once the socket's buffered frames are drained, if no
-            # balance frame closed it by then (core.py; docs/performance.md).
-            self._flush_soon.add(account)
-            asyncio.get_running_loop().call_soon(self._flush_deferred, account)
+        elif result.deferred:
+            # Evaluate the burst once no frame came for BURST_QUIET seconds, if no balance
+            # frame closed it by then (core.py; docs/performance.md). Not at once: the
+            # burst's frames trickle in, and a flush between them evaluated half a pulse.
+            loop = asyncio.get_running_loop()
+            self._deferred_at[account] = loop.time()
+            if account not in self._flush_soon:
+                self._flush_soon.add(account)
+                loop.call_later(BURST_QUIET, self._flush_deferred, account)
         for reason in result.flags:
             self.metrics.impossible_frames.labels(account, reason).inc()
             log.warning(
@@ -367,10 +375,17 @@ class Daemon:
         rt = self.accounts.get(account)
         if rt is None or not rt.core.deferred:
             return
+        loop = asyncio.get_running_loop()
+        wait = self._deferred_at.get(account, 0.0) + BURST_QUIET - loop.time()
+        if wait > 0:  # position frames still coming: the burst has not ended
+            self._flush_soon.add(account)
+            loop.call_later(wait, self._flush_deferred, account)
+            return
         started = time.perf_counter()
         decision = rt.core.flush(self.clock.now())
         if decision is not None:
-            self._apply_decision(decision, time.perf_counter() - started)
+            # The executor's commands are written by a task queued before the rest.
+            self._apply_decision(decision, time.perf_counter() - started, defer=True)
 
     def _on_mds_events(self, events: Sequence[Event], now: float) -> None:
         """Fan mark prices out to the accounts holding the symbol."""

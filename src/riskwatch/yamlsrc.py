@@ -604,7 +604,7 @@ class Reader:
     def __init__(self, problems: Problems, *, environ: Mapping[str, str] | None = None) -> None:
         self.problems = problems
         self.environ = environ
-        self._expanded: dict[int, str | None] = {}
+        self._expanded: dict[int, tuple[Scalar, str | None]] = {}
 
     # -- problems
 
@@ -696,13 +696,17 @@ class Reader:
     def _expand(self, node: Scalar) -> str | None:
         if self.environ is None:
             return node.value
-        key = id(node)
-        if key not in self._expanded:
-            value, errors = expand_env(node.value, self.environ)
-            for offset, message in errors:
-                self.problem_in(node, offset, message)
-            self._expanded[key] = None if errors else value
-        return self._expanded[key]
+        # Keyed by id() but holding the node itself: a cached id can never be reused by
+        # another node while its entry exists (and the identity check makes sure).
+        cached = self._expanded.get(id(node))
+        if cached is not None and cached[0] is node:
+            return cached[1]
+        value, errors = expand_env(node.value, self.environ)
+        for offset, message in errors:
+            self.problem_in(node, offset, message)
+        result = None if errors else value
+        self._expanded[id(node)] = (node, result)
+        return result
 
     def _scalar(self, node: Node, what: str) -> str | None:
         if not isinstance(node, Scalar) or node.is_null:

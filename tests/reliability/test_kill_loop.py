@@ -186,6 +186,7 @@ async def _round(tmp: Path, rng: random.Random, kills: int, n: int) -> dict[str,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 async def test_sigkill_loop_loses_and_repeats_nothing(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -93,6 +93,7 @@ def _rss_mb() -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 async def test_soak_stays_flat_and_agrees_with_the_simulator(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
