@@ -162,6 +162,13 @@ def main() -> None:
     if with_reaction.exists():
         reaction = json.loads(with_reaction.read_text())
     act_p50 = reaction.get("frame_to_commands", {}).get("p50_ms")
+    # The wire-to-wire action time of bench_pulse_to_action.py (simulator in its own
+    # process), N = 1, when it was run: the ratio is given against both.
+    wire_p50 = None
+    with_trips = OUT_DIR / "pulse_to_action.json"
+    if with_trips.exists():
+        runs = json.loads(with_trips.read_text()).get("runs", [])
+        wire_p50 = next((r["wire"]["p50_ms"] for r in runs if r.get("accounts") == 1), None)
     doc: dict[str, Any] = {"settings_s": SETTINGS, "trials": results, "ratios": {}}
     for setting, rows in results.items():
         peer = [r["peer_webhook_s"] for r in rows if r["peer_webhook_s"] is not None]
@@ -176,6 +183,9 @@ def main() -> None:
             else None,
             "peer_over_riskwatch_action": round(peer_ms["p50_ms"] / act_p50, 1)
             if act_p50
+            else None,
+            "peer_over_riskwatch_action_wire": round(peer_ms["p50_ms"] / wire_p50, 1)
+            if wire_p50
             else None,
         }
         doc["ratios"][setting] = {"peer": peer_ms, "riskwatch_notification": rw_ms, **ratios}

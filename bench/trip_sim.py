@@ -35,7 +35,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 
 from riskwatch.sim.scenario import parse_scenario
-from riskwatch.sim.server import Simulator, _Conn
+from riskwatch.sim.server import Simulator, _Conn, _send_text
 
 TRIP_SYMBOL = "S00-USD"
 CALM_QTY, TRIP_QTY = 10.0, 20.0
@@ -132,9 +132,9 @@ class TripSimulator(Simulator):
                 if first and stamp:
                     self.t0[account] = time.perf_counter()
                 first = False
-                await conn.ws.send(text)
+                await _send_text(conn.ws, text)
         if "balances" in conn.channels:
-            await conn.ws.send(json.dumps({"balance_response": ledger.balance_payload()}))
+            await _send_text(conn.ws, json.dumps({"balance_response": ledger.balance_payload()}))
         if state == "closed":
             pos.qty, pos.average_price = CALM_QTY, 100.0
             self.state[account] = "calm"

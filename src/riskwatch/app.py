@@ -54,7 +54,7 @@ from riskwatch.qfex.client import (
 from riskwatch.qfex.recorder import Recorder
 from riskwatch.qfex.session import TradeSession
 from riskwatch.reload import Reloader
-from riskwatch.rules.engine import Decision, StateRecords
+from riskwatch.rules.engine import ActionIntent, Decision, StateRecords
 from riskwatch.rules.lifecycle import Reason
 from riskwatch.rules.load import load_rule_files
 from riskwatch.rules.model import DATA_STALE, EMPTY_RULES, RuleSet
@@ -160,6 +160,9 @@ class Daemon:
         # First listener: a protective action never waits behind notification work.
         self.decision_listeners.insert(0, self.executor.on_decision)
         self.executor.listeners.append(self._on_action_event)
+        for rt in self.accounts.values():
+            # Intents reach the executor as the engine makes them (docs/performance.md).
+            rt.core.on_intent = self._on_intent
         # SIGHUP, a changed config or rule file, POST /api/reload (reload.py).
         self.reloader = Reloader(self)
         self.mds: MarketDataConnection | None = None
@@ -230,6 +233,13 @@ class Daemon:
             asyncio.get_running_loop().call_soon(self._record_decision, decision)
         else:
             self._record_decision(decision)
+
+    def _on_intent(self, intent: ActionIntent) -> None:
+        """An action intent, mid-evaluation: the executor plans and sends it at once."""
+        try:
+            self.executor.on_intent(intent)
+        except Exception:  # a bug here must not stop evaluation
+            log.exception("action executor failed on an intent")
 
     def _record_decision(self, decision: Decision) -> None:
         """The non-urgent part of :meth:`_apply_decision`."""

@@ -51,7 +51,7 @@ from typing import Any, Final
 from riskwatch import config as config_mod
 from riskwatch.model import BalanceUpdate, Event, MarkPrice, OpenOrders, OrderUpdate, PositionUpdate
 from riskwatch.rules import engine
-from riskwatch.rules.engine import Decision, RulesState, StateRecords, Trigger
+from riskwatch.rules.engine import Decision, IntentSink, RulesState, StateRecords, Trigger
 from riskwatch.rules.model import EMPTY_RULES, RuleSet
 from riskwatch.state import account as account_state
 from riskwatch.state import derived
@@ -154,6 +154,10 @@ class AccountCore:
         self._figures: Figures | None = None  # cache of figures_at, see there
         self._figures_of: AccountSnapshot | None = None
         self._figures_baseline: float | None = None
+        self.on_intent: IntentSink | None = None
+        """Called with each action intent as the engine makes it, mid-evaluation (the
+        action executor, so that a protective command does not wait for the rest of the
+        rules); the decision still lists the intent."""
 
     @property
     def pnl_baseline(self) -> float | None:
@@ -250,6 +254,7 @@ class AccountCore:
             now,
             stale=stale,
             trigger=trigger,
+            on_intent=self.on_intent,
         )
         self.last_decision = decision
         self._last_eval_at = now

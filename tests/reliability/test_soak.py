@@ -141,10 +141,12 @@ async def test_soak_stays_flat_and_agrees_with_the_simulator(
     assert len(warm) >= 3
     tasks = [s[1] for s in warm]
     rss = [s[2] for s in warm]
-    # Flat: the last quarter holds no more tasks than the warmed-up start, give or take
-    # the reconnects and deliveries in flight at a sample, and memory grows < 30 MB.
-    assert max(tasks) - min(tasks) <= 20, tasks
-    assert rss[-1] - rss[0] < 30, rss
+    # Flat: no upward trend. The busiest sample of the last third holds at most 20 more
+    # tasks than the busiest of the first third (dips while accounts reconnect are
+    # fine), and memory grows by less than 30 MB.
+    third = max(1, len(warm) // 3)
+    assert max(tasks[-third:]) <= max(tasks[:third]) + 20, tasks
+    assert max(rss[-third:]) - max(rss[:third]) < 30, rss
     matched = 0
     for acc in doc["accounts"]:
         fig = sim.ledger(acc["name"]).figures()

@@ -50,7 +50,7 @@ account names. See ``bench/bench_rules.py``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -144,6 +144,10 @@ class ActionIntent:
     severity: Severity
     at: float
     trigger: Trigger
+
+
+IntentSink = Callable[[ActionIntent], None]
+"""Receives an action intent as soon as the engine makes it (``evaluate(on_intent=)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,10 +429,18 @@ class RulesState:
 class _Run:
     """Per-evaluation context: accumulates transitions and intents (lazily)."""
 
-    __slots__ = ("confirmed", "intents", "now", "state", "transitions", "trigger")
+    __slots__ = ("confirmed", "intents", "now", "on_intent", "state", "transitions", "trigger")
 
-    def __init__(self, state: RulesState, now: float, trigger: Trigger, confirmed: bool) -> None:
+    def __init__(
+        self,
+        state: RulesState,
+        now: float,
+        trigger: Trigger,
+        confirmed: bool,
+        on_intent: IntentSink | None = None,
+    ) -> None:
         self.state = state
+        self.on_intent = on_intent
         self.now = now
         self.trigger: Trigger = trigger
         self.confirmed = confirmed
@@ -465,6 +477,11 @@ class _Run:
                 trigger=self.trigger,
             )
         )
+        if self.on_intent is not None:
+            # Handed over at once, before the remaining rules are evaluated: the intent
+            # is final (the lifecycle step that produced it is done) and a protective
+            # command should not wait for the rest of the pack (docs/performance.md).
+            self.on_intent(self.intents[-1])
 
     def transition(
         self,
@@ -547,16 +564,21 @@ def evaluate(
     *,
     stale: bool,
     trigger: Trigger,
+    on_intent: IntentSink | None = None,
 ) -> Decision:
     """Evaluate every rule for ``state``'s account at ``now``; see the module docstring.
 
     ``figures`` are the account's figures at ``now`` (None before any data: only time
     passes, through :func:`riskwatch.rules.lifecycle.tick`). ``stale`` says whether
     the account's data is older than ``stale_after``. Mutates ``state``.
+
+    ``on_intent``, if given, is called with each action intent as soon as it is made,
+    during the evaluation; the decision lists it too.
     """
     if rules is not state.rules:
         state.rebind(rules)
-    run = _Run(state, now, trigger, figures.exchange_confirmed if figures is not None else False)
+    confirmed = figures.exchange_confirmed if figures is not None else False
+    run = _Run(state, now, trigger, confirmed, on_intent)
     _data_stale(run, figures, stale)
     if stale:
         return run.decision(True)
