@@ -7,13 +7,12 @@ a bearer header, and never printed. Exit status: 0 done, 1 refused or failed.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, TextIO
+
+from riskwatch.apiclient import call
 
 __all__ = ["run_control"]
 
@@ -24,22 +23,6 @@ def _token(token_file: Path | None) -> str | None:
     if token_file is not None:
         return token_file.read_text(encoding="utf-8").strip() or None
     return os.environ.get("RISKWATCH_ADMIN_TOKEN") or None
-
-
-def _call(method: str, url: str, token: str | None, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) only
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"null")
-        except ValueError:
-            return exc.code, None
 
 
 def _line(a: dict[str, Any]) -> str:
@@ -67,12 +50,12 @@ def run_control(
     try:
         token = _token(token_file)
         if command == "actions":
-            status, doc = _call("GET", f"{base}/api/actions?limit={limit}", None)
+            status, doc = call("GET", f"{base}/api/actions?limit={limit}", None)
         elif command in ("arm", "disarm"):
-            status, doc = _call("POST", f"{base}/api/{command}", token, {})
+            status, doc = call("POST", f"{base}/api/{command}", token, {})
         elif command == "latch-reset":
             body = {"account": account, "rule": rule, "symbol": symbol}
-            status, doc = _call("POST", f"{base}/api/latches/reset", token, body)
+            status, doc = call("POST", f"{base}/api/latches/reset", token, body)
         else:
             stream.write(f"unknown control command {command!r}\n")
             return 1

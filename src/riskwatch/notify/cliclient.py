@@ -8,15 +8,13 @@ header and never printed. Exit status: 0 done, 1 refused or failed, 2 bad config
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from riskwatch.apiclient import call
 from riskwatch.config import load_config
 from riskwatch.errors import ConfigError
 from riskwatch.yamlsrc import parse_duration
@@ -37,22 +35,6 @@ def _endpoint(config_path: Path | None, url: str | None) -> tuple[str, str | Non
             host = "127.0.0.1" if host in _WILDCARD else host
             url = f"http://{host}:{config.http.port}"
     return (url or "http://127.0.0.1:9464").rstrip("/"), token
-
-
-def _call(method: str, url: str, token: str | None, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) only
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"null")
-        except ValueError:
-            return exc.code, None
 
 
 def _when(t: float) -> str:
@@ -89,7 +71,7 @@ def run_silence(
         return 2
     try:
         if action == "list":
-            status, doc = _call("GET", f"{base}/api/silences", None)
+            status, doc = call("GET", f"{base}/api/silences", None)
             if status == 200:
                 for s in doc["silences"]:
                     print(_line(s), file=out)
@@ -102,12 +84,12 @@ def run_silence(
                 "created_by": author or os.environ.get("USER", "cli"),
                 "comment": comment,
             }
-            status, doc = _call("POST", f"{base}/api/silences", token, body)
+            status, doc = call("POST", f"{base}/api/silences", token, body)
             if status == 201:
                 print(doc["id"], file=out)
                 return 0
         else:
-            status, doc = _call("DELETE", f"{base}/api/silences/{silence_id}", token)
+            status, doc = call("DELETE", f"{base}/api/silences/{silence_id}", token)
             if status == 200:
                 print(f"expired {doc['id']}", file=out)
                 return 0
