@@ -194,16 +194,7 @@ class TradeConnection:
         """Run one connection to its end; return whether it reached LIVE."""
         opts = self._options
         reached_live = False
-        async with connect(
-            self.url,
-            compression=None,
-            proxy=None,
-            open_timeout=opts.open_timeout,
-            ping_interval=opts.ping_interval,
-            ping_timeout=opts.ping_timeout,
-            max_size=opts.max_size,
-            close_timeout=2,
-        ) as ws:
+        async with _connect(self.url, opts) as ws:
             session = self._session_factory()
             self._ws, self._session = ws, session
             self.status.connected = True
@@ -331,16 +322,7 @@ class MarketDataConnection:
                 self.status.reconnects += 1
             first = False
             try:
-                async with connect(
-                    self.url,
-                    compression=None,
-                    proxy=None,
-                    open_timeout=opts.open_timeout,
-                    ping_interval=opts.ping_interval,
-                    ping_timeout=opts.ping_timeout,
-                    max_size=opts.max_size,
-                    close_timeout=2,
-                ) as ws:
+                async with _connect(self.url, opts) as ws:
                     self._ws = ws
                     self._subscribed = set()
                     self.status.connected = True
@@ -381,6 +363,21 @@ class MarketDataConnection:
         self._subscribed |= set(todo)
         with contextlib.suppress(websockets.ConnectionClosed):
             await ws.send(commands.mds_subscribe("mark_price", todo))
+
+
+def _connect(url: str, opts: SocketOptions) -> connect:
+    """Open a WebSocket the way riskwatch wants it: no compression (it costs latency on
+    small frames), no proxy from the environment, short pings (LIBRARIES.md)."""
+    return connect(
+        url,
+        compression=None,
+        proxy=None,
+        open_timeout=opts.open_timeout,
+        ping_interval=opts.ping_interval,
+        ping_timeout=opts.ping_timeout,
+        max_size=opts.max_size,
+        close_timeout=2,
+    )
 
 
 def _log_task_error(task: asyncio.Task[None]) -> None:
