@@ -33,6 +33,7 @@ RUN python -m venv /opt/riskwatch \
 # Then the package itself (no dependency resolution: they are all above).
 COPY README.md ./
 COPY src ./src
+COPY rules ./rules
 RUN pip install --no-cache-dir --no-deps . \
     && install -d -o riskwatch -g riskwatch -m 0750 /var/lib/riskwatch \
     && install -d -m 0755 /etc/riskwatch
