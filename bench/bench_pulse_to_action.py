@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import subprocess
@@ -187,15 +188,13 @@ async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
         finally:
             await daemon.stop()
             store.close()
-        import json
-
         wire = json.loads(out.read_text())
     finally:
         with contextlib.suppress(ProcessLookupError):
             sim.terminate()
         await sim.wait()
     warm = len(probe.trigger) - len(wire["wire"])
-    result = {
+    result: dict[str, Any] = {
         "accounts": accounts,
         "symbols": 20,
         "pulse_interval_s": interval,
