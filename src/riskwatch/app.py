@@ -161,7 +161,7 @@ class Daemon:
         self.decision_listeners.insert(0, self.executor.on_decision)
         self.executor.listeners.append(self._on_action_event)
         for rt in self.accounts.values():
-            # Intents reach the executor as the engine makes them (docs/performance.md).
+            # Intents reach the executor as the engine makes them (README.md, "Performance").
             rt.core.on_intent = self._on_intent
         # SIGHUP, a changed config or rule file, POST /api/reload (reload.py).
         self.reloader = Reloader(self)
@@ -219,7 +219,7 @@ class Daemon:
         metrics, log lines and the state database. With ``defer`` (a trade frame whose
         commands are written when its callback returns) everything after the executor
         runs on the next loop turn, i.e. after the commands are on the socket
-        (docs/performance.md)."""
+        (README.md, "Performance")."""
         if seconds is not None:
             self.metrics.rule_evaluation_seconds.observe(seconds)
         if not decision.transitions and not decision.intents:
@@ -360,7 +360,7 @@ class Daemon:
             self._apply_decision(result.decision, time.perf_counter() - started, defer=True)
         elif result.deferred:
             # Evaluate the burst once no frame came for BURST_QUIET seconds, if no balance
-            # frame closed it by then (core.py; docs/performance.md). Not at once: the
+            # frame closed it by then (core.py; README.md, "Performance"). Not at once: the
             # burst's frames trickle in, and a flush between them evaluated half a pulse.
             loop = asyncio.get_running_loop()
             self._deferred_at[account] = loop.time()
@@ -696,7 +696,7 @@ async def serve(
     await daemon.start()
     # Start-up objects (config, rules, modules, series) out of the cyclic GC's reach:
     # full collections scanned them all, 80-100 ms loop stalls at 1000 accounts
-    # (docs/performance.md).
+    # (README.md, "Performance").
     gc.freeze()
     loop.add_signal_handler(signal.SIGHUP, daemon.reloader.request, "SIGHUP")
     await stop_requested.wait()
@@ -709,7 +709,7 @@ def run_daemon(config_path: Path, *, record: Path | None = None, shard: Shard = 
     """``riskwatch run``: load the config (exit 2 on problems) and serve.
 
     With ``shard`` (``--shard I/N``) only the accounts that shard owns are watched
-    (:mod:`riskwatch.shard`; docs/performance.md).
+    (:mod:`riskwatch.shard`; README.md, "Performance").
     """
     try:
         config = load_config(config_path)

@@ -147,7 +147,7 @@ def build_app(
         # Classic text format 0.0.4 whatever the Accept header (Prometheus 2.42 reads
         # it), rendered and written piece by piece with the loop given back in between,
         # so that a scrape of many accounts never holds frame handling for more than
-        # one piece (metrics.exposition_chunks; docs/performance.md).
+        # one piece (metrics.exposition_chunks; README.md, "Performance").
         resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
         await resp.prepare(request)
         for piece in exposition_chunks(registry):

@@ -1,4 +1,4 @@
-"""AccountCore burst deferral and quiet ticks (core.py; docs/performance.md)."""
+"""AccountCore burst deferral and quiet ticks (core.py; README.md, "Performance")."""
 
 from __future__ import annotations
 

@@ -151,7 +151,7 @@ class ActionExecutor:
         self._breaker_open: dict[str, bool] = {}
         # The circuit breaker's hour per account, kept in memory (seeded once from the
         # audit log): counting it in SQLite on every trip cost ~0.2 ms on the path from
-        # the breaching frame to the command (docs/performance.md).
+        # the breaching frame to the command (README.md, "Performance").
         self._window: dict[str, _Window] = {}
         self._early: list[ActionIntent] = []  # taken by on_intent, until on_decision
         self._fault = os.environ.get(FAULT_ENV, "")
@@ -272,7 +272,7 @@ class ActionExecutor:
                     self._written(flight, at)
                 else:
                     # Bookkeeping (metrics, log, events) once the frames are written:
-                    # the caller writes them when this returns (docs/performance.md).
+                    # the caller writes them when this returns (README.md, "Performance").
                     loop.call_soon(self._written, flight, at)
         if self._flights.get(account):
             self._observe(account, events, now)
