@@ -46,6 +46,7 @@ from __future__ import annotations
 import difflib
 import re
 import zoneinfo
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time
@@ -110,16 +111,16 @@ class Mark:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Node:
+class Node(ABC):
     """A composed YAML node; ``start`` is its first character, ``end`` just past its last."""
 
     start: Mark
     end: Mark
 
     @property
+    @abstractmethod
     def kind(self) -> str:
         """``"a string"``, ``"a list"``, ``"a mapping"`` or ``"null"``, for messages."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True, eq=False)
