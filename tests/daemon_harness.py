@@ -15,8 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from riskwatch.app import Daemon
 from riskwatch.config import load_config
+from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import Scenario, load_scenario
 from riskwatch.sim.server import Simulator
+from riskwatch.store import Store
 
 MS = 0.001
 """The unit of every timeout in these tests."""
@@ -128,7 +130,10 @@ async def running(
         )
         config_path = tmp_path / "riskwatch.yaml"
         config_path.write_text(text, encoding="utf-8")
-        daemon = Daemon(load_config(config_path))
+        config = load_config(config_path)
+        # Built as `riskwatch run` builds it: the config's rules and its state database.
+        store = Store.open(config.state.path)
+        daemon = Daemon(config, rules=load_rule_files(list(config.rules.files)), store=store)
         await daemon.start()
         harness = Harness(sim, daemon, daemon_secret or secret, config_path)
         try:
@@ -136,3 +141,4 @@ async def running(
         finally:
             await harness.close()
             await daemon.stop()
+            store.close()

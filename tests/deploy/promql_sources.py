@@ -15,9 +15,10 @@ DASHBOARD = DEPLOY / "grafana" / "dashboards" / "riskwatch.json"
 RULES = DEPLOY / "prometheus" / "rules" / "riskwatch.rules.yml"
 
 # What Grafana puts in place of its variables when it sends a query: every account, a
-# rate window spanning a few 1 s scrapes, and a range of one minute.
+# rate window spanning a few 1 s scrapes (what $__rate_interval is for a dashboard range
+# of about an hour), and a range of one minute.
 GRAFANA_VARIABLES = {
-    "$__rate_interval": "5s",
+    "$__rate_interval": "15s",
     "$__interval": "1s",
     "$__range": "1m",
     "$account": ".*",

@@ -192,22 +192,49 @@ async def _run_all(prom: Prom, queries: list[Query]) -> dict[Query, dict[str, An
     return out
 
 
-def _synthetic_events(h: Harness) -> None:
-    """Drive the event-driven metrics the way rules, actions and notifications will."""
-    m = h.daemon.metrics
-    m.alert_state.labels("MarginUsageHigh", "desk-a", "", "warning").set(2)
-    m.alert_state.labels("LeverageCap", "desk-a", "AAPL-USD", "warning").set(1)
-    m.alerts_fired.labels("MarginUsageHigh", "desk-a", "warning").inc()
-    m.latched.labels("MarginUsageCritical", "desk-a", "").set(1)
-    for result in ("sent", "confirmed", "dry_run", "refused", "failed"):
-        m.actions.labels("close_position", result).inc()
-    m.action_retries.labels("close_position").inc()
-    for result in ("sent", "failed", "silenced", "inhibited"):
-        m.notifications.labels("critical", result).inc()
-    m.config_reload.labels("success").inc()
-    for seconds in (0.00002, 0.00004, 0.0002):
-        m.rule_evaluation_seconds.observe(seconds)
-    m.pulse_to_action_seconds.observe(0.0008)
+RULES_GLOB = Path(__file__).resolve().parents[2] / "rules" / "*.yaml"
+
+EVENTS_CONFIG = f"""\
+rules: ['{RULES_GLOB}']
+actions:
+  mode: armed
+notifications:
+  group_interval: 1s
+  routes:
+    - name: console
+      urls: ['console://']
+"""
+"""The default rule pack, armed against the simulator, and a console notification route:
+the crash then produces alerts, latches, actions, retries and notifications for real."""
+
+
+async def _real_events(h: Harness) -> None:
+    """Play the crash until its critical rules fired and acted, then reload the rules once."""
+    metrics = h.daemon.metrics
+
+    def count(counter: Any, **labels: str) -> float:
+        return sum(
+            s.value
+            for m in counter.collect()
+            for s in m.samples
+            if s.name.endswith("_total") and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while loop.time() < deadline:
+        if (
+            count(metrics.actions, result="sent") >= 2
+            and count(metrics.actions, result="confirmed") >= 1
+            and count(metrics.action_retries) >= 1
+            and count(metrics.notifications, result="sent") >= 1
+        ):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the crash did not trip, act, retry and notify within 30 s")
+    outcome = await h.daemon.reloader.reload("test")
+    assert outcome.ok
 
 
 @needs_prometheus
@@ -217,8 +244,14 @@ async def test_every_panel_and_rule_query_returns_data(tmp_path: Path) -> None:
     dashboard = dashboard_queries()
     rules = rule_queries()
     assert len(dashboard) > 30
-    sim_options = {"speed": 8.0, "pulse_interval": 0.2}
-    async with running(tmp_path, "crash", sim_options=sim_options) as h:
+    # A half fill of each close_position makes the executor retry the remainder.
+    sim_options = {"speed": 8.0, "pulse_interval": 0.2, "fill_fraction": 0.5}
+    config_options = {"extra": EVENTS_CONFIG}
+    async with running(
+        tmp_path, "crash", sim_options=sim_options, config_options=config_options
+    ) as h:
+        # The crash waits until Prometheus scrapes, so that its events land in the TSDB.
+        h.sim.pause()
         status, text = await h.get("/metrics")
         assert status == 200
         lint = _promtool("check", "metrics", stdin=text)
@@ -233,9 +266,12 @@ async def test_every_panel_and_rule_query_returns_data(tmp_path: Path) -> None:
             scraped = await prom.query('group by (__name__) ({__name__=~"riskwatch_.+"})')
             present = {s["metric"]["__name__"] for s in scraped["data"]["result"]}
 
-            # Phase 2: the event-driven series appear; every panel now returns data.
-            _synthetic_events(h)
-            await asyncio.sleep(3.5)
+            # Phase 2: the crash trips the rules, the actions go out (and are retried after
+            # half fills), notifications are delivered and the rules are reloaded once:
+            # every panel now returns data from what the daemon really did.
+            h.sim.resume()
+            await _real_events(h)
+            await asyncio.sleep(2.5)
             second = await _run_all(prom, dashboard + rules)
             still = [f"{q.where}: {q.expr}" for q in dashboard if not _has_data(second[q])]
             assert still == []
