@@ -17,8 +17,10 @@ Prints ``READY <trade_url> <echo_url>`` on stdout once both servers listen, then
   confirms), then the quantity is put back to 10 for the account's next trip;
 - serves a bare websockets echo on a second port (the cross-process floor).
 
-After ``--trips`` trips (plus ``--warmup``) it writes ``--out`` (JSON: wire-to-wire
-seconds per trip) and keeps serving until SIGTERM.
+After ``--trips`` trips (plus ``--warmup``), or on SIGTERM, it writes ``--out`` (JSON:
+wire-to-wire seconds per trip, the trips without a command before the next pulse, and
+the wall-clock ``time.time()`` of each, for benchmarks that keep a window) and keeps
+serving until SIGTERM.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class TripSimulator(Simulator):
         self.t0: dict[str, float] = {}
         self.wire: list[tuple[str, float]] = []
         self.late: list[str] = []  # trips whose command had not come by the next pulse
+        self.wire_at: list[float] = []  # time.time() of each wire entry (window filters)
+        self.late_at: list[float] = []  # time.time() of each late entry
         self.next_trip = 0.0
         self.done = asyncio.Event()
 
@@ -110,6 +114,7 @@ class TripSimulator(Simulator):
         if state == "tripped":
             # The command did not arrive before this pulse: not a reaction; count it.
             self.late.append(account)
+            self.late_at.append(time.time())
             self.state[account] = "closed"
         elif state == "closed":
             # This pulse shows the closed position (the daemon confirms); calm afterwards.
@@ -144,6 +149,7 @@ class TripSimulator(Simulator):
         account = conn.account
         if account is not None and self.state.get(account) == "tripped" and "close_pos" in text:
             self.wire.append((account, t1 - self.t0.pop(account)))
+            self.wire_at.append(time.time())
             self.state[account] = "closed"
             if len(self.wire) >= self.wanted:
                 self.done.set()
@@ -183,7 +189,13 @@ async def main() -> None:
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         trips = sim.wire[args.warmup :]
-        doc = {"wire": [w for _, w in trips], "accounts": [a for a, _ in trips], "late": sim.late}
+        doc = {
+            "wire": [w for _, w in trips],
+            "accounts": [a for a, _ in trips],
+            "late": sim.late,
+            "wire_at": sim.wire_at[args.warmup :],
+            "late_at": sim.late_at,
+        }
         args.out.write_text(json.dumps(doc) + "\n")
         print("DONE", flush=True)
         await stop.wait()
