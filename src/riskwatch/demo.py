@@ -187,7 +187,10 @@ async def demo(
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        # Event loops without Unix signal support (Windows) raise here; the demo then
+        # stops on its own at the end of the scenario or on KeyboardInterrupt.
+        unsupported = (NotImplementedError, RuntimeError)
+        with contextlib.suppress(*unsupported):
             loop.add_signal_handler(sig, stop.set)
     events = EventLog()
     root = logging.getLogger()
