@@ -1,4 +1,4 @@
-# riskwatch: risk monitoring, alerting and protection for QFEX accounts (PRODUCT.md §8).
+# riskwatch: risk monitoring, alerting and protection for QFEX accounts (docs/deployment.md).
 #
 #   docker build -t riskwatch .
 #   docker run -v ./riskwatch.yaml:/etc/riskwatch/riskwatch.yaml:ro \
@@ -32,7 +32,7 @@ RUN python -m venv /opt/riskwatch \
 
 # Then the package itself (no dependency resolution: they are all above).
 COPY README.md ./
-COPY src ./src
+COPY riskwatch ./riskwatch
 COPY rules ./rules
 RUN pip install --no-cache-dir --no-deps . \
     && install -d -o riskwatch -g riskwatch -m 0750 /var/lib/riskwatch \

@@ -17,8 +17,8 @@ demo: install
 	$(BIN)/riskwatch demo
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check riskwatch tests bench
+	$(BIN)/ruff format --check riskwatch tests bench
 
 typecheck: install
 	$(BIN)/mypy

@@ -28,7 +28,7 @@ from riskwatch.model import BalanceUpdate, MarkPrice, OrderUpdate, PositionUpdat
 from riskwatch.qfex.schemas import decode_mds, decode_trade
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT.parent / "shared" / "qfex" / "examples"
+EXAMPLES = ROOT / "tests" / "fixtures" / "qfex" / "examples"
 OUT = ROOT / "build" / "bench" / "decode.json"
 
 # A non-flat position frame: what a live account with an open short pulses every second.

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from riskwatch.rules.expr import NO_WINDOWS, WindowSpec, compile_expression
-from riskwatch.rules.expr.ast import (
+from riskwatch.rules.expr.syntax import (
     Binary,
     BoolOp,
     Call,

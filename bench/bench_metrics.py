@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/bench_metrics.py [--accounts 100 1000] [--library]``.
 
-A real :class:`riskwatch.app.Daemon` (not started: no socket) is built for N accounts
+A real :class:`riskwatch.daemon.app.Daemon` (not started: no socket) is built for N accounts
 with the default rule pack (``rules/*.yaml``); each account is fed one pulse of 20
 positions and a balance through its core, so every per-account and per-position
 series exists. Measured:
@@ -33,12 +33,12 @@ from aiohttp import web
 from common import ROOT, daemon_config, summary_ms, write_result
 from prometheus_client import generate_latest
 
-from riskwatch.app import Daemon
 from riskwatch.config import load_config
-from riskwatch.http import build_app
+from riskwatch.daemon.app import Daemon
 from riskwatch.metrics import exposition_chunks
 from riskwatch.model import BalanceUpdate, PositionUpdate
 from riskwatch.rules.load import load_rule_files
+from riskwatch.web.server import build_app
 
 SYMBOLS = [f"S{i:02d}-USD" for i in range(20)]
 T0 = 1_767_225_600.0
@@ -100,7 +100,7 @@ async def build(n: int, work: Path) -> Daemon:
             daemon._on_trade_events(name, frame, T0)
         rt.status = None
     await asyncio.sleep(0)
-    gc.freeze()  # as riskwatch.app.serve does after start-up
+    gc.freeze()  # as riskwatch.daemon.app.serve does after start-up
     return daemon
 
 

@@ -29,7 +29,7 @@ from riskwatch.config import NotificationsConfig, RouteConfig
 from riskwatch.notify.deliver import DeliveryPolicy
 from riskwatch.notify.notice import AlertNotice
 from riskwatch.notify.service import NotifyService
-from riskwatch.secrets import Secret
+from riskwatch.secret import Secret
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "bench" / "notify.json"

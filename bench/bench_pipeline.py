@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from riskwatch.core import AccountCore
+from riskwatch.pipeline import AccountCore
 from riskwatch.qfex.schemas import decode_trade
 from riskwatch.state import derived
 

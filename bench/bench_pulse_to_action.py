@@ -9,7 +9,7 @@ every 0.1 s so that 200 trips take 40 s instead of 7 minutes: the daemon is idle
 between pulses either way). It trips one account at a time (at most one trip every
 0.1 s, round robin): the account's ``S00-USD`` position goes from 10 to 20 on its next
 pulse and the rule ``position > 15`` asks for ``close_position``. The daemon runs in
-this process (``riskwatch.app.Daemon``, actions armed, state database on disk, the
+this process (``riskwatch.daemon.app.Daemon``, actions armed, state database on disk, the
 default rule pack of ``rules/`` plus the trip rule), alone on its event loop.
 
 Measured, per trip:
@@ -50,8 +50,8 @@ from bench_echo import FRAME, echo_rtts
 from common import ROOT, SIM_SECRET, summary_ms, write_result
 from websockets.asyncio.client import ClientConnection, connect
 
-from riskwatch.app import Daemon
 from riskwatch.config import load_config
+from riskwatch.daemon.app import Daemon
 from riskwatch.model import Event
 from riskwatch.qfex import client as client_mod
 from riskwatch.qfex.session import TradeSession
@@ -178,7 +178,7 @@ async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
         probe = Probe()
         probe.wrap(daemon)
         await daemon.start()
-        gc.freeze()  # as riskwatch.app.serve() does after start-up
+        gc.freeze()  # as riskwatch.daemon.app.serve() does after start-up
         try:
             line = await asyncio.wait_for(sim.stdout.readline(), 60 + trips * 0.5)
             if line.strip() != b"DONE":

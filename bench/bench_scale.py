@@ -10,7 +10,7 @@ Three processes, as in production:
   pulsed every second at its own phase (21 frames per account per second), one account
   tripping at a time (at most one trip every ``--gap`` s, the rule ``position > 15`` →
   ``close_position``);
-- the daemon (``riskwatch.app.Daemon``, in this process and alone on its event loop:
+- the daemon (``riskwatch.daemon.app.Daemon``, in this process and alone on its event loop:
   armed, state database on disk, the default rule pack of ``rules/`` plus the trip
   rule, ``gc.freeze()`` after start-up as ``riskwatch run`` does);
 - Prometheus (the ``prometheus`` binary) scraping the daemon's ``/metrics`` every
@@ -57,8 +57,8 @@ import aiohttp
 from bench_pulse_to_action import Probe, daemon_config
 from common import ROOT, SIM_SECRET, ProcStat, free_port, summary_ms, wait_http, write_result
 
-from riskwatch.app import Daemon
 from riskwatch.config import load_config
+from riskwatch.daemon.app import Daemon
 from riskwatch.rules.load import load_rule_files
 from riskwatch.store import Store
 
@@ -135,7 +135,7 @@ async def run(n: int, seconds: float, warmup: float, gap: float, folder: Path) -
         probe.wrap(daemon)
         started = time.monotonic()
         await daemon.start()
-        gc.freeze()  # as riskwatch.app.serve() does after start-up
+        gc.freeze()  # as riskwatch.daemon.app.serve() does after start-up
         await wait_http(f"http://127.0.0.1:{daemon.http_port}/readyz", timeout=180)
         ready_s = time.monotonic() - started
         prom_port = free_port()

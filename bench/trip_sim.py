@@ -6,7 +6,7 @@ Prints ``READY <trade_url> <echo_url>`` on stdout once both servers listen, then
 - serves N accounts × S symbols (each holds 10 units at 100, ``S00-USD`` first) with the
   project's :class:`~riskwatch.sim.server.Simulator`; each connection is pulsed every
   ``--interval`` s at its own phase (account i at i/N of the period), as QFEX pulses
-  each connection on its own timer (PROTOCOL.md §4.2), so N accounts at 1 Hz are N
+  each connection on its own timer (docs/protocol.md §4.2), so N accounts at 1 Hz are N
   bursts spread over the second rather than one burst of N × 21 frames;
 - trips one account at a time: at most one trip every ``--gap`` s, on the next account
   (round robin) whose position is back to calm, by setting its ``S00-USD`` quantity to

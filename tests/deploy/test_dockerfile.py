@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dockerfile_replay import Image, PathMap, load
-from portutil import free_port, http_get, wait_http
+
+from tests.support.dockerfile_replay import Image, PathMap, load
+from tests.support.paths import REPO
+from tests.support.portutil import free_port, http_get, wait_http
 
 pytestmark = pytest.mark.deploy
 
-REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 SIM_SECRET = "replay-test-secret"
 BASE_PYTHON = Path("/usr/bin/python3.11")
@@ -54,7 +55,7 @@ def test_shape(image: Image) -> None:
     copies = [args for kw, args in keywords if kw == "COPY"]
     # Dependencies get their own layer: pyproject.toml is copied (and installed) first.
     assert copies[0].startswith("pyproject.toml")
-    first_src = next(i for i, (kw, a) in enumerate(keywords) if kw == "COPY" and "src" in a)
+    first_src = next(i for i, (kw, a) in enumerate(keywords) if kw == "COPY" and "riskwatch" in a)
     assert any(kw == "RUN" and "pip install" in a for kw, a in keywords[:first_src])
 
 

@@ -18,10 +18,11 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from portutil import free_port
-from promql_sources import DEPLOY, RULES, Query, dashboard_queries, rule_queries
 
-from daemon_harness import Harness, running
+from tests.support.daemon_harness import Harness, running
+from tests.support.paths import REPO
+from tests.support.portutil import free_port
+from tests.support.promql_sources import DEPLOY, RULES, Query, dashboard_queries, rule_queries
 
 pytestmark = pytest.mark.deploy
 
@@ -192,7 +193,7 @@ async def _run_all(prom: Prom, queries: list[Query]) -> dict[Query, dict[str, An
     return out
 
 
-RULES_GLOB = Path(__file__).resolve().parents[2] / "rules" / "*.yaml"
+RULES_GLOB = REPO / "rules" / "*.yaml"
 
 EVENTS_CONFIG = f"""\
 rules: ['{RULES_GLOB}']

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import glob
 import json
-from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import dumps, examples, json_values, mangle, shaped_frames
 
-from riskwatch.core import AccountCore
 from riskwatch.errors import ConfigError
-from riskwatch.http import json_response
 from riskwatch.model import BadMessage, Event, UnknownMessage
+from riskwatch.pipeline import AccountCore
 from riskwatch.qfex.schemas import MAX_FRAME_CHARS, decode_mds, decode_trade
 from riskwatch.qfex.session import SessionState, TradeSession
 from riskwatch.rules.load import load_rule_files, load_rules_text
 from riskwatch.rules.model import RuleSet
+from riskwatch.web.server import json_response
+from tests.support.paths import REPO
+from tests.support.strategies import dumps, examples, json_values, mangle, shaped_frames
 
 EXAMPLES = examples(120)
 NOW = 1_750_000_000.0
-REPO = Path(__file__).resolve().parents[2]
 
 FALLBACK_RULES = """
 rules:

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import examples, json_values
 
-from riskwatch.app import Daemon
 from riskwatch.config import load_config_text
+from riskwatch.daemon.app import Daemon
 from riskwatch.store import Store
+from tests.support.strategies import examples, json_values
 
 TOKEN = "adm-Tk-fuzz-4b7d0e"
 """The admin token; it must never come back in a response."""

@@ -9,7 +9,6 @@ from typing import Any
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import examples
 
 from riskwatch.config import Config, load_config_text
 from riskwatch.errors import ConfigError
@@ -17,6 +16,7 @@ from riskwatch.rules.expr import CheckedExpr, ReferenceWindows, parse_and_check
 from riskwatch.rules.load import load_rules_text
 from riskwatch.rules.model import RuleSet
 from riskwatch.rules.templates import Template, parse_template
+from tests.support.strategies import examples
 
 SECRET = "Zq9-fuzz-secret-7c1e"
 """Planted as every secret of a fuzzed config: no problem message may quote it."""

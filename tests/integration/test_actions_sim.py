@@ -17,16 +17,16 @@ from typing import Any
 
 import aiohttp
 
-from asyncapi_schemas import validate_client_message
-from daemon_harness import MS, wait_for
 from riskwatch.actions.model import ActionEvent
-from riskwatch.app import Daemon
+from riskwatch.cli.control import run_control
 from riskwatch.config import load_config
-from riskwatch.controlcli import run_control
+from riskwatch.daemon.app import Daemon
 from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import load_scenario
 from riskwatch.sim.server import Simulator
 from riskwatch.store import Store
+from tests.support.asyncapi_schemas import validate_client_message
+from tests.support.daemon_harness import MS, wait_for
 
 ACCOUNT = "desk-a"
 SYMBOL = "AAPL-USD"

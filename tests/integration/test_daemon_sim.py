@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon_harness import MS, Harness, running, wait_for
 from riskwatch.sim.ledger import mm_rate
+from tests.support.daemon_harness import MS, Harness, running, wait_for
 
 ACCOUNT = "desk-a"
 

@@ -12,18 +12,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from test_notify_sinks import WEBHOOK_TOKEN, webhook
 
-from riskwatch.cli import main
+from riskwatch.cli.main import main
+from riskwatch.cli.notify_test import notify_test
+from riskwatch.cli.silence import run_silence
 from riskwatch.clock import ManualClock
 from riskwatch.config import NotificationsConfig, load_config_text
-from riskwatch.http import AdminGuard
-from riskwatch.notify.cliclient import run_silence
 from riskwatch.notify.deliver import DeliveryPolicy
-from riskwatch.notify.httpapi import add_silence_routes
 from riskwatch.notify.notice import alert_labels
 from riskwatch.notify.service import NotifyService
-from riskwatch.notifytest import notify_test
-from riskwatch.secrets import Secret
+from riskwatch.secret import Secret
 from riskwatch.store import Store
+from riskwatch.web.server import AdminGuard
+from riskwatch.web.silences import add_silence_routes
 
 MS = 0.001
 T0 = 1_700_000_000.0

@@ -27,7 +27,7 @@ from riskwatch.notify.deliver import DeliveryPolicy
 from riskwatch.notify.notice import ActionNotice, AlertNotice
 from riskwatch.notify.service import NotifyService
 from riskwatch.notify.silences import parse_silence
-from riskwatch.secrets import Secret
+from riskwatch.secret import Secret
 from riskwatch.store import Store
 from riskwatch.yamlsrc import Duration
 

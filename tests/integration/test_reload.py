@@ -24,13 +24,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from daemon_harness import MS, Harness, daemon_config_text, wait_for
-from riskwatch.app import Daemon
 from riskwatch.config import load_config
-from riskwatch.reload import FAILED_ALERT
+from riskwatch.daemon.app import Daemon
+from riskwatch.daemon.reload import FAILED_ALERT
 from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import load_scenario
 from riskwatch.sim.server import Simulator
+from tests.support.daemon_harness import MS, Harness, daemon_config_text, wait_for
 
 ACCOUNT = "desk-a"
 TOKEN = "reload-test-admin-token"

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from daemon_harness import daemon_config_text
-from riskwatch.app import Daemon
 from riskwatch.config import load_config
+from riskwatch.daemon.app import Daemon
+from riskwatch.offline.replay import cores_for, replay
 from riskwatch.qfex.recorder import Recorder, read_recording
-from riskwatch.replay import cores_for, replay
 from riskwatch.rules.engine import Decision
 from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import load_scenario
 from riskwatch.sim.server import Simulator
+from tests.support.daemon_harness import daemon_config_text
+from tests.support.paths import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SPEED = 10.0
 """Scenario seconds per wall second: the crash's first 45 s take 4.5 s."""
 RUN_UNTIL = 45.0

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from riskwatch.qfex.auth import new_nonce, sign
 from riskwatch.sim.scenario import Scenario, list_scenarios, load_scenario, parse_scenario
 from riskwatch.sim.server import Simulator
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from asyncapi_schemas import (  # type: ignore[import-not-found]
+from tests.support.asyncapi_schemas import (  # type: ignore[import-not-found]
     validate_mds_message,
     validate_server_message,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from riskwatch.rules.load import load_rules_text
-from riskwatch.statuspage import PageData, Threshold, render, thresholds_of
+from riskwatch.web.statuspage import PageData, Threshold, render, thresholds_of
 
 NOW = 1_700_000_000.0
 

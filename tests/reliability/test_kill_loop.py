@@ -20,10 +20,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from rig import DaemonProcess, Http, free_port, setup_for, simulator, wait_for
 
 from riskwatch.sim.server import Simulator
 from riskwatch.store import Store
+from tests.support.rig import DaemonProcess, Http, free_port, setup_for, simulator, wait_for
 
 ACCOUNT = "desk-a"
 SYMBOL = "AAPL-USD"

@@ -6,7 +6,16 @@ import asyncio
 from pathlib import Path
 
 from aiohttp import web
-from rig import ACTION_COMMANDS, DaemonProcess, Http, free_port, setup_for, simulator, wait_for
+
+from tests.support.rig import (
+    ACTION_COMMANDS,
+    DaemonProcess,
+    Http,
+    free_port,
+    setup_for,
+    simulator,
+    wait_for,
+)
 
 TOKEN = "adm-Sx41-token-e5f0c2"
 NOTIFY_PASSWORD = "npw-Qm83-hook-a9d1"

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rig import Http, in_process, metric, setup_for, simulator, wait_for
 
 from riskwatch.sim.scenario import parse_scenario
+from tests.support.rig import Http, in_process, metric, setup_for, simulator, wait_for
 
 ACCOUNTS = 100
 

@@ -18,10 +18,10 @@ from riskwatch.config import (
     load_config_text,
 )
 from riskwatch.errors import ConfigError, Problem, RiskwatchError
-from riskwatch.secrets import MASK, Secret, redact
+from riskwatch.secret import MASK, Secret, redact
 from riskwatch.yamlsrc import Duration
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 TESTDATA = REPO / "tests" / "config" / "testdata"
 EXAMPLE = REPO / "examples" / "riskwatch.yaml"
 

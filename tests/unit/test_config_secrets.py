@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from riskwatch.secrets import MASK, Secret, json_default, redact
+from riskwatch.secret import MASK, Secret, json_default, redact
 
 
 def test_secret_repr_and_str_are_masked() -> None:

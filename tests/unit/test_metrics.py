@@ -86,7 +86,7 @@ def figures_long(at: float = 1.0) -> Figures:
 
 
 def test_counters_have_the_product_names(registry: CollectorRegistry) -> None:
-    """Counters export under PRODUCT.md §5 names with their labels."""
+    """Counters export under docs/metrics.md names with their labels."""
     m = Metrics(registry, version="1.2.3")
     m.messages.labels("desk-a", "position").inc()
     m.messages.labels("desk-a", "position").inc()

@@ -1,0 +1,6 @@
+"""riskwatch: risk monitoring, alerting and protection for QFEX accounts.
+
+Importing this package has no side effects; the command line lives in :mod:`riskwatch.cli.main`.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""``python -m riskwatch`` runs the command line."""
+
+from riskwatch.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,784 @@
+"""The daemon's configuration (``riskwatch.yaml``, docs/configuration.md): one frozen, typed tree.
+
+:func:`load_config` reads the file, expands ``${VAR}`` / ``${VAR:-default}`` from the
+environment inside every scalar value, reads ``*_file`` secrets, checks every key,
+type and cross-field rule, and either returns a :class:`Config` or raises
+:class:`~riskwatch.errors.ConfigError` listing *every* problem found, each at its
+``FILE:LINE:COL``. ``riskwatch run`` (exit 2), ``riskwatch check`` (exit 1) and
+reloads (keep the old config) share it.
+
+Decisions worth knowing:
+
+- unknown keys are problems (with a did-you-mean); booleans are ``true``/``false``
+  only; durations are ``500ms``/``5s``/``1m30s`` (see :mod:`riskwatch.yamlsrc`);
+- relative paths (rule globs, ``*_file``, ``state.path``, ``apprise_config``) are
+  relative to the config file's folder (docs/design.md#precise-points);
+- rule globs follow Prometheus ``rule_files``: a glob that matches nothing is fine,
+  a plain path that does not exist is a problem;
+- secrets (``secret_key``, ``jwt``, ``admin_token``, notification URLs) become
+  :class:`~riskwatch.secret.Secret`; no problem message quotes a value that may be
+  secret, and a secret file's content is never printed;
+- the exchange URLs must be ``wss://``, except ``ws://`` to a loopback host
+  (127.0.0.0/8, ``localhost``, ``::1``: the simulator, an SSH tunnel, a local TLS
+  terminator), unless ``exchange.allow_insecure: true``;
+- notification route fields left out inherit the ``notifications`` defaults
+  (``repeat_interval`` 4h, ``group_wait`` 0s, ``send_resolved`` true).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import ipaddress
+import os
+import re
+import uuid
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal, cast
+from urllib.parse import urlsplit
+
+from riskwatch.errors import ConfigError, Problem
+from riskwatch.secret import MASK, Secret
+from riskwatch.yamlsrc import Duration, Fields, Map, Node, Problems, Reader, Scalar, Seq, parse
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "AccountConfig",
+    "ActionsConfig",
+    "Config",
+    "DailyConfig",
+    "ExchangeConfig",
+    "HttpConfig",
+    "NotificationsConfig",
+    "RouteConfig",
+    "RuleFiles",
+    "StateConfig",
+    "check_config",
+    "load_config",
+    "load_config_text",
+]
+
+DEFAULT_CONFIG_PATH = Path("/etc/riskwatch/riskwatch.yaml")
+
+ActionMode = Literal["dry-run", "armed"]
+Baseline = Literal["equity", "balance", "max"]
+AuthKind = Literal["hmac", "jwt"]
+
+# Frozen Duration defaults, named so dataclass defaults are plain references.
+_ZERO = Duration(0)
+_5S = Duration(5_000)
+_10S = Duration(10_000)
+_60S = Duration(60_000)
+_4H = Duration(4 * 3_600_000)
+
+_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ROUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+# --------------------------------------------------------------------------- the tree
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeConfig:
+    """Where and how to connect (docs/protocol.md §1). Durations are :class:`Duration`."""
+
+    url: str = "wss://trade.qfex.com"
+    market_data_url: str | None = None
+    stale_after: Duration = _5S
+    ping_interval: Duration = _5S
+    ping_timeout: Duration = _10S
+    allow_insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    """One monitored account: HMAC (``public_key`` + ``secret_key``) or ``jwt`` credentials."""
+
+    name: str
+    public_key: str | None = None
+    secret_key: Secret | None = None
+    jwt: Secret | None = None
+    account_id: str | None = None
+
+    @property
+    def auth(self) -> AuthKind:
+        """``"jwt"`` when a JWT is configured, else ``"hmac"`` (docs/protocol.md §2.1)."""
+        return "jwt" if self.jwt is not None else "hmac"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFiles:
+    """The ``rules:`` globs as written, and the rule files they resolve to (sorted, absolute)."""
+
+    patterns: tuple[str, ...] = ()
+    files: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ActionsConfig:
+    """Protective actions: mode, circuit breaker, kill switch, retry bounds (docs/rules.md, §10)."""
+
+    mode: ActionMode = "dry-run"
+    max_per_account_per_hour: int = 6
+    kill_switch: bool = False
+    max_attempts: int = 5
+    retry_window: Duration = _60S
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """One notification route; ``match`` is label equality, ``match_re`` a full regex match."""
+
+    urls: tuple[Secret, ...] = ()
+    match: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    match_re: Mapping[str, re.Pattern[str]] = field(default_factory=lambda: MappingProxyType({}))
+    continue_: bool = False
+    repeat_interval: Duration = _4H
+    group_wait: Duration = _ZERO
+    group_by: tuple[str, ...] = ()
+    send_resolved: bool = True
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsConfig:
+    """Routes in order (first match wins unless ``continue_``) and their defaults.
+
+    ``group_interval``: how long a group waits before sending a change after its first
+    message; ``inhibit`` / ``family_label``: a firing critical alert inhibits the
+    warnings of the same account and rule family (the ``family`` label, or the rule name
+    without its severity word); ``delivery_timeout`` / ``delivery_attempts``: per URL.
+    """
+
+    routes: tuple[RouteConfig, ...] = ()
+    send_resolved: bool = True
+    repeat_interval: Duration = _4H
+    group_wait: Duration = _ZERO
+    apprise_config: Path | None = None
+    group_interval: Duration = _5S
+    inhibit: bool = True
+    family_label: str = "family"
+    delivery_timeout: Duration = _10S
+    delivery_attempts: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """The HTTP listener; ``port`` 0 asks the OS for a free port. No token: mutations disabled."""
+
+    listen: str = "0.0.0.0:9464"
+    host: str = "0.0.0.0"  # noqa: S104 - serving /metrics to Prometheus is the point
+    port: int = 9464
+    admin_token: Secret | None = None
+    external_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """The SQLite state database (absolute path, or ``:memory:``)."""
+
+    path: Path = Path("/var/lib/riskwatch/state.db")
+
+
+@dataclass(frozen=True, slots=True)
+class DailyConfig:
+    """When a trading day starts, in which zone, and what ``pnl_today`` is measured from."""
+
+    reset: time = time(0, 0)
+    tz: zoneinfo.ZoneInfo = field(default_factory=lambda: zoneinfo.ZoneInfo("UTC"))
+    baseline: Baseline = "equity"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole, validated configuration. ``path`` is the file it came from (absolute)."""
+
+    accounts: tuple[AccountConfig, ...]
+    path: Path = DEFAULT_CONFIG_PATH
+    exchange: ExchangeConfig = ExchangeConfig()
+    rules: RuleFiles = RuleFiles()
+    actions: ActionsConfig = ActionsConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
+    http: HttpConfig = HttpConfig()
+    state: StateConfig = StateConfig()
+    daily: DailyConfig = field(default_factory=DailyConfig)
+
+    def redacted_dict(self) -> dict[str, object]:
+        """A JSON-ready dict of the config for display, every secret as ``"********"``."""
+        return cast(dict[str, object], _plain(self))
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret in the config, for log redaction (:func:`riskwatch.secret.redact`)."""
+        found: list[Secret] = []
+        for account in self.accounts:
+            found += [s for s in (account.secret_key, account.jwt) if s is not None]
+        for route in self.notifications.routes:
+            found += route.urls
+        if self.http.admin_token is not None:
+            found.append(self.http.admin_token)
+        return tuple(found)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Secret):
+        return MASK
+    if isinstance(value, Duration | Path):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name.rstrip("_"): _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+        }
+    if isinstance(value, time):
+        return value.strftime("%H:%M")
+    if isinstance(value, zoneinfo.ZoneInfo):
+        return value.key
+    if isinstance(value, re.Pattern):
+        return value.pattern
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config file at ``path``.
+
+    ``environ`` (default ``os.environ``) supplies ``${VAR}`` values. Problems are
+    reported with ``path`` as written by the caller. Raises ``ConfigError`` with every
+    problem, sorted by position.
+    """
+    config, problems = check_config(path, environ)
+    if config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def check_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> tuple[Config | None, list[Problem]]:
+    """Like :func:`load_config`, but return ``(config or None, problems)``; never raises
+    ``ConfigError``. ``riskwatch check`` prints the problems and goes on to the rules.
+    """
+    name = os.fspath(path)
+    try:
+        data = Path(name).read_bytes()
+    except OSError as exc:
+        return None, [Problem(name, 0, 0, f"cannot read config file: {_reason(exc)}")]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return None, [Problem(name, line, col, "config file is not valid utf-8")]
+    return _check_text(text, name, environ)
+
+
+def load_config_text(
+    text: str, path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> Config:
+    """Validate config ``text`` as if read from ``path`` (for positions and relative paths).
+
+    Raises ``ConfigError`` with every problem.
+    """
+    config, problems = _check_text(text, os.fspath(path), environ)
+    if config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def _check_text(
+    text: str, name: str, environ: Mapping[str, str] | None
+) -> tuple[Config | None, list[Problem]]:
+    problems = Problems()
+    root = parse(text, name, problems)
+    if root is None and not problems:
+        problems.add_problem(Problem(name, 0, 0, "config file is empty"))
+    if root is None:
+        return None, problems.sorted()
+    loader = _Loader(
+        Reader(problems, environ=os.environ if environ is None else environ),
+        Path(name).absolute().parent,
+    )
+    config = loader.config(root, Path(name).absolute())
+    if problems:
+        return None, problems.sorted()
+    return config, []
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+class _Loader:
+    """Walks the document; every method reports problems and returns its best value."""
+
+    def __init__(self, reader: Reader, base: Path) -> None:
+        self.r = reader
+        self.base = base
+
+    def config(self, root: Node, path: Path) -> Config:
+        f = self.r.mapping(
+            root,
+            required={"accounts"},
+            optional={"exchange", "rules", "actions", "notifications", "http", "state", "daily"},
+        )
+        return Config(
+            path=path,
+            exchange=self.exchange(f.get("exchange")),
+            accounts=self.accounts(f.get("accounts")),
+            rules=self.rules(f.get("rules")),
+            actions=self.actions(f.get("actions")),
+            notifications=self.notifications(f.get("notifications")),
+            http=self.http(f.get("http")),
+            state=self.state(f.get("state")),
+            daily=self.daily(f.get("daily")),
+        )
+
+    # -- sections
+
+    def exchange(self, node: Node | None) -> ExchangeConfig:
+        r, d = self.r, ExchangeConfig()
+        f = r.mapping(
+            node,
+            optional={
+                "url",
+                "market_data_url",
+                "stale_after",
+                "ping_interval",
+                "ping_timeout",
+                "allow_insecure",
+            },
+        )
+        insecure = r.as_bool(f.get("allow_insecure"), d.allow_insecure)
+        positive = Duration(1)
+        return ExchangeConfig(
+            url=self._ws_url(f.get("url"), insecure, "url") or d.url,
+            market_data_url=self._ws_url(f.get("market_data_url"), insecure, "market_data_url"),
+            stale_after=r.as_duration(f.get("stale_after"), d.stale_after, minimum=positive),
+            ping_interval=r.as_duration(f.get("ping_interval"), d.ping_interval, minimum=positive),
+            ping_timeout=r.as_duration(f.get("ping_timeout"), d.ping_timeout, minimum=positive),
+            allow_insecure=insecure,
+        )
+
+    def _ws_url(self, node: Node | None, insecure: bool, key: str) -> str | None:
+        text = self.r.as_str(node)
+        if node is None or text is None:
+            return None
+        # The URL is not quoted back: a trade URL may carry ?jwt=… (docs/protocol.md §1).
+        parts = urlsplit(text)
+        allowed = ("wss", "ws") if insecure or _is_loopback(parts.hostname) else ("wss",)
+        if parts.scheme not in allowed:
+            hint = "" if insecure or parts.scheme != "ws" else " (ws:// needs allow_insecure: true)"
+            found = f"'{parts.scheme}://'" if parts.scheme else "no scheme"
+            self.r.problem(node, f"{key} must use wss://{hint}, found {found}")
+            return None
+        if not parts.hostname:
+            self.r.problem(node, f"{key} has no host")
+            return None
+        if "jwt=" in parts.query:
+            self.r.problem(node, f"{key} must not carry a jwt; use the account's jwt or jwt_file")
+            return None
+        return text
+
+    def accounts(self, node: Node | None) -> tuple[AccountConfig, ...]:
+        items = self.r.as_list(node)
+        if isinstance(node, Seq) and not items:
+            self.r.problem(node, "at least one account is required")
+        seen: dict[str, Node] = {}
+        out: list[AccountConfig] = []
+        for item in items:
+            account = self.account(item, seen)
+            if account is not None:
+                out.append(account)
+        return tuple(out)
+
+    def account(self, node: Node, seen: dict[str, Node]) -> AccountConfig | None:
+        r = self.r
+        f = r.mapping(
+            node,
+            required={"name"},
+            optional={
+                "public_key",
+                "secret_key",
+                "secret_key_file",
+                "jwt",
+                "jwt_file",
+                "account_id",
+            },
+        )
+        name_node = f.get("name")
+        name = r.as_str(name_node)
+        if name is not None and name_node is not None:
+            if not _ACCOUNT_NAME.fullmatch(name):
+                r.problem(
+                    name_node,
+                    f"invalid account name '{name}': use 1 to 64 letters, digits, '_', '.' or '-'",
+                )
+            elif name in seen:
+                first = seen[name].start
+                r.problem(
+                    name_node,
+                    f"duplicate account name '{name}' (first defined at {first.line}:{first.col})",
+                )
+            else:
+                seen[name] = name_node
+        public_key = r.as_str(f.get("public_key"))
+        secret_key = self._secret(f, "secret_key")
+        jwt = self._secret(f, "jwt")
+        has_hmac_secret = "secret_key" in f or "secret_key_file" in f
+        has_jwt = "jwt" in f or "jwt_file" in f
+        if f.node is not None:
+            if ("public_key" in f or has_hmac_secret) and has_jwt:
+                r.problem(f.node, "use either public_key with secret_key (hmac) or jwt, not both")
+            elif not has_jwt and not ("public_key" in f or has_hmac_secret):
+                r.problem(
+                    f.node,
+                    "missing credentials: set public_key with secret_key or secret_key_file, "
+                    "or jwt or jwt_file",
+                )
+            elif "public_key" in f and not has_hmac_secret:
+                r.problem(_key(f, "public_key"), "public_key needs secret_key or secret_key_file")
+            elif has_hmac_secret and "public_key" not in f:
+                which = "secret_key" if "secret_key" in f else "secret_key_file"
+                r.problem(_key(f, which), f"{which} needs public_key")
+        account_id = self._account_id(f.get("account_id"))
+        if name is None:
+            return None
+        return AccountConfig(
+            name=name,
+            public_key=public_key,
+            secret_key=secret_key,
+            jwt=jwt,
+            account_id=account_id,
+        )
+
+    def _account_id(self, node: Node | None) -> str | None:
+        text = self.r.as_str(node, allow_empty=True)
+        if node is None or not text:
+            return None
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            self.r.problem(node, f"account_id '{text}' is not a uuid")
+            return None
+
+    def _secret(self, f: Fields, key: str, *, empty_is_absent: bool = False) -> Secret | None:
+        """``key`` inline or ``key_file`` read from disk; both at once is a problem.
+
+        With ``empty_is_absent``, an inline value that expands to ``""`` means "not set"
+        (``admin_token: ${RISKWATCH_ADMIN_TOKEN:-}``); otherwise it is a problem.
+        """
+        file_key = f"{key}_file"
+        inline, from_file = f.get(key), f.get(file_key)
+        if inline is not None and from_file is not None:
+            self.r.problem(_key(f, file_key), f"{key} and {file_key} are mutually exclusive")
+            return None
+        if inline is not None:
+            value = self.r.as_str(inline, allow_empty=empty_is_absent)
+            return Secret(value) if value else None
+        if from_file is not None:
+            return self._read_secret_file(from_file, file_key)
+        return None
+
+    def _read_secret_file(self, node: Node, key: str) -> Secret | None:
+        text = self.r.as_str(node)
+        if text is None:
+            return None
+        path = self._path(text)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            self.r.problem(node, f"cannot read {key} '{text}': {_reason(exc)}")
+            return None
+        try:
+            value = data.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            self.r.problem(node, f"{key} '{text}' is not valid utf-8")
+            return None
+        if not value:
+            self.r.problem(node, f"{key} '{text}' is empty")
+            return None
+        return Secret(value)
+
+    def _path(self, text: str) -> Path:
+        path = Path(text)
+        return path if path.is_absolute() else self.base / path
+
+    def rules(self, node: Node | None) -> RuleFiles:
+        patterns: list[str] = []
+        files: set[Path] = set()
+        for item in self.r.as_list(node):
+            pattern = self.r.as_str(item)
+            if pattern is None:
+                continue
+            patterns.append(pattern)
+            full = self._path(pattern)
+            if _GLOB_CHARS.search(pattern):
+                matches = glob.glob(str(full), recursive=True)
+                files.update(Path(m) for m in matches if Path(m).is_file())
+            elif full.is_file():
+                files.add(full)
+            else:
+                self.r.problem(item, f"rule file '{pattern}' not found")
+        return RuleFiles(patterns=tuple(patterns), files=tuple(sorted(files)))
+
+    def actions(self, node: Node | None) -> ActionsConfig:
+        r, d = self.r, ActionsConfig()
+        f = r.mapping(
+            node,
+            optional={
+                "mode",
+                "max_per_account_per_hour",
+                "kill_switch",
+                "max_attempts",
+                "retry_window",
+            },
+        )
+        mode = r.as_enum(f.get("mode"), ("dry-run", "armed"), d.mode)
+        return ActionsConfig(
+            mode=cast(ActionMode, mode),
+            max_per_account_per_hour=r.as_int(
+                f.get("max_per_account_per_hour"), d.max_per_account_per_hour, minimum=1
+            ),
+            kill_switch=r.as_bool(f.get("kill_switch"), d.kill_switch),
+            max_attempts=r.as_int(f.get("max_attempts"), d.max_attempts, minimum=1, maximum=100),
+            retry_window=r.as_duration(f.get("retry_window"), d.retry_window, minimum=Duration(1)),
+        )
+
+    def notifications(self, node: Node | None) -> NotificationsConfig:
+        r, d = self.r, NotificationsConfig()
+        f = r.mapping(
+            node,
+            optional={
+                "routes",
+                "send_resolved",
+                "repeat_interval",
+                "group_wait",
+                "group_interval",
+                "apprise_config",
+                "inhibit",
+                "family_label",
+                "delivery_timeout",
+                "delivery_attempts",
+            },
+        )
+        attempts_node = f.get("delivery_attempts")
+        attempts = r.as_int(attempts_node, d.delivery_attempts)
+        if attempts_node is not None and not 1 <= attempts <= 20:
+            r.problem(attempts_node, "delivery_attempts must be 1 to 20")
+            attempts = d.delivery_attempts
+        family_node = f.get("family_label")
+        family = r.as_str(family_node, d.family_label)
+        if family_node is not None and not _LABEL_NAME.fullmatch(family):
+            r.problem(family_node, f"invalid label name '{family}'")
+            family = d.family_label
+        defaults = NotificationsConfig(
+            send_resolved=r.as_bool(f.get("send_resolved"), d.send_resolved),
+            repeat_interval=r.as_duration(
+                f.get("repeat_interval"), d.repeat_interval, minimum=Duration(1)
+            ),
+            group_wait=r.as_duration(f.get("group_wait"), d.group_wait),
+            group_interval=r.as_duration(
+                f.get("group_interval"), d.group_interval, minimum=Duration(1)
+            ),
+            inhibit=r.as_bool(f.get("inhibit"), d.inhibit),
+            family_label=family,
+            delivery_timeout=r.as_duration(
+                f.get("delivery_timeout"), d.delivery_timeout, minimum=Duration(100)
+            ),
+            delivery_attempts=attempts,
+        )
+        routes = tuple(self.route(item, defaults) for item in r.as_list(f.get("routes")))
+        apprise_config = None
+        apprise_node = f.get("apprise_config")
+        apprise_text = r.as_str(apprise_node)
+        if apprise_node is not None and apprise_text is not None:
+            apprise_config = self._path(apprise_text)
+            if not apprise_config.is_file():
+                r.problem(apprise_node, f"apprise_config file '{apprise_text}' not found")
+        return dataclasses.replace(defaults, routes=routes, apprise_config=apprise_config)
+
+    def route(self, node: Node, defaults: NotificationsConfig) -> RouteConfig:
+        r = self.r
+        f = r.mapping(
+            node,
+            required={"urls"},
+            optional={
+                "name",
+                "match",
+                "match_re",
+                "continue",
+                "repeat_interval",
+                "group_wait",
+                "group_by",
+                "send_resolved",
+            },
+        )
+        urls: list[Secret] = []
+        for item in r.as_list(f.get("urls")):
+            url = r.as_str(item)
+            if url is None:
+                continue
+            if not _URL_SCHEME.match(url):
+                # Never quoted back: notification URLs embed tokens.
+                r.problem(item, "notification url has no scheme (expected e.g. slack://…)")
+                continue
+            urls.append(Secret(url))
+        name = r.as_str(f.get("name"))
+        if name is not None and not _ROUTE_NAME.fullmatch(name):
+            r.problem(
+                f.get("name") or node, f"invalid route name '{name}' (letters, digits, _ . -)"
+            )
+            name = None
+        return RouteConfig(
+            name=name,
+            urls=tuple(urls),
+            match=MappingProxyType(self._labels(f.get("match"))),
+            match_re=MappingProxyType(self._label_regexes(f.get("match_re"))),
+            continue_=r.as_bool(f.get("continue"), False),
+            repeat_interval=r.as_duration(
+                f.get("repeat_interval"), defaults.repeat_interval, minimum=Duration(1)
+            ),
+            group_wait=r.as_duration(f.get("group_wait"), defaults.group_wait),
+            group_by=tuple(self._label_names(f.get("group_by"))),
+            send_resolved=r.as_bool(f.get("send_resolved"), defaults.send_resolved),
+        )
+
+    def _label_key_ok(self, key: Scalar) -> bool:
+        if _LABEL_NAME.fullmatch(key.value):
+            return True
+        self.r.problem(key, f"invalid label name '{key.value}'")
+        return False
+
+    def _labels(self, node: Node | None) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key, value in self._label_pairs(node):
+            text = self.r.as_str(value, allow_empty=True)
+            if text is not None:
+                out[key.value] = text
+        return out
+
+    def _label_regexes(self, node: Node | None) -> dict[str, re.Pattern[str]]:
+        out: dict[str, re.Pattern[str]] = {}
+        for key, value in self._label_pairs(node):
+            text = self.r.as_str(value, allow_empty=True)
+            if text is None:
+                continue
+            try:
+                out[key.value] = re.compile(text)
+            except re.error as exc:
+                message = f"invalid regular expression: {exc.msg}"
+                if isinstance(value, Scalar) and exc.pos is not None and text == value.value:
+                    self.r.problem_in(value, exc.pos, message)
+                else:
+                    self.r.problem(value, message)
+        return out
+
+    def _label_pairs(self, node: Node | None) -> list[tuple[Scalar, Node]]:
+        if node is None:
+            return []
+        if not isinstance(node, Map):
+            self.r.problem(node, f"expected a mapping of labels, found {node.kind}")
+            return []
+        return [(k, v) for k, v in node.pairs if self._label_key_ok(k)]
+
+    def _label_names(self, node: Node | None) -> list[str]:
+        out: list[str] = []
+        for item in self.r.as_list(node):
+            name = self.r.as_str(item)
+            if name is None:
+                continue
+            if _LABEL_NAME.fullmatch(name):
+                out.append(name)
+            else:
+                self.r.problem(item, f"invalid label name '{name}'")
+        return out
+
+    def http(self, node: Node | None) -> HttpConfig:
+        r, d = self.r, HttpConfig()
+        f = r.mapping(node, optional={"listen", "admin_token", "admin_token_file", "external_url"})
+        listen, host, port = d.listen, d.host, d.port
+        listen_node = f.get("listen")
+        text = r.as_str(listen_node)
+        if listen_node is not None and text is not None:
+            parsed = _parse_listen(text)
+            if parsed is None:
+                r.problem(
+                    listen_node,
+                    f"invalid listen address '{text}': write host:port, e.g. 0.0.0.0:9464",
+                )
+            else:
+                listen, (host, port) = text, parsed
+        external_node = f.get("external_url")
+        external = r.as_str(external_node, allow_empty=True) or None
+        if external_node is not None and external is not None:
+            parts = urlsplit(external)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                r.problem(external_node, "external_url must be an http:// or https:// url")
+                external = None
+        return HttpConfig(
+            listen=listen,
+            host=host,
+            port=port,
+            admin_token=self._secret(f, "admin_token", empty_is_absent=True),
+            external_url=external,
+        )
+
+    def state(self, node: Node | None) -> StateConfig:
+        f = self.r.mapping(node, optional={"path"})
+        text = self.r.as_str(f.get("path"))
+        if text is None:
+            return StateConfig()
+        return StateConfig(path=Path(text) if text == ":memory:" else self._path(text))
+
+    def daily(self, node: Node | None) -> DailyConfig:
+        r, d = self.r, DailyConfig()
+        f = r.mapping(node, optional={"reset", "tz", "baseline"})
+        baseline = r.as_enum(f.get("baseline"), ("equity", "balance", "max"), d.baseline)
+        return DailyConfig(
+            reset=r.as_time_of_day(f.get("reset"), d.reset),
+            tz=r.as_timezone(f.get("tz"), d.tz),
+            baseline=cast(Baseline, baseline),
+        )
+
+
+def _key(f: Fields, key: str) -> Scalar:
+    node = f.key(key)
+    assert node is not None  # noqa: S101 - only called for keys known to be present
+    return node
+
+
+def _is_loopback(host: str | None) -> bool:
+    """True for a host that never leaves this machine (``ws://`` is safe there)."""
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_listen(text: str) -> tuple[str, int] | None:
+    """``host:port`` or ``[v6]:port`` -> (host, port); an empty host means all interfaces."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9_.-]*):(\d{1,5})", text)
+    if m is None:
+        return None
+    host = m.group(1) if m.group(1) is not None else m.group(3)
+    port = int(m.group(2) if m.group(2) is not None else m.group(4))
+    if port > 65535:
+        return None
+    return (host or "0.0.0.0", port)  # noqa: S104 - an explicit ":9464" means every interface

@@ -1,0 +1,1 @@
+"""``riskwatch run``: wiring the parts together, the asyncio tasks and the signals."""

@@ -1,0 +1,700 @@
+"""Prometheus metrics (docs/metrics.md): event counters, latency histograms, snapshot gauges.
+
+Everything is built on an injected :class:`~prometheus_client.CollectorRegistry`, never
+the global one, so tests and several daemons in one process do not collide.
+
+- :class:`Metrics` holds the counters, histograms and rule gauges; callers increment them
+  where the event happens (``metrics.messages.labels(account, kind).inc()``).
+- :class:`SnapshotCollector` is a custom collector: at scrape time it asks a provider for
+  the latest per-account views and yields the per-account and per-position gauges from
+  them. Nothing is stored between scrapes, so a position that went flat (or an account
+  that was removed) has no series in the next scrape, with no ``remove()`` bookkeeping.
+
+Export rules of the snapshot gauges:
+
+- a figure that is None (not known yet: no balance, no mark, no baseline…) is not
+  exported: the series is absent rather than a made-up 0;
+- ``+inf`` (e.g. margin usage with equity <= 0) is exported as ``+Inf``;
+- per-position series exist only for non-flat positions (``position != 0``);
+- ``connected`` is always exported (0/1); ``data_age_seconds`` is recomputed from the
+  provider's ``now`` and the snapshot's last pulse time, so it keeps growing while no
+  pulse arrives.
+
+Labels are bounded: ``account`` (configured accounts), ``symbol`` (listed QFEX symbols),
+``kind`` (:data:`~riskwatch.model.EventKind`), ``reason``
+(:data:`~riskwatch.state.plausibility.REASONS`), ``rule`` and ``severity`` (loaded rules),
+``action``/``result``/``route`` (fixed lists in docs/metrics.md and the config).
+
+Names follow the classic (legacy) validation scheme: :class:`Metrics` switches the
+library's legacy name validation on, so a name Prometheus 2.42 could not parse is refused
+at start-up (docs/design.md#libraries).
+
+Exposition (README.md, "Performance", "/metrics"): the body is the classic text format
+0.0.4 (:data:`CONTENT_TYPE`), which Prometheus 2.42 reads. Rendering it through
+``prometheus_client.generate_latest`` cost ~7 µs per line (1.8 s for 1000 accounts ×
+20 positions, all on the event loop). So the series that grow with the number of
+accounts are rendered straight to text:
+
+- the per-account counters and gauges of :class:`Metrics` (``messages_total``,
+  ``reconnects_total``, ``impossible_frames_total``, ``alert_state``,
+  ``alerts_fired_total``, ``latched``) are :class:`LabelledCounter` /
+  :class:`LabelledGauge` families, a dict of label values → float, which also keeps
+  the per-frame ``labels(...).inc()`` cheap;
+- :class:`SnapshotCollector` renders its gauges from one consistent set of views;
+- :func:`exposition_chunks` yields the body in pieces of bounded work, so the HTTP
+  handler can give the event loop back between pieces: a scrape never holds the
+  loop for more than about a millisecond.
+
+The few fixed-size metrics (histograms, ``actions_total``…) stay ``prometheus_client``
+objects rendered by the library. Every collector also answers ``collect()``, so
+``registry.get_sample_value`` and ``generate_latest`` see the same series.
+``_created`` series are disabled (:func:`prometheus_client.disable_created_metrics`:
+they doubled every counter and Prometheus 2.42 ignores them in this format).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Final, Generic, Literal, NamedTuple, TypeVar, get_args
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.validation import enable_legacy_validation
+
+from riskwatch.model import EventKind
+from riskwatch.state.derived import Figures
+from riskwatch.state.plausibility import REASONS
+
+PREFIX: Final = "riskwatch_"
+
+RULE_EVALUATION_BUCKETS: Final[tuple[float, ...]] = (
+    0.000005,
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.1,
+)
+"""Seconds: rule evaluation of one account takes microseconds; the tail shows stalls."""
+
+PULSE_TO_ACTION_BUCKETS: Final[tuple[float, ...]] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+"""Seconds from the receive time of the deciding frame to the action leaving riskwatch."""
+
+EVENT_KINDS: Final[tuple[str, ...]] = get_args(EventKind)
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+"""The classic text exposition format's content type (what Prometheus 2.42 parses)."""
+
+CHUNK_LINES: Final = 500
+"""Sample lines per piece of :func:`exposition_chunks` (~0.3 ms of work each)."""
+
+_NAME_RE: Final = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_RE: Final = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_INF: Final = math.inf
+
+
+def format_value(value: float) -> str:
+    """A sample value as the text format writes it: ``+Inf``, ``-Inf``, ``NaN`` or repr."""
+    if value != value:  # NaN is the only value unequal to itself
+        return "NaN"
+    if value == _INF:
+        return "+Inf"
+    if value == -_INF:
+        return "-Inf"
+    return repr(float(value))
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a label value for the text format: backslash, double quote, newline."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _header(name: str, help_text: str, kind: str) -> str:
+    return f"# HELP {name} {_escape_help(help_text)}\n# TYPE {name} {kind}\n"
+
+
+def _labels_text(names: Sequence[str], values: Sequence[str]) -> str:
+    inner = ",".join(f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=True))
+    return "{" + inner + "}" if inner else ""
+
+
+class Registry(CollectorRegistry):
+    """A :class:`~prometheus_client.CollectorRegistry` that remembers its collectors in
+    registration order, for :func:`exposition_chunks` (the library keeps no public list)."""
+
+    def __init__(self, auto_describe: bool = True) -> None:
+        super().__init__(auto_describe=auto_describe)
+        self.collectors: list[Collector] = []
+
+    def register(self, collector: Collector) -> None:
+        """Add a collector (refused on a duplicate name, as by the library)."""
+        super().register(collector)
+        self.collectors.append(collector)
+
+    def unregister(self, collector: Collector) -> None:
+        """Remove a collector."""
+        super().unregister(collector)
+        self.collectors = [c for c in self.collectors if c is not collector]
+
+
+class _Single:
+    """One collector seen as a registry, for ``generate_latest``."""
+
+    def __init__(self, collector: Collector) -> None:
+        self._collector = collector
+
+    def collect(self) -> Iterable[Metric]:
+        return self._collector.collect()
+
+
+def exposition_chunks(registry: CollectorRegistry) -> Iterator[bytes]:
+    """The ``/metrics`` body (text format 0.0.4) in pieces of bounded work.
+
+    Collectors with a ``render_chunks()`` method (the labelled families and
+    :class:`SnapshotCollector`) render themselves; any other collector is rendered by
+    ``generate_latest``. A registry that is not a :class:`Registry` is rendered in one
+    piece by ``generate_latest``. The caller may yield to its event loop between pieces.
+    """
+    if not isinstance(registry, Registry):
+        yield generate_latest(registry)
+        return
+    for collector in list(registry.collectors):
+        render = getattr(collector, "render_chunks", None)
+        if render is None:
+            yield generate_latest(_Single(collector))
+            continue
+        for piece in render():
+            yield piece.encode()
+
+
+class _Series:
+    """One series of a labelled family: its value and its rendered line prefix."""
+
+    __slots__ = ("prefix", "value")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.value = 0.0
+
+
+class CounterSeries(_Series):
+    """A counter series: only goes up."""
+
+    __slots__ = ()
+
+    def inc(self, amount: float = 1.0) -> None:
+        """Add ``amount`` (>= 0)."""
+        if amount < 0:
+            msg = f"counters only go up: inc({amount!r})"
+            raise ValueError(msg)
+        self.value += amount
+
+
+class GaugeSeries(_Series):
+    """A gauge series: set to any value."""
+
+    __slots__ = ()
+
+    def set(self, value: float) -> None:
+        """Set the value."""
+        self.value = float(value)
+
+    def inc(self, amount: float = 1.0) -> None:
+        """Add ``amount`` (may be negative)."""
+        self.value += amount
+
+
+S = TypeVar("S", bound=_Series)
+
+
+class _LabelledFamily(Generic[S]):
+    """A counter or gauge family keyed by label values, rendered straight to text.
+
+    Written from the event loop only (``labels(...)`` creates a series, ``inc``/``set``
+    change it); read by the scrape from the same loop. The API mirrors the library's
+    (``family.labels(*values).inc()``), with positional label values only.
+    """
+
+    _kind: Literal["counter", "gauge"]
+    _series_type: type[S]
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+    ) -> None:
+        if not _NAME_RE.match(name):
+            msg = f"invalid metric name {name!r}"
+            raise ValueError(msg)
+        for label in labelnames:
+            if not _LABEL_RE.match(label) or label.startswith("__"):
+                msg = f"invalid label name {label!r} of metric {name}"
+                raise ValueError(msg)
+        if self._kind == "counter" and not name.endswith("_total"):
+            msg = f"counter name {name!r} must end in _total"
+            raise ValueError(msg)
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._series: dict[tuple[str, ...], S] = {}
+        self._header = _header(name, documentation, self._kind)
+        registry.register(self)
+
+    def labels(self, *values: str) -> S:
+        """The series of these label values (created at 0 on first use)."""
+        series = self._series.get(values)
+        if series is None:
+            if len(values) != len(self.labelnames):
+                msg = f"{self.name} takes {len(self.labelnames)} label values, got {values!r}"
+                raise ValueError(msg)
+            values = tuple(str(v) for v in values)
+            series = self._series_type(self.name + _labels_text(self.labelnames, values) + " ")
+            self._series[values] = series
+        return series
+
+    def _family(self) -> CounterMetricFamily | GaugeMetricFamily:
+        if self._kind == "counter":
+            return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        return GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def describe(self) -> Iterable[Metric]:
+        """The family without samples (lets the registry check names)."""
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        """The family with every series (for ``get_sample_value``, ``generate_latest``)."""
+        family = self._family()
+        for values, series in list(self._series.items()):
+            family.add_metric(list(values), series.value)
+        return [family]
+
+    def render_chunks(self) -> Iterator[str]:
+        """The family as text-format lines, :data:`CHUNK_LINES` series per piece."""
+        lines = [self._header]
+        for series in list(self._series.values()):
+            lines.append(series.prefix + format_value(series.value) + "\n")
+            if len(lines) >= CHUNK_LINES:
+                yield "".join(lines)
+                lines = []
+        if lines:
+            yield "".join(lines)
+
+
+class LabelledCounter(_LabelledFamily[CounterSeries]):
+    """A labelled counter (name ends in ``_total``); see :class:`_LabelledFamily`."""
+
+    _kind = "counter"
+    _series_type = CounterSeries
+
+
+class LabelledGauge(_LabelledFamily[GaugeSeries]):
+    """A labelled gauge; see :class:`_LabelledFamily`."""
+
+    _kind = "gauge"
+    _series_type = GaugeSeries
+
+
+class Metrics:
+    """The counters, histograms and rule gauges of docs/metrics.md, on ``registry``.
+
+    Attributes (label names in braces):
+
+    - ``messages``: ``riskwatch_messages_total{account,kind}``, one per decoded frame.
+    - ``reconnects``: ``riskwatch_reconnects_total{account}``.
+    - ``impossible_frames``: ``riskwatch_impossible_frames_total{account,reason}``,
+      one per frame flagged by ``state/plausibility.py``.
+    - ``rule_evaluation_seconds``: histogram of one account's rule evaluation.
+    - ``pulse_to_action_seconds``: histogram, deciding frame's receive time → action sent.
+    - ``config_reload``: ``riskwatch_config_reload_total{result}`` (``success``/``failure``).
+    - ``build_info``: ``riskwatch_build_info{version} 1``.
+    - ``alert_state``: ``riskwatch_alert_state{rule,account,symbol,severity}``
+      (0 inactive, 1 pending, 2 firing; symbol empty at account scope).
+    - ``alerts_fired``: ``riskwatch_alerts_fired_total{rule,account,severity}``.
+    - ``latched``: ``riskwatch_latched{rule,account,symbol}`` (0/1).
+    - ``actions``: ``riskwatch_actions_total{action,result}`` (result: sent, dry_run,
+      refused, confirmed, failed).
+    - ``action_retries``: ``riskwatch_action_retries_total{action}``.
+    - ``notifications``: ``riskwatch_notifications_total{route,result}`` (result: sent,
+      failed, silenced, inhibited).
+    - ``unauthorized``: ``riskwatch_http_unauthorized_total{reason}`` (missing, wrong).
+
+    Constructing it turns on the library's legacy name validation and turns its
+    ``_created`` series off (process-wide settings; see the module docstring). The
+    per-account families are :class:`LabelledCounter`/:class:`LabelledGauge`; use a
+    :class:`Registry` so that :func:`exposition_chunks` renders them fast.
+    """
+
+    def __init__(self, registry: CollectorRegistry, version: str = "unknown") -> None:
+        enable_legacy_validation()  # type: ignore[no-untyped-call]  # untyped in 0.26
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created series
+        self.registry = registry
+        self.messages = LabelledCounter(
+            PREFIX + "messages_total",
+            "Frames received from the exchange, by decoded kind.",
+            ["account", "kind"],
+            registry,
+        )
+        self.reconnects = LabelledCounter(
+            PREFIX + "reconnects_total",
+            "Reconnections to the exchange.",
+            ["account"],
+            registry,
+        )
+        self.impossible_frames = LabelledCounter(
+            PREFIX + "impossible_frames_total",
+            "Frames with impossible figures, flagged and not applied, by reason.",
+            ["account", "reason"],
+            registry,
+        )
+        self.rule_evaluation_seconds = Histogram(
+            PREFIX + "rule_evaluation_seconds",
+            "Time to evaluate the rules of one account after an event.",
+            registry=registry,
+            buckets=RULE_EVALUATION_BUCKETS,
+        )
+        self.pulse_to_action_seconds = Histogram(
+            PREFIX + "pulse_to_action_seconds",
+            "Time from receiving the frame that decided an action to sending it.",
+            registry=registry,
+            buckets=PULSE_TO_ACTION_BUCKETS,
+        )
+        self.config_reload = Counter(
+            PREFIX + "config_reload_total",
+            "Configuration reloads, by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            PREFIX + "build_info",
+            "Build information; always 1.",
+            ["version"],
+            registry=registry,
+        )
+        self.build_info.labels(version).set(1)
+        self.alert_state = LabelledGauge(
+            PREFIX + "alert_state",
+            "Alert state: 0 inactive, 1 pending, 2 firing.",
+            ["rule", "account", "symbol", "severity"],
+            registry,
+        )
+        self.alerts_fired = LabelledCounter(
+            PREFIX + "alerts_fired_total",
+            "Alerts that went firing.",
+            ["rule", "account", "severity"],
+            registry,
+        )
+        self.latched = LabelledGauge(
+            PREFIX + "latched",
+            "Whether a latched rule is tripped (1) or not (0).",
+            ["rule", "account", "symbol"],
+            registry,
+        )
+        self.actions = Counter(
+            PREFIX + "actions_total",
+            "Protective actions, by action and result.",
+            ["action", "result"],
+            registry=registry,
+        )
+        self.action_retries = Counter(
+            PREFIX + "action_retries_total",
+            "Retried protective actions.",
+            ["action"],
+            registry=registry,
+        )
+        self.notifications = Counter(
+            PREFIX + "notifications_total",
+            "Notifications, by route and result.",
+            ["route", "result"],
+            registry=registry,
+        )
+        self.unauthorized = Counter(
+            PREFIX + "http_unauthorized_total",
+            "Mutating HTTP requests refused for a missing or wrong admin token.",
+            ["reason"],
+            registry=registry,
+        )
+
+    def init_account(self, account: str) -> None:
+        """Create the account's counter series at 0, so ``rate()`` sees their first rise."""
+        for kind in EVENT_KINDS:
+            self.messages.labels(account, kind)
+        self.reconnects.labels(account)
+        for reason in REASONS:
+            self.impossible_frames.labels(account, reason)
+
+
+class AccountView(NamedTuple):
+    """What the collector reads about one account: its name, link state and figures.
+
+    ``figures`` is None before the account's first event.
+    """
+
+    account: str
+    connected: bool
+    figures: Figures | None
+
+
+class Scrape(NamedTuple):
+    """A provider's answer: the time of the scrape (Unix seconds) and every account."""
+
+    now: float
+    accounts: Sequence[AccountView]
+
+
+ViewProvider = Callable[[], Scrape]
+"""Returns the latest views; called once per scrape, from the scraping thread or task."""
+
+# (metric name without prefix, help, Figures.account key)
+_ACCOUNT_GAUGES: Final[tuple[tuple[str, str, str], ...]] = (
+    ("equity_usd", "Account equity, USD.", "equity"),
+    (
+        "available_balance_usd",
+        "Available balance as reported by the exchange, USD.",
+        "available_balance",
+    ),
+    ("unrealised_pnl_usd", "Unrealised PnL at the latest marks, USD.", "unrealised_pnl"),
+    ("realised_pnl_usd", "Realised PnL, USD.", "realised_pnl"),
+    ("margin_usage_ratio", "(Position margin + order margin) / equity.", "margin_usage"),
+    (
+        "maintenance_usage_ratio",
+        "Maintenance requirement / equity; 1 is liquidation.",
+        "maintenance_usage",
+    ),
+    ("gross_notional_usd", "Sum of |position| x mark, USD.", "gross_notional"),
+    ("account_leverage_ratio", "Gross notional / equity.", "account_leverage"),
+    ("pnl_today_usd", "Equity change since the daily reset, USD.", "pnl_today"),
+    (
+        "equity_drift_usd",
+        "Equity riskwatch computed before the last balance pulse minus the pulse's, USD.",
+        "equity_drift",
+    ),
+)
+
+# (metric name without prefix, help, Figures.positions row key)
+_POSITION_GAUGES: Final[tuple[tuple[str, str, str], ...]] = (
+    ("position_size", "Signed position size, base units.", "position"),
+    ("position_notional_usd", "|position| x mark, USD.", "notional"),
+    ("position_unrealised_pnl_usd", "Unrealised PnL of the position, USD.", "unrealised_pnl"),
+    (
+        "position_effective_leverage_ratio",
+        "Position notional / account equity.",
+        "effective_leverage",
+    ),
+    (
+        "position_liquidation_distance_ratio",
+        "Relative adverse mark move to liquidation.",
+        "liquidation_distance",
+    ),
+)
+
+
+_AGE_HELP: Final = "Seconds since the last position or balance pulse."
+_CONNECTED_HELP: Final = "1 when connected and authenticated, else 0."
+
+
+class SnapshotCollector:
+    """Yields the per-account and per-position gauges from ``provider`` at scrape time.
+
+    Register it on the same registry as :class:`Metrics`:
+    ``registry.register(SnapshotCollector(provider))``. See the module docstring for
+    what is and is not exported.
+    """
+
+    def __init__(self, provider: ViewProvider) -> None:
+        self._provider = provider
+        self._account_labels: dict[str, str] = {}
+
+    def _account_label(self, account: str) -> str:
+        """``{account="…"}`` of ``account``, escaped once and kept (accounts are few)."""
+        text = self._account_labels.get(account)
+        if text is None:
+            if len(self._account_labels) > 100_000:  # accounts removed by reloads
+                self._account_labels.clear()
+            text = '{account="' + escape_label_value(account) + '"} '
+            self._account_labels[account] = text
+        return text
+
+    def render_chunks(self) -> Iterator[str]:
+        """The gauges as text-format lines, from one call of the provider (so one
+        scrape shows one consistent set of views), about :data:`CHUNK_LINES` per piece
+        (a piece may be empty: work was done, the caller may yield to its loop).
+
+        Same families, order, names, HELP and export rules as :meth:`collect`.
+        """
+        now, views = self._provider()
+        fmt = format_value
+        label_of = self._account_label
+        rows = [(v, label_of(v.account), v.figures) for v in views]
+        lines: list[str] = []
+        for name, help_text, key in _ACCOUNT_GAUGES:
+            metric = PREFIX + name
+            lines.append(_header(metric, help_text, "gauge"))
+            for _, labels, figures in rows:
+                if figures is None:
+                    continue
+                value = figures.account.get(key)
+                if value is not None:
+                    lines.append(metric + labels + fmt(value) + "\n")
+                    if len(lines) >= CHUNK_LINES:
+                        yield "".join(lines)
+                        lines = []
+        metric = PREFIX + "data_age_seconds"
+        lines.append(_header(metric, _AGE_HELP, "gauge"))
+        for _, labels, figures in rows:
+            if figures is not None and figures.last_pulse_at is not None:
+                age = max(0.0, now - figures.last_pulse_at)
+                lines.append(metric + labels + fmt(age) + "\n")
+                if len(lines) >= CHUNK_LINES:
+                    yield "".join(lines)
+                    lines = []
+        metric = PREFIX + "connected"
+        lines.append(_header(metric, _CONNECTED_HELP, "gauge"))
+        for view, labels, _ in rows:
+            lines.append(metric + labels + ("1.0\n" if view.connected else "0.0\n"))
+            if len(lines) >= CHUNK_LINES:
+                yield "".join(lines)
+                lines = []
+        yield "".join(lines)
+        lines = []
+        # The position rows (built lazily by derived.PositionRows: the costly part),
+        # a few accounts per piece; then one pass per family over them (the text
+        # format wants each family's lines together).
+        positions: list[tuple[str, list[tuple[str, Mapping[str, float | None]]]]] = []
+        built = 0
+        for view, _, figures in rows:
+            if figures is None:
+                continue
+            symbols: list[tuple[str, Mapping[str, float | None]]] = [
+                (escape_label_value(symbol) + '"} ', row)
+                for symbol, row in figures.positions.items()
+                if row.get("position")  # flat (or unknown size): its series vanish
+            ]
+            positions.append(
+                ('{account="' + escape_label_value(view.account) + '",symbol="', symbols)
+            )
+            built += len(symbols) + 1
+            if built >= CHUNK_LINES // 4:
+                yield ""
+                built = 0
+        for name, help_text, key in _POSITION_GAUGES:
+            metric = PREFIX + name
+            lines.append(_header(metric, help_text, "gauge"))
+            for prefix, symbols in positions:
+                head = metric + prefix
+                for tail, row in symbols:
+                    value = row.get(key)
+                    if value is not None:
+                        lines.append(head + tail + fmt(value) + "\n")
+                if len(lines) >= CHUNK_LINES:
+                    yield "".join(lines)
+                    lines = []
+        if lines:
+            yield "".join(lines)
+
+    def describe(self) -> Iterable[Metric]:
+        """Return the families with no samples (lets the registry check names cheaply)."""
+        return self._families()[0]
+
+    def _families(
+        self,
+    ) -> tuple[
+        list[Metric],
+        list[GaugeMetricFamily],
+        list[GaugeMetricFamily],
+        GaugeMetricFamily,
+        GaugeMetricFamily,
+    ]:
+        account = [
+            GaugeMetricFamily(PREFIX + n, h, labels=["account"]) for n, h, _ in _ACCOUNT_GAUGES
+        ]
+        position = [
+            GaugeMetricFamily(PREFIX + n, h, labels=["account", "symbol"])
+            for n, h, _ in _POSITION_GAUGES
+        ]
+        age = GaugeMetricFamily(PREFIX + "data_age_seconds", _AGE_HELP, labels=["account"])
+        connected = GaugeMetricFamily(PREFIX + "connected", _CONNECTED_HELP, labels=["account"])
+        every: list[Metric] = [*account, age, connected, *position]
+        return every, account, position, age, connected
+
+    def collect(self) -> Iterable[Metric]:
+        """Build every gauge family from the provider's current views."""
+        every, account_fams, position_fams, age, connected = self._families()
+        now, views = self._provider()
+        acc_keys = [
+            (f.samples, f.name, key)
+            for f, (_, _, key) in zip(account_fams, _ACCOUNT_GAUGES, strict=True)
+        ]
+        pos_keys = [
+            (f.samples, f.name, key)
+            for f, (_, _, key) in zip(position_fams, _POSITION_GAUGES, strict=True)
+        ]
+        for view in views:
+            name = view.account
+            labels = {"account": name}
+            connected.samples.append(
+                Sample(connected.name, labels, 1.0 if view.connected else 0.0, None)
+            )
+            figures = view.figures
+            if figures is None:
+                continue
+            if figures.last_pulse_at is not None:
+                age.samples.append(
+                    Sample(age.name, labels, max(0.0, now - figures.last_pulse_at), None)
+                )
+            values = figures.account
+            for samples, metric, key in acc_keys:
+                value = values.get(key)
+                if value is not None:
+                    samples.append(Sample(metric, labels, value, None))
+            for symbol, row in figures.positions.items():
+                if not row.get("position"):
+                    continue  # flat (or unknown size): its series vanish
+                pos_labels = {"account": name, "symbol": symbol}
+                for samples, metric, key in pos_keys:
+                    value = row.get(key)
+                    if value is not None:
+                        samples.append(Sample(metric, pos_labels, value, None))
+        return every

@@ -1,0 +1,1 @@
+"""The drivers on a manual clock: ``riskwatch replay``, ``riskwatch test``, their timeline."""

@@ -1,0 +1,507 @@
+"""Sans-I/O QFEX sessions: frames in, events and frames out, no sockets, no clock.
+
+Modelled on websockets' ``protocol.py``: the asyncio shell (``qfex/client.py``) owns
+the socket and calls, for each connection, a fresh session::
+
+    session.connection_made(now)          # queues the auth frame
+    send(session.data_to_send())          # write what the session queued
+    for each text frame:
+        session.receive_text(frame, now)  # decode + advance the state machine
+        handle(session.events_received())
+        send(session.data_to_send())
+    session.connection_lost()             # on close, whatever the reason
+
+:class:`TradeSession` states (docs/protocol.md §2–§4)::
+
+    CONNECTING ─connection_made─▶ AUTHENTICATING ─Authenticated(ok)─▶ SUBSCRIBING
+    SUBSCRIBING ─every channel confirmed (or failed)─▶ LIVE
+    AUTHENTICATING ─Authenticated(not ok) | err─▶ AUTH_REJECTED   (shell closes, slow retry)
+    any ─connection_lost─▶ CLOSED
+
+On auth success one ``subscribe`` frame per channel is queued (docs/design.md#precise-points). A
+channel counts as confirmed on ``{"subscribed": ch}``, or on the first data event of
+that channel (a position pulse implies ``positions``), since confirmations of the
+live server are not documented for every case (docs/protocol.md §16, unknowns).
+
+Command correlation follows the official CLI (docs/protocol.md §3): every frame sent is
+kept in a FIFO of pending commands until a reply resolves it —
+``order_response`` by ``client_order_id`` (or by ``order_id`` for ``cancel_order``),
+``ack``/``ack_response`` by echoed ``incoming_message`` or else the oldest command that
+expects an ack, ``all_orders_response`` the oldest ``get_user_orders``, the other
+replies their command by name, ``subscribed`` its channel. An ``err`` is attributed to
+the command its ``incoming_message`` echoes, else to the *oldest* pending command;
+the session then replaces the event by an ``ErrorReply`` whose ``incoming_message``
+is that command's frame (a dict), so downstream code can read our ``client_order_id``
+from it. Commands unanswered after ``pending_timeout`` seconds are dropped from the
+FIFO (so that a later ``err`` is not pinned on them) and reported by
+:meth:`TradeSession.expired_commands`; their outcome is unknown, not failed.
+
+The session never sends ``cancel_on_disconnect`` (docs/protocol.md §16.10): :meth:`send`
+refuses it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+from riskwatch.model import (
+    Ack,
+    Authenticated,
+    BalanceUpdate,
+    ErrorReply,
+    Event,
+    Fill,
+    OpenOrders,
+    OrderUpdate,
+    OtherReply,
+    PositionUpdate,
+    Subscribed,
+)
+from riskwatch.qfex import commands
+from riskwatch.qfex.auth import new_nonce
+from riskwatch.qfex.schemas import decode_mds, decode_trade
+
+__all__ = [
+    "DEFAULT_CHANNELS",
+    "MdsSession",
+    "PendingCommand",
+    "Resolution",
+    "SessionState",
+    "TradeSession",
+]
+
+DEFAULT_CHANNELS: Final = ("positions", "balances", "order_responses", "fills")
+"""Trade channels riskwatch subscribes to unless told otherwise."""
+
+DEFAULT_PENDING_TIMEOUT: Final = 10.0
+"""Seconds a sent command waits for its reply before leaving the FIFO (CLI: 10 s)."""
+
+# Commands whose reply is an ack (TRADE-AA AckResponse; CLI trade_ws.go expectations).
+_ACKED: Final = frozenset(
+    {
+        "cancel_all_orders",
+        "set_user_leverage",
+        "cancel_stop_order",
+        "modify_stop_order",
+        "cancel_on_disconnect",
+    }
+)
+# Commands answered by a named reply key (docs/protocol.md §3, §16.8, §16.9).
+_REPLY_OF: Final = {
+    "user_leverage_response": "get_user_leverage",
+    "available_leverage_levels_response": "get_available_leverage_levels",
+    "user_trades_response": "get_user_trades",
+    "user_trades": "get_user_trades",
+    "twap_response": "add_twap",
+    "stop_order_response": "cancel_stop_order",
+}
+# A data event implies its channel is subscribed.
+_CHANNEL_OF: Final[dict[type[Any], str]] = {
+    PositionUpdate: "positions",
+    BalanceUpdate: "balances",
+    OrderUpdate: "order_responses",
+    Fill: "fills",
+}
+
+
+class SessionState(enum.Enum):
+    """Where a session is in its connection's life."""
+
+    CONNECTING = "connecting"
+    AUTHENTICATING = "authenticating"
+    SUBSCRIBING = "subscribing"
+    LIVE = "live"
+    AUTH_REJECTED = "auth_rejected"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCommand:
+    """A sent command awaiting its reply.
+
+    ``frame`` is the decoded JSON we sent (it never holds a secret: HMAC auth carries
+    only the signature; a JWT auth frame's token is replaced by ``"<redacted>"``).
+    """
+
+    kind: str
+    frame: dict[str, Any]
+    client_order_id: str | None
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A pending command and the reply that resolved it (``ok`` False for an err)."""
+
+    command: PendingCommand
+    reply: Event
+    ok: bool
+
+
+class _Secret:
+    """A string that never shows in repr/str (docs/design.md)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+    __str__ = __repr__
+
+
+def _parse_frame(frame_text: str) -> dict[str, Any]:
+    try:
+        frame = json.loads(frame_text)
+    except ValueError:
+        msg = f"frame is not JSON: {frame_text[:80]!r}"
+        raise ValueError(msg) from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        msg = f"frame is not a command object with a type: {frame_text[:80]!r}"
+        raise ValueError(msg)
+    return frame
+
+
+def _params(frame: dict[str, Any]) -> dict[str, Any]:
+    params = frame.get("params")
+    return params if isinstance(params, dict) else {}
+
+
+class TradeSession:
+    """The trade-gateway session of one account (see the module docstring).
+
+    Give either ``public_key`` and ``secret_key`` (HMAC auth) or ``jwt``; ``account_id``
+    selects a subaccount. ``channels`` are subscribed in order, one frame each.
+    ``nonce_factory`` makes the HMAC nonce (injectable for tests). Raises ValueError on
+    missing or conflicting credentials or an unknown channel.
+    """
+
+    def __init__(
+        self,
+        *,
+        public_key: str | None = None,
+        secret_key: str | None = None,
+        jwt: str | None = None,
+        account_id: str | None = None,
+        channels: Sequence[str] = DEFAULT_CHANNELS,
+        pending_timeout: float = DEFAULT_PENDING_TIMEOUT,
+        nonce_factory: Callable[[], str] = new_nonce,
+    ) -> None:
+        hmac_given = public_key is not None or secret_key is not None
+        if hmac_given and jwt is not None:
+            msg = "give either public_key/secret_key or jwt, not both"
+            raise ValueError(msg)
+        if jwt is None and (not public_key or not secret_key):
+            msg = "public_key and secret_key are both required for hmac auth"
+            raise ValueError(msg)
+        for channel in channels:
+            commands.subscribe(channel)  # raises ValueError on an unknown channel
+        if len(set(channels)) != len(channels):
+            msg = f"channels listed twice: {list(channels)}"
+            raise ValueError(msg)
+        self._public_key = public_key
+        self._secret = _Secret(secret_key) if secret_key is not None else None
+        self._jwt = _Secret(jwt) if jwt is not None else None
+        self.account_id = account_id
+        self.channels: tuple[str, ...] = tuple(channels)
+        self.pending_timeout = pending_timeout
+        self._nonce_factory = nonce_factory
+        self.state = SessionState.CONNECTING
+        self._events: list[Event] = []
+        self._out: list[str] = []
+        self._pending: deque[PendingCommand] = deque()
+        self._expired: list[PendingCommand] = []
+        self._resolutions: list[Resolution] = []
+        self._awaiting: set[str] = set()
+        self.failed_channels: set[str] = set()
+
+    def __repr__(self) -> str:
+        auth = "jwt" if self._jwt is not None else f"hmac public_key={self._public_key!r}"
+        return (
+            f"TradeSession(state={self.state.name}, auth={auth}, "
+            f"account_id={self.account_id!r}, channels={list(self.channels)})"
+        )
+
+    # --- inputs ---------------------------------------------------------------------
+
+    def connection_made(self, now: float) -> None:
+        """The socket is open: queue the auth frame (docs/protocol.md §2.1: within 60 s)."""
+        if self.state is not SessionState.CONNECTING:
+            msg = f"connection_made in state {self.state.name}"
+            raise RuntimeError(msg)
+        if self._jwt is not None:
+            frame = commands.auth_jwt(self._jwt.value, self.account_id)
+        elif self._public_key is None or self._secret is None:  # excluded by __init__
+            msg = "session has no credentials"
+            raise RuntimeError(msg)
+        else:
+            frame = commands.auth_hmac(
+                self._public_key, self._secret.value, int(now), self._nonce_factory(),
+                self.account_id,
+            )  # fmt: skip
+        self.state = SessionState.AUTHENTICATING
+        self._queue(frame, now)
+
+    def receive_text(self, data: str | bytes, now: float) -> None:
+        """Decode one received frame, update the state and queue events (never raises)."""
+        if self.state is SessionState.CLOSED:
+            return
+        self._expire(now)
+        for event in decode_trade(data, now):
+            self._events.append(self._handle(event))
+
+    def send(self, frame_text: str, now: float) -> None:
+        """Queue a command frame (from :mod:`riskwatch.qfex.commands`) for sending.
+
+        Allowed once authenticated (SUBSCRIBING or LIVE). Raises RuntimeError in other
+        states, ValueError for a frame that is not a command object or that is
+        ``cancel_on_disconnect`` (never sent by riskwatch, docs/protocol.md §16.10).
+        """
+        if self.state not in (SessionState.SUBSCRIBING, SessionState.LIVE):
+            msg = f"cannot send a command in state {self.state.name}"
+            raise RuntimeError(msg)
+        frame = _parse_frame(frame_text)
+        if frame["type"] == "cancel_on_disconnect":
+            msg = "cancel_on_disconnect is never sent: it may cancel every order of the account"
+            raise ValueError(msg)
+        self._expire(now)
+        self._queue(frame_text, now, frame)
+
+    def connection_lost(self) -> None:
+        """The socket is gone: every pending command's outcome is now unknown."""
+        self.state = SessionState.CLOSED
+        self._expired.extend(self._pending)
+        self._pending.clear()
+        self._awaiting.clear()
+
+    # --- outputs --------------------------------------------------------------------
+
+    def events_received(self) -> list[Event]:
+        """Return and forget the events decoded since the last call."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[str]:
+        """Return and forget the frames to write, in order."""
+        out, self._out = self._out, []
+        return out
+
+    def resolutions_received(self) -> list[Resolution]:
+        """Return and forget the (command, reply) pairs matched since the last call."""
+        out, self._resolutions = self._resolutions, []
+        return out
+
+    def expired_commands(self) -> list[PendingCommand]:
+        """Return and forget commands that timed out or were cut by connection_lost."""
+        out, self._expired = self._expired, []
+        return out
+
+    @property
+    def pending(self) -> tuple[PendingCommand, ...]:
+        """Commands sent and not yet answered, oldest first."""
+        return tuple(self._pending)
+
+    # --- internals ------------------------------------------------------------------
+
+    def _queue(self, frame_text: str, now: float, frame: dict[str, Any] | None = None) -> None:
+        parsed = frame if frame is not None else _parse_frame(frame_text)
+        params = _params(parsed)
+        if parsed["type"] == "auth" and "jwt" in params:
+            parsed = {**parsed, "params": {**params, "jwt": "<redacted>"}}
+        cid = params.get("client_order_id")
+        self._pending.append(
+            PendingCommand(
+                kind=parsed["type"],
+                frame=parsed,
+                client_order_id=cid if isinstance(cid, str) else None,
+                sent_at=now,
+            )
+        )
+        self._out.append(frame_text)
+
+    def _expire(self, now: float) -> None:
+        limit = now - self.pending_timeout
+        while self._pending and self._pending[0].sent_at < limit:
+            self._expired.append(self._pending.popleft())
+
+    def _resolve(self, match: Callable[[PendingCommand], bool], reply: Event, ok: bool) -> bool:
+        for cmd in self._pending:
+            if match(cmd):
+                self._pending.remove(cmd)
+                self._resolutions.append(Resolution(command=cmd, reply=reply, ok=ok))
+                return True
+        return False
+
+    def _handle(self, event: Event) -> Event:
+        """Advance state and correlation for one event; return the event to emit."""
+        if isinstance(event, Authenticated):
+            self._on_auth(event)
+        elif isinstance(event, Subscribed):
+            kind = "subscribe" if event.subscribed else "unsubscribe"
+            self._resolve(
+                lambda c: c.kind == kind and _params(c.frame).get("channels") == [event.channel],
+                event,
+                ok=True,
+            )
+            if event.subscribed:
+                self._channel_done(event.channel)
+        elif isinstance(event, ErrorReply):
+            return self._on_error(event)
+        elif isinstance(event, OrderUpdate):
+            self._on_order(event)
+        elif isinstance(event, Ack):
+            self._on_ack(event)
+        elif isinstance(event, OpenOrders):
+            self._resolve(lambda c: c.kind == "get_user_orders", event, ok=True)
+        elif isinstance(event, OtherReply):
+            wanted = _REPLY_OF.get(event.name)
+            if wanted is not None:
+                self._resolve(lambda c: c.kind == wanted, event, ok=True)
+        channel = _CHANNEL_OF.get(type(event))
+        if channel is not None and self.state is SessionState.SUBSCRIBING:
+            self._channel_done(channel)
+        return event
+
+    def _on_auth(self, event: Authenticated) -> None:
+        self._resolve(lambda c: c.kind == "auth", event, ok=event.ok)
+        if not event.ok:
+            if self.state is not SessionState.CLOSED:
+                self.state = SessionState.AUTH_REJECTED
+            return
+        if self.state is SessionState.AUTHENTICATING:
+            self._start_subscribing(event.received_at)
+
+    def _start_subscribing(self, now: float) -> None:
+        self.state = SessionState.SUBSCRIBING
+        self._awaiting = set(self.channels)
+        for channel in self.channels:
+            self._queue(commands.subscribe(channel), now)
+        if not self._awaiting:
+            self.state = SessionState.LIVE
+
+    def _channel_done(self, channel: str) -> None:
+        self._awaiting.discard(channel)
+        if self.state is SessionState.SUBSCRIBING and not self._awaiting:
+            self.state = SessionState.LIVE
+
+    def _on_order(self, event: OrderUpdate) -> None:
+        def match(c: PendingCommand) -> bool:
+            if event.client_order_id and c.client_order_id == event.client_order_id:
+                return True
+            if c.kind in ("cancel_order", "get_order"):
+                params = _params(c.frame)
+                id_type = params.get("cancel_order_id_type", "order_id")
+                wanted = event.client_order_id if id_type == "client_order_id" else event.order_id
+                return bool(wanted) and params.get("order_id") == wanted
+            return False
+
+        self._resolve(match, event, ok=True)
+
+    def _on_ack(self, event: Ack) -> None:
+        echoed = event.incoming_message
+        if echoed is not None and self._resolve(lambda c: c.frame == echoed, event, ok=True):
+            return
+        if echoed is not None and isinstance(echoed.get("type"), str):
+            kind = echoed["type"]
+            if self._resolve(lambda c: c.kind == kind, event, ok=True):
+                return
+        self._resolve(lambda c: c.kind in _ACKED, event, ok=True)
+
+    def _on_error(self, event: ErrorReply) -> Event:
+        echoed = event.incoming_message
+        target: PendingCommand | None = None
+        if isinstance(echoed, dict):
+            target = next((c for c in self._pending if c.frame == echoed), None)
+            if target is None and isinstance(echoed.get("type"), str):
+                target = next((c for c in self._pending if c.kind == echoed["type"]), None)
+        elif self._pending:
+            # CLI failPending: an err that echoes nothing belongs to the oldest request.
+            target = self._pending[0]
+        if target is not None:
+            self._pending.remove(target)
+            if echoed is None:
+                event = replace(event, incoming_message=target.frame)
+            self._resolutions.append(Resolution(command=target, reply=event, ok=False))
+        if self.state is SessionState.AUTHENTICATING:
+            if event.error_code == "AlreadyAuthenticated":
+                self._start_subscribing(event.received_at)
+            else:
+                # docs/protocol.md §2.1: an err before auth succeeds is an auth failure (3P).
+                self.state = SessionState.AUTH_REJECTED
+        elif target is not None and target.kind == "subscribe":
+            for channel in _params(target.frame).get("channels", []):
+                self.failed_channels.add(channel)
+                self._channel_done(channel)
+        return event
+
+
+class MdsSession:
+    """The market-data session: subscribes ``mark_price`` for symbols and decodes.
+
+    No auth (docs/protocol.md §12). :meth:`connection_made` queues one ``mark_price``
+    subscribe frame listing every watched symbol (one frame per channel); :meth:`watch`
+    adds symbols and, when connected, queues a frame for just the new ones.
+    Subscription confirmations are undocumented, so the session is LIVE once the
+    frame is queued.
+    """
+
+    CHANNEL: Final = "mark_price"
+
+    def __init__(self, symbols: Iterable[str] = ()) -> None:
+        self._symbols: list[str] = []
+        for symbol in symbols:
+            if symbol not in self._symbols:
+                self._symbols.append(symbol)
+        self.state = SessionState.CONNECTING
+        self._events: list[Event] = []
+        self._out: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"MdsSession(state={self.state.name}, symbols={self._symbols})"
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Symbols whose mark prices are wanted, in the order first asked for."""
+        return tuple(self._symbols)
+
+    def connection_made(self, now: float) -> None:
+        """The socket is open: queue the subscribe frame (if any symbol is watched)."""
+        self.state = SessionState.LIVE
+        if self._symbols:
+            self._out.append(commands.mds_subscribe(self.CHANNEL, self._symbols))
+
+    def watch(self, symbols: Iterable[str]) -> None:
+        """Add symbols; when connected, queue one subscribe frame for the new ones."""
+        new = [s for s in dict.fromkeys(symbols) if s not in self._symbols]
+        if not new:
+            return
+        self._symbols.extend(new)
+        if self.state is SessionState.LIVE:
+            self._out.append(commands.mds_subscribe(self.CHANNEL, new))
+
+    def receive_text(self, data: str | bytes, now: float) -> None:
+        """Decode one frame and queue its events (never raises)."""
+        if self.state is SessionState.CLOSED:
+            return
+        self._events.extend(decode_mds(data, now))
+
+    def events_received(self) -> list[Event]:
+        """Return and forget the events decoded since the last call."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[str]:
+        """Return and forget the frames to write, in order."""
+        out, self._out = self._out, []
+        return out
+
+    def connection_lost(self) -> None:
+        """The socket is gone; a new session (or connection_made) resubscribes."""
+        self.state = SessionState.CLOSED

@@ -1,6 +1,0 @@
-"""riskwatch: risk monitoring, alerting and protection for QFEX accounts.
-
-Importing this package has no side effects; the command line lives in :mod:`riskwatch.cli`.
-"""
-
-__version__ = "0.1.0"

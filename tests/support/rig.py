@@ -1,0 +1,277 @@
+"""A test rig: the real simulator in-process and the real daemon, in-process or as `riskwatch run`.
+
+The daemon can run as a child process (``DaemonProcess``) so that it can be killed
+with SIGKILL at any moment and restarted on the same state database, while the
+simulator, the exchange's side of the story, keeps its books in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from riskwatch.config import load_config
+from riskwatch.daemon.app import Daemon
+from riskwatch.rules.load import load_rule_files
+from riskwatch.sim.scenario import Scenario, load_scenario
+from riskwatch.sim.server import Simulator
+from riskwatch.store import Store
+
+MS = 0.001
+
+FLATTEN_RULES = """
+rules:
+  - name: LossFlatten
+    scope: account
+    when: unrealised_pnl < -1000
+    severity: critical
+    latch: true
+    actions: [cancel_all_orders, {close_position: all}]
+    summary: "flatten {{ account }} at {{ unrealised_pnl | money }}"
+  - name: MarginWarn
+    scope: account
+    when: margin_usage > 0.5
+    severity: warning
+    summary: "margin {{ margin_usage | pct }} on {{ account }}"
+"""
+"""Trips on the crash scenario's loss: cancel every order, close every position, latch."""
+
+ACTION_COMMANDS = ("close_position", "cancel_all_orders", "add_order", "twap")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Setup:
+    """What a daemon config is made of (rendered by :func:`config_text`)."""
+
+    tmp: Path
+    url: str
+    accounts: list[tuple[str, str]]
+    secret_file: Path
+    mds_url: str | None = None
+    mode: str = "dry-run"
+    rules: str | None = FLATTEN_RULES
+    admin_token: str | None = None
+    notify_urls: list[str] = field(default_factory=list)
+    stale_after: str = "3s"
+    port: int = 0
+    actions_extra: list[str] = field(default_factory=list)
+
+    @property
+    def state_path(self) -> Path:
+        return self.tmp / "state.db"
+
+    @property
+    def config_path(self) -> Path:
+        return self.tmp / "riskwatch.yaml"
+
+    def write(self) -> Path:
+        """Write the rules and the config; return the config's path."""
+        lines = ["exchange:", f"  url: {self.url}", f"  stale_after: {self.stale_after}"]
+        if self.mds_url:
+            lines.append(f"  market_data_url: {self.mds_url}")
+        lines.append("accounts:")
+        for name, public_key in self.accounts:
+            lines += [
+                f"  - name: {name}",
+                f"    public_key: {public_key}",
+                f"    secret_key_file: {self.secret_file}",
+            ]
+        if self.rules is not None:
+            (self.tmp / "rules.yaml").write_text(self.rules, encoding="utf-8")
+            lines.append(f"rules: [{self.tmp / 'rules.yaml'}]")
+        lines += ["actions:", f"  mode: {self.mode}", *(f"  {x}" for x in self.actions_extra)]
+        if self.notify_urls:
+            lines += ["notifications:", "  routes:", "    - urls:"]
+            lines += [f"        - {u}" for u in self.notify_urls]
+        lines += ["http:", f"  listen: 127.0.0.1:{self.port}"]
+        if self.admin_token:
+            lines.append(f"  admin_token: {self.admin_token}")
+        lines += ["state:", f"  path: {self.state_path}"]
+        self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return self.config_path
+
+
+def setup_for(sim: Simulator, tmp: Path, secret: str, **options: Any) -> Setup:
+    """A setup watching every account of ``sim``'s scenario, secret written to a file."""
+    secret_file = tmp / "qfex_secret"
+    secret_file.write_text(secret + "\n", encoding="utf-8")
+    accounts = [(a.name, a.public_key) for a in sim.scenario.accounts]
+    return Setup(tmp=tmp, url=sim.trade_url, accounts=accounts, secret_file=secret_file, **options)
+
+
+@asynccontextmanager
+async def simulator(
+    scenario: str | Scenario = "crash", secret: str | None = None, **options: Any
+) -> AsyncIterator[tuple[Simulator, str]]:
+    """The simulator on loopback with every account's secret set to ``secret``."""
+    sc = load_scenario(scenario) if isinstance(scenario, str) else scenario
+    secret = secret or secrets.token_hex(16)
+    async with Simulator(sc, {a.public_key: secret for a in sc.accounts}, **options) as sim:
+        yield sim, secret
+
+
+@asynccontextmanager
+async def in_process(setup: Setup) -> AsyncIterator[Daemon]:
+    """The daemon as ``riskwatch run`` builds it (rules, state database), in this loop."""
+    config = load_config(setup.write())
+    store = Store.open(config.state.path)
+    rules = load_rule_files(list(config.rules.files))
+    daemon = Daemon(config, rules=rules, store=store)
+    await daemon.start()
+    try:
+        yield daemon
+    finally:
+        await daemon.stop()
+        store.close()
+
+
+async def wait_for(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0, what: str = ""
+) -> None:
+    """Poll ``predicate`` every 10 ms until true, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout:.1f} s {what}")
+        await asyncio.sleep(10 * MS)
+
+
+class Http:
+    """A small aiohttp client for one daemon's HTTP port."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self._session: aiohttp.ClientSession | None = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        hdrs = dict(headers or {})
+        if token is not None:
+            hdrs["Authorization"] = f"Bearer {token}"
+        async with self._session.request(
+            method, self.base + path, json=json_body, data=data, headers=hdrs
+        ) as resp:
+            return resp.status, await resp.text()
+
+    async def get(self, path: str) -> tuple[int, str]:
+        return await self.request("GET", path)
+
+    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        status, text = await self.get("/metrics")
+        assert status == 200
+        out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def metric(
+    metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    """The sample ``name{labels}`` or 0.0 when absent."""
+    return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+class DaemonProcess:
+    """``riskwatch run -c CONFIG`` as a child process, its stderr kept in a file."""
+
+    def __init__(
+        self,
+        config: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        log_level: str = "info",
+    ) -> None:
+        self.config = config
+        self.log_level = log_level
+        self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "riskwatch",
+                "--log-level",
+                self.log_level,
+                "run",
+                "-c",
+                str(self.config),
+            ],
+            stdout=log,
+            stderr=log,
+            env=self.env,
+        )
+        log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    async def terminate(self, timeout: float = 10.0) -> int:
+        """SIGTERM and wait for the exit status."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(20 * MS)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        return int(self.proc.returncode)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")

@@ -1,0 +1,165 @@
+"""AccountCore: events fold into state, then the rule engine runs on each changed frame."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import time
+from zoneinfo import ZoneInfo
+
+from riskwatch import config
+from riskwatch.model import Ack, BalanceUpdate, MarkPrice, OrderUpdate, PositionUpdate
+from riskwatch.pipeline import AccountCore, daily_config, trigger_of
+from riskwatch.rules.engine import DATA_STALE
+from riskwatch.rules.lifecycle import Reason, State
+from riskwatch.rules.load import load_rules_text
+
+T0 = 1_767_225_600.0
+
+RULES = load_rules_text(
+    """rules:
+  - name: ShortSqueeze
+    scope: position
+    when: effective_leverage > 8
+    actions: [close_position]
+    summary: "{{ symbol }} at {{ value | num }}x"
+  - name: MarginHigh
+    when: margin_usage > 1.5
+"""
+)
+
+
+def balance(t: float, deposit: float = 10_000.0) -> BalanceUpdate:
+    return BalanceUpdate(
+        deposit=deposit,
+        realised_pnl=0.0,
+        unrealised_pnl=0.0,
+        net_funding=0.0,
+        order_margin=0.0,
+        position_margin=2_500.0,
+        available_balance=7_500.0,
+        fees=None,
+        referral_rewards=None,
+        received_at=t,
+    )
+
+
+def short_btc(t: float) -> PositionUpdate:
+    return PositionUpdate(
+        symbol="BTC-USD",
+        position=-1.0,
+        average_price=50_000.0,
+        unrealised_pnl=0.0,
+        realised_pnl=0.0,
+        net_funding=0.0,
+        margin_alloc=2_500.0,
+        open_orders=0,
+        open_quantity=0.0,
+        leverage=20.0,
+        initial_margin_rate=0.05,
+        maintenance_margin_rate=0.0333,
+        received_at=t,
+    )
+
+
+def mark(t: float, price: float) -> MarkPrice:
+    return MarkPrice(symbol="BTC-USD", price=price, exchange_time=None, received_at=t)
+
+
+def test_trigger_kind_from_events() -> None:
+    """Pulses win over order events, which win over marks."""
+    order = OrderUpdate("o1", "", "BTC-USD", "ACK", "BUY", "LIMIT", "GTC", 1, 1, 1, None, T0)
+    assert trigger_of([mark(T0, 1.0), short_btc(T0)]) == "pulse"
+    assert trigger_of([mark(T0, 1.0), order]) == "order"
+    assert trigger_of([mark(T0, 1.0)]) == "mark"
+    assert trigger_of([]) == "tick"
+
+
+def test_pulse_evaluates_rules_and_mark_breach_waits_for_pulse() -> None:
+    """A mark-only breach notifies at once; the action comes with the agreeing pulse."""
+    core = AccountCore("desk-a", stale_after=5.0, rules=RULES)
+    result = core.handle([balance(T0), short_btc(T0)], T0)
+    assert result.changed
+    assert result.decision is not None
+    assert result.decision.trigger == "pulse"
+    assert result.decision.transitions == ()
+    result = core.handle([mark(T0 + 1, 55_000.0)], T0 + 1)
+    d = result.decision
+    assert d is not None
+    assert d.trigger == "mark"
+    assert [(t.rule, t.symbol, t.reason) for t in d.transitions] == [
+        ("ShortSqueeze", "BTC-USD", Reason.FIRING)
+    ]
+    assert d.transitions[0].summary == "BTC-USD at 11x"
+    assert d.intents == ()
+    # The exchange's own pulse agrees: the owed action goes out, exchange-confirmed.
+    pulse = replace(short_btc(T0 + 2), unrealised_pnl=-5_000.0)
+    bal = replace(balance(T0 + 2), unrealised_pnl=-5_000.0)
+    d2 = core.handle([bal, pulse], T0 + 2).decision
+    assert d2 is not None
+    assert [(i.rule, i.symbol, i.trip_id, i.exchange_confirmed) for i in d2.intents] == [
+        ("ShortSqueeze", "BTC-USD", 1, True)
+    ]
+    assert [a["rule"] for a in core.describe(T0 + 2)["alerts"]] == ["ShortSqueeze"]
+
+
+def test_events_that_change_nothing_are_not_evaluated() -> None:
+    """An ack does not move the state, so no decision is made."""
+    core = AccountCore("desk-a", stale_after=5.0, rules=RULES)
+    result = core.handle([Ack(None, T0)], T0)
+    assert not result.changed
+    assert result.decision is None
+
+
+def test_tick_fires_and_resolves_data_stale() -> None:
+    """Ticks past stale_after fire DataStale; the next pulse resolves it."""
+    core = AccountCore("desk-a", stale_after=5.0, rules=RULES)
+    assert core.tick(T0).transitions == ()
+    d = core.tick(T0 + 6)
+    assert [(t.rule, t.reason) for t in d.transitions] == [(DATA_STALE, Reason.FIRING)]
+    assert "no data" in d.transitions[0].summary
+    core.handle([balance(T0 + 7), short_btc(T0 + 7)], T0 + 7)
+    assert core.alerts() == ()
+    d = core.tick(T0 + 13)
+    assert [(t.rule, t.reason) for t in d.transitions] == [(DATA_STALE, Reason.FIRING)]
+    assert core.alerts()[0].state is State.FIRING
+    fresh = core.handle([balance(T0 + 14)], T0 + 14).decision
+    assert fresh is not None
+    assert [(t.rule, t.reason) for t in fresh.transitions] == [(DATA_STALE, Reason.RESOLVED)]
+
+
+def test_records_round_trip_keeps_alerts_and_baseline() -> None:
+    """A restored core keeps firing alerts, trip ids and the daily baseline."""
+    core = AccountCore("desk-a", stale_after=5.0, rules=RULES)
+    core.handle([balance(T0), short_btc(T0)], T0)
+    core.handle([mark(T0 + 1, 55_000.0)], T0 + 1)
+    saved = core.records()
+    again = AccountCore("desk-a", stale_after=5.0, rules=RULES)
+    again.restore(saved)
+    assert [(a.rule, a.symbol, a.trip_id) for a in again.alerts()] == [
+        ("ShortSqueeze", "BTC-USD", 1)
+    ]
+    assert again.pnl_baseline == 10_000.0
+
+
+def test_daily_config_from_the_config_section() -> None:
+    """The config's daily section converts to the tracker's day definition."""
+    section = config.DailyConfig(reset=time(17, 0), tz=ZoneInfo("America/New_York"))
+    converted = daily_config(section)
+    assert (converted.reset, converted.tz, converted.baseline) == (
+        "17:00",
+        "America/New_York",
+        "equity",
+    )
+
+
+def test_core_without_rules_keeps_its_old_behaviour() -> None:
+    """With no rules the core still folds events, flags, and reports figures."""
+    core = AccountCore("desk-a", stale_after=5.0)
+    result = core.handle([balance(T0), short_btc(T0)], T0)
+    assert result.changed
+    assert result.flags == ()
+    figures = core.figures_at(T0)
+    assert figures is not None
+    assert figures.account["equity"] == 10_000.0
+    assert not core.is_stale(T0 + 5)
+    assert core.is_stale(T0 + 5.1)
