@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from test_notify_sinks import WEBHOOK_TOKEN, webhook
 
 from riskwatch.cli.main import main
 from riskwatch.cli.notify_test import notify_test
@@ -24,6 +23,7 @@ from riskwatch.secret import Secret
 from riskwatch.store import Store
 from riskwatch.web.server import AdminGuard
 from riskwatch.web.silences import add_silence_routes
+from tests.support.notify_sinks import WEBHOOK_TOKEN, webhook
 
 MS = 0.001
 T0 = 1_700_000_000.0

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import aiohttp
-from test_notify_sinks import webhook
 
 from riskwatch.notify.silences import parse_silence
 from tests.support.daemon_harness import running
+from tests.support.notify_sinks import webhook
 
 
 async def test_daemon_serves_silences_and_keeps_mutations_disabled_without_token(

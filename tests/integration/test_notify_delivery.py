@@ -11,14 +11,6 @@ from types import MappingProxyType
 
 import pytest
 from prometheus_client import CollectorRegistry
-from test_notify_sinks import (
-    SMTP_PASSWORD,
-    WEBHOOK_TOKEN,
-    eventually,
-    hanging_server,
-    smtp_server,
-    webhook,
-)
 
 from riskwatch.clock import ManualClock
 from riskwatch.config import NotificationsConfig, RouteConfig
@@ -30,6 +22,14 @@ from riskwatch.notify.silences import parse_silence
 from riskwatch.secret import Secret
 from riskwatch.store import Store
 from riskwatch.yamlsrc import Duration
+from tests.support.notify_sinks import (
+    SMTP_PASSWORD,
+    WEBHOOK_TOKEN,
+    eventually,
+    hanging_server,
+    smtp_server,
+    webhook,
+)
 
 MS = 0.001
 T0 = 1_700_000_000.0
