@@ -88,9 +88,9 @@ def test_compose_wiring_matches_files() -> None:
 
 
 def test_demo_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """riskwatch.cli.demo.yaml loads with the environment the compose file gives it."""
+    """riskwatch.demo.yaml loads with the environment the compose file gives it."""
     env = {"QFEX_PUBLIC_KEY": "qfex_pub_sim_desk_a", "QFEX_SECRET_KEY": "sim-secret"}
-    config = load_config(DEPLOY / "riskwatch" / "riskwatch.cli.demo.yaml", env)
+    config = load_config(DEPLOY / "riskwatch" / "riskwatch.demo.yaml", env)
     assert config.exchange.url == "ws://sim:8765"
     assert [a.name for a in config.accounts] == ["desk-a"]
     assert config.http.port == 9464
