@@ -57,6 +57,7 @@ from riskwatch.actions import plan as planner
 from riskwatch.actions.model import ActionEvent, ActionListener, EventKind, PlannedCommand, Refusal
 from riskwatch.clock import Clock
 from riskwatch.config import ActionsConfig
+from riskwatch.logformat import command_fields
 from riskwatch.metrics import Metrics
 from riskwatch.model import (
     Ack,
@@ -513,7 +514,13 @@ class ActionExecutor:
         if self._mode != "armed":
             self.store.record_outcome(cmd.action_id, "dry_run", "dry-run: not sent", now)
             self.metrics.actions.labels(cmd.action, "dry_run").inc()
-            log.warning("DRY-RUN would have %s (rule %s, %s)", cmd.summary, cmd.rule, cmd.account)
+            log.warning(
+                "DRY-RUN would have %s (rule %s, %s)",
+                cmd.summary,
+                cmd.rule,
+                cmd.account,
+                extra=command_fields(cmd),
+            )
             self._event("dry_run", cmd, now)
             return
         flight = _Flight(cmd, json.loads(cmd.frame), first_at=now, trigger_at=intent.at)
@@ -554,6 +561,7 @@ class ActionExecutor:
             cmd.account,
             cmd.attempt,
             cmd.client_order_id or "-",
+            extra=command_fields(cmd),
         )
         self._event("sent", cmd, at)
         try:
@@ -779,6 +787,7 @@ class ActionExecutor:
             cmd.account,
             cmd.attempt,
             detail,
+            extra=command_fields(cmd),
         )
         self._event("confirmed", cmd, now, detail=detail)
 
@@ -795,6 +804,7 @@ class ActionExecutor:
             cmd.attempt,
             code,
             detail,
+            extra=command_fields(cmd),
         )
         self._event("failed", cmd, now, code=code, detail=detail)
         self._event("escalation", cmd, now, code=code, detail=detail)

@@ -11,27 +11,15 @@ a command never pays for another's imports.
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from riskwatch import __version__
+from riskwatch.logformat import setup_logging
 
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_CONFIG = 2
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # websockets logs every failed handshake at INFO with a traceback; keep ours readable.
-    logging.getLogger("websockets").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -137,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text lines, or one JSON object per line for log pipelines (docs/logging.md)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the daemon")
@@ -234,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``riskwatch`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     result: int = args.func(args)
     return result
 

@@ -36,6 +36,7 @@ from riskwatch.clock import Clock, SystemClock
 from riskwatch.config import AccountConfig, Config, load_config
 from riskwatch.daemon.reload import Reloader
 from riskwatch.errors import ConfigError, StateStoreError
+from riskwatch.logformat import bound_context, log_context
 from riskwatch.logredact import install_redaction
 from riskwatch.metrics import AccountView, Metrics, Registry, Scrape, SnapshotCollector
 from riskwatch.model import BadMessage, Event, MarkPrice, UnknownMessage
@@ -237,7 +238,13 @@ class Daemon:
     def _on_intent(self, intent: ActionIntent) -> None:
         """An action intent, mid-evaluation: the executor plans and sends it at once."""
         try:
-            self.executor.on_intent(intent)
+            with log_context(
+                account=intent.account,
+                rule=intent.rule,
+                symbol=intent.symbol,
+                trip_id=intent.trip_id,
+            ):
+                self.executor.on_intent(intent)
         except Exception:  # a bug here must not stop evaluation
             log.exception("action executor failed on an intent")
 
@@ -268,6 +275,7 @@ class Daemon:
                 f" symbol={t.symbol}" if t.symbol else "",
                 " (shadow)" if t.shadow else "",
                 t.summary,
+                extra={"account": t.account, "rule": t.rule, "symbol": t.symbol},
             )
         if self.store is not None and rows:
             self.store.save_alerts(rows, decision.at)
@@ -579,7 +587,12 @@ class Daemon:
                 recorder=self.recorder,
                 on_status=on_status,
             )
-            self._tasks.append(asyncio.create_task(rt.connection.run(), name=f"trade:{name}"))
+            # Every line the connection logs names its account (docs/logging.md).
+            self._tasks.append(
+                asyncio.create_task(
+                    rt.connection.run(), name=f"trade:{name}", context=bound_context(account=name)
+                )
+            )
 
     async def stop(self) -> None:
         """Close connections and the HTTP server; idempotent."""

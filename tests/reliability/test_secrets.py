@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from tests.support.rig import (
@@ -45,8 +47,10 @@ class Sink:
             await self.runner.cleanup()
 
 
-async def test_no_secret_in_any_output(tmp_path: Path) -> None:
-    """Logs, every endpoint, error replies, notifications and the state database hold no secret."""
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_no_secret_in_any_output(tmp_path: Path, log_format: str) -> None:
+    """Logs (text and JSON lines), every endpoint, error replies, notifications and the
+    state database hold no secret."""
     sink = Sink()
     await sink.start()
     try:
@@ -55,7 +59,9 @@ async def test_no_secret_in_any_output(tmp_path: Path) -> None:
                 sim, tmp_path, qfex_secret, mode="armed", admin_token=TOKEN, port=free_port(),
                 notify_urls=[f"json://rw:{NOTIFY_PASSWORD}@127.0.0.1:{sink.port}/hook"],
             )  # fmt: skip
-            proc = DaemonProcess(setup.write(), tmp_path / "daemon.log", log_level="debug")
+            proc = DaemonProcess(
+                setup.write(), tmp_path / "daemon.log", log_level="debug", log_format=log_format
+            )
             proc.start()
             http = Http(setup.port)
             outputs: list[str] = []
@@ -108,6 +114,12 @@ async def test_no_secret_in_any_output(tmp_path: Path) -> None:
         await sink.stop()
     await asyncio.sleep(0)
     log_text = proc.log_text()
+    if log_format == "json":
+        # Every line is one JSON object; the search below runs on the raw lines and on
+        # the decoded messages (JSON escapes could otherwise hide a secret).
+        docs = [json.loads(line) for line in log_text.splitlines() if line]
+        log_text += "\n".join(json.dumps(d, ensure_ascii=False) for d in docs)
+        log_text += "\n".join(str(v) for d in docs for v in d.values())
     assert "flatten" in log_text.lower() or "LossFlatten" in log_text
     channels = {
         "log": log_text,

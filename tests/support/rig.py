@@ -224,9 +224,11 @@ class DaemonProcess:
         log_path: Path,
         env: dict[str, str] | None = None,
         log_level: str = "info",
+        log_format: str = "text",
     ) -> None:
         self.config = config
         self.log_level = log_level
+        self.log_format = log_format
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -240,6 +242,8 @@ class DaemonProcess:
                 "riskwatch",
                 "--log-level",
                 self.log_level,
+                "--log-format",
+                self.log_format,
                 "run",
                 "-c",
                 str(self.config),
