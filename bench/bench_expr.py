@@ -34,9 +34,9 @@ from riskwatch.rules.expr.syntax import (
     Call,
     Compare,
     Duration,
+    Expr,
     Name,
     Negate,
-    Node,
     Not,
     Number,
 )
@@ -144,7 +144,7 @@ def window_value(spec: WindowSpec, env: Mapping[str, float | None]) -> float:
     }[spec.func]
 
 
-def to_cel(node: Node) -> str:
+def to_cel(node: Expr) -> str:
     """Print a checked tree as CEL text; window calls become variables `w_func_name_secs`."""
     if isinstance(node, Number):
         return repr(node.value)

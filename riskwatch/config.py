@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 
 from riskwatch.errors import ConfigError, Problem
 from riskwatch.secret import MASK, Secret
+from riskwatch.state.daily import Baseline, DailyConfig
 from riskwatch.yamlsrc import Duration, Fields, Map, Node, Problems, Reader, Scalar, Seq, parse
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
     "AccountConfig",
     "ActionsConfig",
     "Config",
-    "DailyConfig",
     "ExchangeConfig",
     "HttpConfig",
     "NotificationsConfig",
@@ -66,7 +66,6 @@ __all__ = [
 DEFAULT_CONFIG_PATH = Path("/etc/riskwatch/riskwatch.yaml")
 
 ActionMode = Literal["dry-run", "armed"]
-Baseline = Literal["equity", "balance", "max"]
 AuthKind = Literal["hmac", "jwt"]
 
 # Frozen Duration defaults, named so dataclass defaults are plain references.
@@ -186,15 +185,6 @@ class StateConfig:
     """The SQLite state database (absolute path, or ``:memory:``)."""
 
     path: Path = Path("/var/lib/riskwatch/state.db")
-
-
-@dataclass(frozen=True, slots=True)
-class DailyConfig:
-    """When a trading day starts, in which zone, and what ``pnl_today`` is measured from."""
-
-    reset: time = time(0, 0)
-    tz: zoneinfo.ZoneInfo = field(default_factory=lambda: zoneinfo.ZoneInfo("UTC"))
-    baseline: Baseline = "equity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -744,14 +734,21 @@ class _Loader:
         return StateConfig(path=Path(text) if text == ":memory:" else self._path(text))
 
     def daily(self, node: Node | None) -> DailyConfig:
-        r, d = self.r, DailyConfig()
-        f = r.mapping(node, optional={"reset", "tz", "baseline"})
-        baseline = r.as_enum(f.get("baseline"), ("equity", "balance", "max"), d.baseline)
-        return DailyConfig(
-            reset=r.as_time_of_day(f.get("reset"), d.reset),
-            tz=r.as_timezone(f.get("tz"), d.tz),
-            baseline=cast(Baseline, baseline),
-        )
+        return read_daily(self.r, node)
+
+
+def read_daily(r: Reader, node: Node | None) -> DailyConfig:
+    """The ``daily`` section (config file or rule test file): reset time, zone, baseline."""
+    d = DailyConfig()
+    f = r.mapping(node, optional={"reset", "tz", "baseline"})
+    baseline = r.as_enum(f.get("baseline"), ("equity", "balance", "max"), d.baseline)
+    reset = r.as_time_of_day(f.get("reset"))
+    tz = r.as_timezone(f.get("tz"))
+    return DailyConfig(
+        reset=reset.strftime("%H:%M") if reset is not None else d.reset,
+        tz=tz.key if tz is not None else d.tz,
+        baseline=cast(Baseline, baseline),
+    )
 
 
 def _key(f: Fields, key: str) -> Scalar:

@@ -48,7 +48,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from riskwatch import config as config_mod
 from riskwatch.model import BalanceUpdate, Event, MarkPrice, OpenOrders, OrderUpdate, PositionUpdate
 from riskwatch.rules import engine
 from riskwatch.rules.engine import Decision, IntentSink, RulesState, StateRecords, Trigger
@@ -88,17 +87,6 @@ class HandleResult:
     deferred: bool = False
 
 
-def daily_config(value: config_mod.DailyConfig | DailyConfig | None) -> DailyConfig:
-    """The engine's :class:`~riskwatch.state.daily.DailyConfig` from the config's ``daily``."""
-    if value is None:
-        return DailyConfig()
-    if isinstance(value, DailyConfig):
-        return value
-    return DailyConfig(
-        reset=value.reset.strftime("%H:%M"), tz=value.tz.key, baseline=value.baseline
-    )
-
-
 def trigger_of(events: Sequence[Event]) -> Trigger:
     """The evaluation trigger for a frame's events: a pulse wins over orders over marks."""
     kinds = 0
@@ -135,13 +123,13 @@ class AccountCore:
         *,
         stale_after: float,
         rules: RuleSet | None = None,
-        daily: config_mod.DailyConfig | DailyConfig | None = None,
+        daily: DailyConfig | None = None,
     ) -> None:
         self.account = account
         self.stale_after = stale_after
         self.snapshot: AccountSnapshot = account_state.initial(account)
         self.rules: RuleSet = rules if rules is not None else EMPTY_RULES
-        self.daily = daily_config(daily)
+        self.daily = daily if daily is not None else DailyConfig()
         self.rules_state = RulesState(account, self.rules, self.daily)
         self.first_seen: float | None = None
         self.last_decision: Decision | None = None

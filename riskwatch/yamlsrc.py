@@ -67,13 +67,13 @@ __all__ = [
     "Duration",
     "Fields",
     "Map",
-    "Mark",
     "Node",
     "Problem",
     "Problems",
     "Reader",
     "Scalar",
     "Seq",
+    "SourcePos",
     "did_you_mean",
     "expand_env",
     "parse",
@@ -97,7 +97,7 @@ _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 
 
 @dataclass(frozen=True, slots=True)
-class Mark:
+class SourcePos:
     """A position in a file: 1-based ``line`` and ``col`` (in characters), 0-based ``index``."""
 
     file: str
@@ -114,8 +114,8 @@ class Mark:
 class Node(ABC):
     """A composed YAML node; ``start`` is its first character, ``end`` just past its last."""
 
-    start: Mark
-    end: Mark
+    start: SourcePos
+    end: SourcePos
 
     @property
     @abstractmethod
@@ -145,7 +145,7 @@ class Scalar(Node):
         """True for a plain ``null``, ``~``, ``Null``, ``NULL`` or an empty plain value."""
         return self.style == "" and self.value in _NULLS
 
-    def position_at(self, offset: int) -> Mark:
+    def position_at(self, offset: int) -> SourcePos:
         """The file position of character ``offset`` of ``value``.
 
         Exact for plain, single- and double-quoted scalars on one line (escapes such as
@@ -163,14 +163,16 @@ class Scalar(Node):
             self._offsets.extend(_align(raw, self.value, self.style))
         return self._offsets
 
-    def _mark_at(self, raw_offset: int) -> Mark:
+    def _mark_at(self, raw_offset: int) -> SourcePos:
         raw = self._source[self.start.index : self.start.index + raw_offset]
         breaks = raw.count("\n")
         if breaks == 0:
             col = self.start.col + raw_offset
         else:
             col = raw_offset - raw.rfind("\n")
-        return Mark(self.start.file, self.start.line + breaks, col, self.start.index + raw_offset)
+        return SourcePos(
+            self.start.file, self.start.line + breaks, col, self.start.index + raw_offset
+        )
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -254,7 +256,7 @@ class Problems:
     def __init__(self) -> None:
         self._items: list[Problem] = []
 
-    def add(self, at: Node | Mark, message: str) -> None:
+    def add(self, at: Node | SourcePos, message: str) -> None:
         """Record ``message`` at a node's start or at a mark."""
         mark = at.start if isinstance(at, Node) else at
         self._items.append(mark.problem(message))
@@ -357,8 +359,8 @@ class _Converter:
         self.active: set[int] = set()
         self.too_big = False
 
-    def mark(self, m: yaml.Mark) -> Mark:
-        return Mark(self.file, m.line + 1, m.column + 1, m.index)
+    def mark(self, m: yaml.Mark) -> SourcePos:
+        return SourcePos(self.file, m.line + 1, m.column + 1, m.index)
 
     def convert(self, node: yaml.nodes.Node) -> Node | None:
         try:
@@ -403,7 +405,7 @@ class _Converter:
         self.done[key] = out
         return out
 
-    def _mapping(self, node: yaml.MappingNode, start: Mark, end: Mark) -> tuple[Map, int]:
+    def _mapping(self, node: yaml.MappingNode, start: SourcePos, end: SourcePos) -> tuple[Map, int]:
         pairs: list[tuple[Scalar, Node]] = []
         seen: dict[str, Scalar] = {}
         size = 1
@@ -436,7 +438,7 @@ class _Converter:
             size += 1 + self.sizes.get(id(v), 1)
         return Map(start, end, pairs=tuple(pairs)), size
 
-    def _check_tag(self, node: yaml.nodes.Node, start: Mark) -> None:
+    def _check_tag(self, node: yaml.nodes.Node, start: SourcePos) -> None:
         tag = node.tag
         if tag in (_STR_TAG, _SEQ_TAG, _MAP_TAG):
             expected = {
@@ -609,7 +611,7 @@ class Reader:
 
     # -- problems
 
-    def problem(self, at: Node | Mark, message: str) -> None:
+    def problem(self, at: Node | SourcePos, message: str) -> None:
         """Record a problem at a node's start or at a mark."""
         self.problems.add(at, message)
 

@@ -54,7 +54,13 @@ from typing import Any, Final
 
 from riskwatch.actions import confirm, model
 from riskwatch.actions import plan as planner
-from riskwatch.actions.model import ActionEvent, ActionListener, EventKind, PlannedCommand, Refusal
+from riskwatch.actions.model import (
+    ActionEvent,
+    ActionEventKind,
+    ActionListener,
+    PlannedCommand,
+    Refusal,
+)
 from riskwatch.clock import Clock
 from riskwatch.config import ActionsConfig
 from riskwatch.logformat import command_fields
@@ -814,7 +820,13 @@ class ActionExecutor:
         flights.pop(_lineage(f.cmd), None)
 
     def _event(
-        self, kind: EventKind, cmd: PlannedCommand, at: float, *, code: str = "", detail: str = ""
+        self,
+        kind: ActionEventKind,
+        cmd: PlannedCommand,
+        at: float,
+        *,
+        code: str = "",
+        detail: str = "",
     ) -> None:
         self._emit(
             kind,
@@ -834,7 +846,7 @@ class ActionExecutor:
 
     def _emit(
         self,
-        kind: EventKind,
+        kind: ActionEventKind,
         account: str,
         rule: str,
         symbol: str | None,

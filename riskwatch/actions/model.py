@@ -21,14 +21,14 @@ from typing import Any, Final, Literal
 __all__ = [
     "CODES",
     "ActionEvent",
+    "ActionEventKind",
     "ActionListener",
-    "EventKind",
     "Plan",
     "PlannedCommand",
     "Refusal",
 ]
 
-EventKind = Literal[
+ActionEventKind = Literal[
     "dry_run", "sent", "confirmed", "failed", "refused", "escalation", "breaker_open"
 ]
 """What an :class:`ActionEvent` reports.
@@ -156,7 +156,7 @@ class ActionEvent:
     whatever silences say (docs/rules.md).
     """
 
-    kind: EventKind
+    kind: ActionEventKind
     account: str
     rule: str
     symbol: str | None

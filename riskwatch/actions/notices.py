@@ -9,11 +9,11 @@ the ``escalation`` that follows a failure is the notice a person gets.
 from __future__ import annotations
 
 from riskwatch.actions.model import ActionEvent
-from riskwatch.notify.notice import ActionKind, ActionNotice
+from riskwatch.notify.notice import ActionNotice, ActionNoticeKind
 
 __all__ = ["to_notice"]
 
-_KINDS: dict[str, ActionKind] = {
+_KINDS: dict[str, ActionNoticeKind] = {
     "dry_run": "dry_run",
     "confirmed": "confirmed",
     "escalation": "failed",

@@ -54,9 +54,9 @@ from riskwatch.qfex.client import (
 from riskwatch.qfex.recorder import Recorder
 from riskwatch.qfex.session import TradeSession
 from riskwatch.rules.engine import ActionIntent, Decision, StateRecords
-from riskwatch.rules.lifecycle import Reason
+from riskwatch.rules.lifecycle import TransitionReason
 from riskwatch.rules.load import load_rule_files
-from riskwatch.rules.model import DATA_STALE, EMPTY_RULES, RuleSet
+from riskwatch.rules.model import DATA_STALE_RULE, EMPTY_RULES, RuleSet
 from riskwatch.shard import ALL, Shard
 from riskwatch.store import Store
 from riskwatch.web.server import AdminGuard, build_app, json_response, read_json_body
@@ -181,11 +181,11 @@ class Daemon:
         """``alert_state`` exists at 0 for every account-scope rule once the account is."""
         for rule in self.rules.account_rules:
             self.metrics.alert_state.labels(rule.name, account, "", rule.severity).set(0)
-        self.metrics.alert_state.labels(DATA_STALE, account, "", "critical").set(0)
+        self.metrics.alert_state.labels(DATA_STALE_RULE, account, "", "critical").set(0)
         # Counters appear at 0 so that increase() sees their first rise.
         for rule in self.rules.rules:
             self.metrics.alerts_fired.labels(rule.name, account, rule.severity)
-        self.metrics.alerts_fired.labels(DATA_STALE, account, "critical")
+        self.metrics.alerts_fired.labels(DATA_STALE_RULE, account, "critical")
 
     def _restore(self, store: Store) -> None:
         """Resume alert states, pending timers, latches, baselines and peaks."""
@@ -263,11 +263,13 @@ class Daemon:
             symbol = t.symbol or ""
             m.alert_state.labels(t.rule, t.account, symbol, t.severity).set(t.state.value)
             m.latched.labels(t.rule, t.account, symbol).set(1 if t.latched else 0)
-            if t.reason is Reason.FIRING:
+            if t.reason is TransitionReason.FIRING:
                 m.alerts_fired.labels(t.rule, t.account, t.severity).inc()
             rows.append((t.rule, t.account, t.symbol, dict(t.record)))
             log.log(
-                logging.WARNING if t.reason in (Reason.FIRING, Reason.LATCHED) else logging.INFO,
+                logging.WARNING
+                if t.reason in (TransitionReason.FIRING, TransitionReason.LATCHED)
+                else logging.INFO,
                 "alert %s %s account=%s%s%s: %s",
                 t.rule,
                 t.reason.value.upper(),
@@ -668,7 +670,7 @@ class Daemon:
         for key, value in (("rule", rule), ("symbol", symbol)):
             if value is not None and not isinstance(value, str):
                 return json_response({"error": f"{key} must be a string"}, status=400)
-        if rule is not None and rule not in self.rules.by_name and rule != DATA_STALE:
+        if rule is not None and rule not in self.rules.by_name and rule != DATA_STALE_RULE:
             return json_response({"error": f"unknown rule {rule!r}"}, status=400)
         reset = self.reset_latches(account, rule, symbol, actor="api")
         return json_response({"reset": reset})

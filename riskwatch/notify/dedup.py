@@ -12,10 +12,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["GroupView", "LastSent", "Reason", "needs_notify"]
+__all__ = ["GroupView", "LastSent", "NotifyReason", "needs_notify"]
 
 
-class Reason(enum.StrEnum):
+class NotifyReason(enum.StrEnum):
     """Why a message goes out (or ``NONE``: it does not)."""
 
     FIRST = "first"
@@ -59,16 +59,16 @@ def needs_notify(
     repeat_interval: float,
     send_resolved: bool,
     now: float,
-) -> Reason:
+) -> NotifyReason:
     """Decide whether to send for a group (``repeat_interval`` in seconds)."""
     if alert.firing:
         if last is None or last.status != "firing":
-            return Reason.FIRST
+            return NotifyReason.FIRST
         if alert.fingerprint != last.fingerprint:
-            return Reason.CHANGED
+            return NotifyReason.CHANGED
         if now - last.at >= repeat_interval:
-            return Reason.REPEAT
-        return Reason.NONE
+            return NotifyReason.REPEAT
+        return NotifyReason.NONE
     if last is None or last.status != "firing" or not alert.resolved:
-        return Reason.NONE
-    return Reason.RESOLVED if send_resolved else Reason.NONE
+        return NotifyReason.NONE
+    return NotifyReason.RESOLVED if send_resolved else NotifyReason.NONE

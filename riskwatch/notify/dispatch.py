@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
-from riskwatch.notify.dedup import GroupView, LastSent, Reason, needs_notify
+from riskwatch.notify.dedup import GroupView, LastSent, NotifyReason, needs_notify
 from riskwatch.notify.inhibit import DEFAULT_POLICY, InhibitPolicy, inhibited
 from riskwatch.notify.notice import ActionNotice, AlertKey, AlertNotice
 from riskwatch.notify.render import Message, render_action, render_group
@@ -298,7 +298,7 @@ class Dispatcher:
         view = GroupView(fp, resolved=bool(g.resolved))
         r = g.route
         reason = needs_notify(g.last, view, r.repeat_interval, r.send_resolved, now)
-        if reason is Reason.NONE:
+        if reason is NotifyReason.NONE:
             if not view.firing and g.resolved:
                 # Resolutions not sent (send_resolved off): the episode is over anyway.
                 g.last = LastSent(now, "resolved", "")

@@ -18,11 +18,11 @@ from types import MappingProxyType
 from typing import Final, Literal
 
 from riskwatch.rules.engine import Alert, AlertTransition
-from riskwatch.rules.lifecycle import Reason, State
+from riskwatch.rules.lifecycle import State, TransitionReason
 
 __all__ = [
-    "ActionKind",
     "ActionNotice",
+    "ActionNoticeKind",
     "AlertKey",
     "AlertNotice",
     "Status",
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 Status = Literal["firing", "resolved"]
-ActionKind = Literal["dry_run", "confirmed", "failed", "breaker"]
+ActionNoticeKind = Literal["dry_run", "confirmed", "failed", "breaker"]
 AlertKey = tuple[str, str, str]
 """``(rule, account, symbol or "")``: one alert of one rule."""
 
@@ -95,7 +95,7 @@ class ActionNotice:
     Escalations (``failed``) and ``breaker`` are always sent, whatever silences say.
     """
 
-    kind: ActionKind
+    kind: ActionNoticeKind
     rule: str
     account: str
     action: str
@@ -143,9 +143,12 @@ def from_transition(t: AlertTransition) -> AlertNotice | None:
     ``FIRING`` is a new trip; ``RESOLVED`` and ``LATCH_RESET`` end it. ``PENDING``,
     ``PENDING_CANCELLED`` and ``LATCHED`` (still firing) are not news.
     """
-    if t.reason is Reason.FIRING:
+    if t.reason is TransitionReason.FIRING:
         status: Status = "firing"
-    elif t.reason in (Reason.RESOLVED, Reason.LATCH_RESET) and t.prev is State.FIRING:
+    elif (
+        t.reason in (TransitionReason.RESOLVED, TransitionReason.LATCH_RESET)
+        and t.prev is State.FIRING
+    ):
         status = "resolved"
     else:
         return None

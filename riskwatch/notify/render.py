@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from riskwatch.notify.dedup import Reason
+from riskwatch.notify.dedup import NotifyReason
 from riskwatch.notify.notice import ActionNotice, AlertKey, AlertNotice
 
 __all__ = ["MAX_ALERTS", "Message", "render_action", "render_group", "render_test"]
@@ -83,7 +83,7 @@ def _alert_lines(n: AlertNotice, actions: Sequence[ActionNotice], resolved: bool
 
 
 def render_group(
-    reason: Reason,
+    reason: NotifyReason,
     firing: Sequence[AlertNotice],
     resolved: Sequence[AlertNotice],
     actions: Mapping[AlertKey, Sequence[ActionNotice]],
@@ -93,7 +93,7 @@ def render_group(
     if firing:
         severity = _most_severe(firing)
         title = f"[{severity.upper()}] {_headline(firing)}"
-        if reason is Reason.REPEAT:
+        if reason is NotifyReason.REPEAT:
             title += " (still firing)"
         kind, status = _TYPES.get(severity, "info"), "firing"
     else:

@@ -66,6 +66,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final, TextIO
 
+from riskwatch.config import read_daily
 from riskwatch.errors import Problem
 from riskwatch.model import Event, MarkPrice
 from riskwatch.offline.timeline import Entry, entries_of, format_lines, format_time
@@ -73,7 +74,7 @@ from riskwatch.pipeline import AccountCore
 from riskwatch.qfex.schemas import decode_mds, decode_trade
 from riskwatch.rules import engine
 from riskwatch.rules.load import check_rule_files
-from riskwatch.rules.model import DATA_STALE, RuleSet
+from riskwatch.rules.model import DATA_STALE_RULE, RuleSet
 from riskwatch.state.daily import DailyConfig
 from riskwatch.state.derived import ACCOUNT_NAMES, POSITION_NAMES, Figures, Row
 from riskwatch.yamlsrc import (
@@ -291,7 +292,7 @@ def load_test_file(path: str) -> tuple[TestFile | None, list[Problem]]:
         r.problem(f.get("evaluation_interval") or root, "evaluation_interval must be above 0s")
         interval = 1.0
     stale_after = r.as_duration(f.get("stale_after"), Duration(5000)).seconds
-    daily = _daily(r, f.get("daily"))
+    daily = read_daily(r, f.get("daily"))
     rules: RuleSet | None = None
     if rule_paths:
         rules, rule_problems = check_rule_files(rule_paths)
@@ -327,20 +328,6 @@ def _rule_paths(r: Reader, node: Node | None, base: Path) -> list[str]:
     if node is not None and not out and not r.problems:
         r.problem(node, "rule_files names no rule file")
     return out
-
-
-def _daily(r: Reader, node: Node | None) -> DailyConfig:
-    if node is None:
-        return DailyConfig()
-    f = r.mapping(node, optional={"reset", "tz", "baseline"})
-    reset = r.as_time_of_day(f.get("reset"))
-    tz = r.as_timezone(f.get("tz"))
-    baseline = r.as_enum(f.get("baseline"), ("equity", "balance", "max"), "equity")
-    return DailyConfig(
-        reset=reset.strftime("%H:%M") if reset is not None else "00:00",
-        tz=tz.key if tz is not None else "UTC",
-        baseline=baseline,  # type: ignore[arg-type]  # checked by as_enum
-    )
 
 
 def _start(r: Reader, node: Node | None) -> float:
@@ -380,7 +367,7 @@ def _case(
         r.problem(node, "give input_series or input_frames, not both")
     series = tuple(s for s in (_series(r, i) for i in r.as_list(f.get("input_series"))) if s)
     frames = tuple(x for x in (_frame(r, i) for i in r.as_list(f.get("input_frames"))) if x)
-    known = rule_names | {DATA_STALE}
+    known = rule_names | {DATA_STALE_RULE}
     alerts = tuple(
         c
         for c in (_alert_check(r, i, known, rules_ok) for i in r.as_list(f.get("alert_rule_test")))

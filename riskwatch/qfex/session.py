@@ -65,6 +65,7 @@ from riskwatch.model import (
 from riskwatch.qfex import commands
 from riskwatch.qfex.auth import new_nonce
 from riskwatch.qfex.schemas import decode_mds, decode_trade
+from riskwatch.secret import Secret
 
 __all__ = [
     "DEFAULT_CHANNELS",
@@ -143,20 +144,6 @@ class Resolution:
     ok: bool
 
 
-class _Secret:
-    """A string that never shows in repr/str (docs/design.md)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "<redacted>"
-
-    __str__ = __repr__
-
-
 def _parse_frame(frame_text: str) -> dict[str, Any]:
     try:
         frame = json.loads(frame_text)
@@ -207,8 +194,8 @@ class TradeSession:
             msg = f"channels listed twice: {list(channels)}"
             raise ValueError(msg)
         self._public_key = public_key
-        self._secret = _Secret(secret_key) if secret_key is not None else None
-        self._jwt = _Secret(jwt) if jwt is not None else None
+        self._secret = Secret(secret_key) if secret_key is not None else None
+        self._jwt = Secret(jwt) if jwt is not None else None
         self.account_id = account_id
         self.channels: tuple[str, ...] = tuple(channels)
         self.pending_timeout = pending_timeout
@@ -237,13 +224,13 @@ class TradeSession:
             msg = f"connection_made in state {self.state.name}"
             raise RuntimeError(msg)
         if self._jwt is not None:
-            frame = commands.auth_jwt(self._jwt.value, self.account_id)
+            frame = commands.auth_jwt(self._jwt.reveal(), self.account_id)
         elif self._public_key is None or self._secret is None:  # excluded by __init__
             msg = "session has no credentials"
             raise RuntimeError(msg)
         else:
             frame = commands.auth_hmac(
-                self._public_key, self._secret.value, int(now), self._nonce_factory(),
+                self._public_key, self._secret.reveal(), int(now), self._nonce_factory(),
                 self.account_id,
             )  # fmt: skip
         self.state = SessionState.AUTHENTICATING

@@ -59,15 +59,15 @@ from riskwatch.rules import lifecycle
 from riskwatch.rules.expr import NO_WINDOWS, WindowSource
 from riskwatch.rules.expr.compile import Evaluator
 from riskwatch.rules.expr.names import POSITION_NAMES
-from riskwatch.rules.lifecycle import INACTIVE, AlertState, LifecycleParams, Reason, State
-from riskwatch.rules.model import DATA_STALE, Action, Confirm, Rule, RuleSet, Severity
+from riskwatch.rules.lifecycle import INACTIVE, AlertState, LifecycleParams, State, TransitionReason
+from riskwatch.rules.model import DATA_STALE_RULE, Action, Confirm, Rule, RuleSet, Severity
 from riskwatch.rules.templates import format_duration
 from riskwatch.state.daily import DailyConfig, DailyTracker
 from riskwatch.state.derived import Figures
 from riskwatch.state.windows import Windows
 
 __all__ = [
-    "DATA_STALE",
+    "DATA_STALE_RULE",
     "ActionIntent",
     "Alert",
     "AlertTransition",
@@ -110,7 +110,7 @@ class AlertTransition:
     rule: str
     account: str
     symbol: str | None
-    reason: Reason
+    reason: TransitionReason
     prev: State
     state: State
     at: float
@@ -291,15 +291,15 @@ class RulesState:
             frozenset(w.name for r in rules.position_rules for w in r.windows) - _POSITION_ONLY
         )
         self._bound = {}
-        self.alerts.setdefault(DATA_STALE, {})
+        self.alerts.setdefault(DATA_STALE_RULE, {})
         # The alert view holds only rules that exist now (and DataStale).
         self._active = {
             key: alert
             for key, alert in self._active.items()
-            if key[0] in self._entries or key[0] == DATA_STALE
+            if key[0] in self._entries or key[0] == DATA_STALE_RULE
         }
         for name, states in self.alerts.items():
-            if name not in self._entries and name != DATA_STALE:
+            if name not in self._entries and name != DATA_STALE_RULE:
                 continue
             for sym, st in states.items():
                 if st.state is not _INACTIVE and (name, sym) not in self._active:
@@ -520,7 +520,7 @@ class _Run:
         pay = False
         if new.state is not _FIRING:
             state.owed.pop(key, None)
-        elif tr.reason is Reason.FIRING and entry.actions:
+        elif tr.reason is TransitionReason.FIRING and entry.actions:
             if rule.confirm == "mark" or self.confirmed:
                 pay = True
             else:
@@ -736,7 +736,7 @@ def _tick_all(run: _Run) -> None:
 def _data_stale(run: _Run, figures: Figures | None, stale: bool) -> None:
     """The built-in ``DataStale`` alert: fires while stale, resolves when fresh."""
     state = run.state
-    states = state.alerts[DATA_STALE]
+    states = state.alerts[DATA_STALE_RULE]
     st = states.get("", INACTIVE)
     if not stale and st.state is _INACTIVE:
         return
@@ -760,7 +760,7 @@ def _data_stale(run: _Run, figures: Figures | None, stale: bool) -> None:
         run.transitions = []
     run.transitions.append(
         AlertTransition(
-            rule=DATA_STALE,
+            rule=DATA_STALE_RULE,
             account=state.account,
             symbol=None,
             reason=tr.reason,
@@ -778,11 +778,11 @@ def _data_stale(run: _Run, figures: Figures | None, stale: bool) -> None:
             record=MappingProxyType(new.to_record()),
         )
     )
-    key = (DATA_STALE, "")
+    key = (DATA_STALE_RULE, "")
     if new.state is _INACTIVE:
         state._active.pop(key, None)
     else:
-        state._active[key] = state._alert_view(DATA_STALE, "", new, summary, description)
+        state._active[key] = state._alert_view(DATA_STALE_RULE, "", new, summary, description)
     state._view_dirty = True
 
 

@@ -2,7 +2,7 @@
 
 States: ``INACTIVE`` → ``PENDING`` (the condition holds, ``for`` is running) →
 ``FIRING`` → back to ``INACTIVE`` through a ``RESOLVED`` transition. Each change is
-reported as a :class:`Transition` whose :class:`Reason` doubles as a metric label.
+reported as a :class:`Transition` whose :class:`TransitionReason` doubles as a metric label.
 
 Rules of the machine (``holds`` is the rule's ``when``, ``clears`` its ``clear_when``):
 
@@ -59,7 +59,7 @@ class State(enum.IntEnum):
     FIRING = 2
 
 
-class Reason(enum.StrEnum):
+class TransitionReason(enum.StrEnum):
     """Why a transition happened; the value is usable as a metric label."""
 
     PENDING = "pending"
@@ -190,7 +190,7 @@ class Transition:
     ``trip_id`` is the trip the transition belongs to (the new one for ``FIRING``).
     """
 
-    reason: Reason
+    reason: TransitionReason
     prev: State
     state: State
     at: float
@@ -230,14 +230,14 @@ def step(
         started = replace(prev, active_since=now, clear_since=None)
         if rule.for_seconds <= 0.0:
             return _fire(started, now, rule, State.INACTIVE)
-        return _move(started, State.PENDING, Reason.PENDING, now)
+        return _move(started, State.PENDING, TransitionReason.PENDING, now)
 
     if prev.state is State.PENDING:
         if holds is None:
             return prev, None
         if holds is False:
             cancelled = replace(prev, active_since=None)
-            return _move(cancelled, State.INACTIVE, Reason.PENDING_CANCELLED, now)
+            return _move(cancelled, State.INACTIVE, TransitionReason.PENDING_CANCELLED, now)
         return _maybe_fire(prev, now, rule)
 
     # FIRING
@@ -284,7 +284,7 @@ def reset_latch(prev: AlertState, now: float) -> tuple[AlertState, Transition | 
         holding=None,
         clearing=None,
     )
-    return _move(cleared, State.INACTIVE, Reason.LATCH_RESET, now)
+    return _move(cleared, State.INACTIVE, TransitionReason.LATCH_RESET, now)
 
 
 def _maybe_fire(
@@ -309,7 +309,7 @@ def _fire(
         latch_reported=False,
         trip_id=prev.trip_id + 1,
     )
-    return fired, Transition(Reason.FIRING, origin, State.FIRING, now, fired.trip_id)
+    return fired, Transition(TransitionReason.FIRING, origin, State.FIRING, now, fired.trip_id)
 
 
 def _maybe_resolve(
@@ -322,13 +322,15 @@ def _maybe_resolve(
         if prev.latch_reported:
             return prev, None
         reported = replace(prev, latch_reported=True)
-        return reported, Transition(Reason.LATCHED, State.FIRING, State.FIRING, now, prev.trip_id)
+        return reported, Transition(
+            TransitionReason.LATCHED, State.FIRING, State.FIRING, now, prev.trip_id
+        )
     resolved = replace(prev, active_since=None, clear_since=None, resolved_at=now, clearing=None)
-    return _move(resolved, State.INACTIVE, Reason.RESOLVED, now)
+    return _move(resolved, State.INACTIVE, TransitionReason.RESOLVED, now)
 
 
 def _move(
-    prev: AlertState, state: State, reason: Reason, now: float
+    prev: AlertState, state: State, reason: TransitionReason, now: float
 ) -> tuple[AlertState, Transition]:
     moved = replace(prev, state=state)
     return moved, Transition(reason, prev.state, state, now, moved.trip_id)

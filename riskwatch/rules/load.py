@@ -38,10 +38,10 @@ from typing import Final, cast
 from riskwatch.errors import ConfigError, Problem
 from riskwatch.rules.expr import CheckedExpr, parse_and_check, when_clear_overlap
 from riskwatch.rules.expr.compile import Evaluator, compile_node
-from riskwatch.rules.expr.syntax import BoolOp, Compare, Name, Node, Number
+from riskwatch.rules.expr.syntax import BoolOp, Compare, Expr, Name, Number
 from riskwatch.rules.model import (
     CLOSE_TARGETS,
-    DATA_STALE,
+    DATA_STALE_RULE,
     Action,
     Confirm,
     Mode,
@@ -54,14 +54,12 @@ from riskwatch.rules.templates import Template, parse_template
 from riskwatch.yamlsrc import (
     Duration,
     Map,
+    Node,
     Problems,
     Reader,
     Scalar,
     did_you_mean,
     parse,
-)
-from riskwatch.yamlsrc import (
-    Node as YNode,
 )
 
 __all__ = ["check_rule_files", "check_rule_sources", "load_rule_files", "load_rules_text"]
@@ -162,9 +160,9 @@ class _Loader:
 
     def __init__(self, reader: Reader) -> None:
         self.r = reader
-        self.seen: dict[str, YNode] = {}
+        self.seen: dict[str, Node] = {}
 
-    def rule(self, node: YNode) -> Rule | None:
+    def rule(self, node: Node) -> Rule | None:
         r = self.r
         f = r.mapping(node, required={"name", "when"}, optional=_KEYS)
         name = self._name(f.get("name"))
@@ -217,7 +215,7 @@ class _Loader:
             line=key.start.line if key is not None else 0,
         )
 
-    def _name(self, node: YNode | None) -> str | None:
+    def _name(self, node: Node | None) -> str | None:
         name = self.r.as_str(node)
         if name is None or node is None:
             return None
@@ -228,7 +226,7 @@ class _Loader:
                 "(e.g. MarginUsageHigh)",
             )
             return None
-        if name == DATA_STALE:
+        if name == DATA_STALE_RULE:
             self.r.problem(node, f"rule name '{name}' is reserved for the built-in alert")
             return None
         first = self.seen.get(name)
@@ -242,7 +240,7 @@ class _Loader:
         self.seen[name] = node
         return name
 
-    def _expr(self, node: YNode | None, scope: Scope) -> CheckedExpr | None:
+    def _expr(self, node: Node | None, scope: Scope) -> CheckedExpr | None:
         if node is None:
             return None
         text = self.r.text(node)
@@ -255,7 +253,7 @@ class _Loader:
             return None
         return result
 
-    def _template(self, node: YNode | None, scope: Scope, has_value: bool) -> Template | None:
+    def _template(self, node: Node | None, scope: Scope, has_value: bool) -> Template | None:
         if node is None:
             return None
         text = self.r.as_str(node, allow_empty=True)
@@ -268,7 +266,7 @@ class _Loader:
             return None
         return result
 
-    def _labels(self, node: YNode | None) -> dict[str, str]:
+    def _labels(self, node: Node | None) -> dict[str, str]:
         if node is None:
             return {}
         if not isinstance(node, Map):
@@ -290,7 +288,7 @@ class _Loader:
     # -- actions
 
     def _actions(
-        self, node: YNode | None, scope: Scope | None, when: CheckedExpr | None
+        self, node: Node | None, scope: Scope | None, when: CheckedExpr | None
     ) -> tuple[Action, ...]:
         out: list[Action] = []
         for item in self.r.as_list(node):
@@ -303,7 +301,7 @@ class _Loader:
             out.append(action)
         return tuple(out)
 
-    def _action(self, item: YNode, scope: Scope | None, when: CheckedExpr | None) -> Action | None:
+    def _action(self, item: Node, scope: Scope | None, when: CheckedExpr | None) -> Action | None:
         r = self.r
         if isinstance(item, Scalar) and not item.is_null:
             kind, key, arg = item.value, item, None
@@ -335,7 +333,7 @@ class _Loader:
             return False
         return scope is not None
 
-    def _close(self, key: Scalar, arg: YNode | None, scope: Scope | None) -> Action | None:
+    def _close(self, key: Scalar, arg: Node | None, scope: Scope | None) -> Action | None:
         if arg is None:
             if not self._needs_position(key, scope, "close_position without a target"):
                 return None
@@ -353,7 +351,7 @@ class _Loader:
         return None
 
     def _set_leverage(
-        self, key: Scalar, arg: YNode | None, scope: Scope | None, when: CheckedExpr | None
+        self, key: Scalar, arg: Node | None, scope: Scope | None, when: CheckedExpr | None
     ) -> Action | None:
         if arg is None:
             self.r.problem(key, "set_leverage needs a leverage, e.g. {set_leverage: 10}")
@@ -371,7 +369,7 @@ class _Loader:
             return None
         return Action("set_leverage", leverage=leverage)
 
-    def _reduce(self, key: Scalar, arg: YNode | None, scope: Scope | None) -> Action | None:
+    def _reduce(self, key: Scalar, arg: Node | None, scope: Scope | None) -> Action | None:
         r = self.r
         if arg is None:
             r.problem(key, "reduce_position needs {fraction: F, over: DURATION}")
@@ -396,13 +394,13 @@ class _Loader:
         return Action("reduce_position", fraction=fraction, over=over.seconds)
 
 
-def _conjuncts(node: Node) -> list[Node]:
+def _conjuncts(node: Expr) -> list[Expr]:
     if isinstance(node, BoolOp) and node.op == "and":
         return _conjuncts(node.left) + _conjuncts(node.right)
     return [node]
 
 
-def _is_zero_test(node: Node, name: str) -> bool:
+def _is_zero_test(node: Expr, name: str) -> bool:
     if not isinstance(node, Compare) or node.op != "==":
         return False
     a, b = node.left, node.right
@@ -411,14 +409,14 @@ def _is_zero_test(node: Node, name: str) -> bool:
     return isinstance(a, Name) and a.name == name and isinstance(b, Number) and b.value == 0.0
 
 
-def _requires_flat(tree: Node) -> bool:
+def _requires_flat(tree: Expr) -> bool:
     """True when ``tree`` is a conjunction containing ``position == 0`` and
     ``open_orders == 0`` (either operand order)."""
     parts = _conjuncts(tree)
     return all(any(_is_zero_test(p, n) for p in parts) for n in ("position", "open_orders"))
 
 
-def _value_of(tree: Node) -> Evaluator | None:
+def _value_of(tree: Expr) -> Evaluator | None:
     """The compiled left side of ``when`` (of its first conjunct, for an ``and``) when
     that is a comparison; the non-constant side if the left one is a number. None when
     ``when`` is not a comparison (``or``, ``not``)."""

@@ -24,7 +24,7 @@ from riskwatch.rules.templates import Template
 
 __all__ = [
     "CLOSE_TARGETS",
-    "DATA_STALE",
+    "DATA_STALE_RULE",
     "Action",
     "ActionKind",
     "Confirm",
@@ -44,7 +44,7 @@ ActionKind = Literal["cancel_all_orders", "close_position", "set_leverage", "red
 CLOSE_TARGETS: Final = ("all", "largest_loss", "largest_notional")
 """``close_position`` targets other than a symbol (docs/rules.md)."""
 
-DATA_STALE: Final = "DataStale"
+DATA_STALE_RULE: Final = "DataStale"
 """Name of the built-in stale-data alert; no rule file may use it."""
 
 _POSITION_ONLY: Final = frozenset(info.name for info in POSITION_NAMES)

@@ -98,7 +98,7 @@ class FillResult:
 
 
 @dataclass(frozen=True, slots=True)
-class Figures:
+class LedgerFigures:
     """Every derived account figure, for tests to compare with what clients compute."""
 
     equity: float
@@ -217,7 +217,7 @@ class Ledger:
             for o in self.open_orders(symbol)
         )
 
-    def figures(self) -> Figures:
+    def figures(self) -> LedgerFigures:
         """Return every account figure at the current marks (see the module docstring)."""
         unreal = {s: self.unrealised(s) for s in self.positions}
         notional = {s: abs(p.qty) * self.marks[s] for s, p in self.positions.items()}
@@ -229,7 +229,7 @@ class Ledger:
         unrealised = sum(unreal.values())
         equity = self.deposit + realised + unrealised + funding
         used = position_margin + order_margin
-        return Figures(
+        return LedgerFigures(
             equity=equity,
             position_margin=position_margin,
             order_margin=order_margin,

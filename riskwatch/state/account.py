@@ -72,7 +72,7 @@ from riskwatch.model import (
 from riskwatch.state.plausibility import (
     MARK_JUMP_RATIO,
     MARK_JUMP_WINDOW,
-    Reason,
+    ImplausibleReason,
     check_balance,
     check_mark,
     check_order,
@@ -174,7 +174,7 @@ class ReduceResult(NamedTuple):
     """
 
     snapshot: AccountSnapshot
-    flag: Reason | None
+    flag: ImplausibleReason | None
 
 
 def initial(account: str) -> AccountSnapshot:
@@ -292,7 +292,7 @@ def _shift(t: Totals, old: PositionState | None, new: PositionState) -> Totals:
     )
 
 
-def _flag(s: AccountSnapshot, reason: Reason) -> ReduceResult:
+def _flag(s: AccountSnapshot, reason: ImplausibleReason) -> ReduceResult:
     flagged = dict(s.flagged)
     flagged[reason] = flagged.get(reason, 0) + 1
     return ReduceResult(s._replace(flagged=flagged), reason)

@@ -50,7 +50,7 @@ from typing import Final, Literal
 
 from riskwatch.model import BalanceUpdate, OrderUpdate, PositionUpdate
 
-Reason = Literal[
+ImplausibleReason = Literal[
     "non_finite",
     "negative_deposit",
     "negative_margin",
@@ -60,7 +60,7 @@ Reason = Literal[
     "mark_jump",
 ]
 
-REASONS: Final[tuple[Reason, ...]] = (
+REASONS: Final[tuple[ImplausibleReason, ...]] = (
     "non_finite",
     "negative_deposit",
     "negative_margin",
@@ -80,7 +80,7 @@ MARK_JUMP_WINDOW: Final = 60.0
 _isfinite = math.isfinite
 
 
-def check_position(ev: PositionUpdate) -> Reason | None:
+def check_position(ev: PositionUpdate) -> ImplausibleReason | None:
     """Return why a position frame is impossible, or None if it is plausible.
 
     Does not look for mark jumps (that needs the previous mark: :func:`is_mark_jump`).
@@ -109,7 +109,7 @@ def check_position(ev: PositionUpdate) -> Reason | None:
     return None
 
 
-def check_balance(ev: BalanceUpdate) -> Reason | None:
+def check_balance(ev: BalanceUpdate) -> ImplausibleReason | None:
     """Return why a balance frame is impossible, or None if it is plausible."""
     total = (
         ev.deposit
@@ -133,7 +133,7 @@ def check_balance(ev: BalanceUpdate) -> Reason | None:
     return None
 
 
-def check_mark(price: float) -> Reason | None:
+def check_mark(price: float) -> ImplausibleReason | None:
     """Return why a market-data mark price is impossible, or None if it is plausible."""
     if not _isfinite(price):
         return "non_finite"
@@ -142,7 +142,7 @@ def check_mark(price: float) -> Reason | None:
     return None
 
 
-def check_order(ev: OrderUpdate) -> Reason | None:
+def check_order(ev: OrderUpdate) -> ImplausibleReason | None:
     """Return why an order frame is impossible (a non-finite quantity or price), or None."""
     if not _isfinite(ev.quantity + ev.quantity_remaining + ev.price):
         return "non_finite"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from riskwatch import __version__
-from riskwatch.rules.expr.syntax import BoolOp, Compare, Name, Node, Number
+from riskwatch.rules.expr.syntax import BoolOp, Compare, Expr, Name, Number
 from riskwatch.rules.model import RuleSet
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class PageData:
 # --------------------------------------------------------------------------- thresholds
 
 
-def _walk(node: Node, rule: str, severity: str, out: dict[str, list[Threshold]]) -> None:
+def _walk(node: Expr, rule: str, severity: str, out: dict[str, list[Threshold]]) -> None:
     if isinstance(node, BoolOp):
         _walk(node.left, rule, severity, out)
         _walk(node.right, rule, severity, out)

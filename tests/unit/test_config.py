@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import zoneinfo
 from datetime import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from riskwatch.config import (
 )
 from riskwatch.errors import ConfigError, Problem, RiskwatchError
 from riskwatch.secret import MASK, Secret, redact
+from riskwatch.state.daily import DailyConfig
 from riskwatch.yamlsrc import Duration
 from tests.support.paths import REPO
 
@@ -121,8 +121,9 @@ def test_minimal_config_takes_defaults() -> None:
     assert (config.http.host, config.http.port) == ("0.0.0.0", 9464)  # noqa: S104
     assert config.http.admin_token is None
     assert config.state.path == Path("/var/lib/riskwatch/state.db")
-    assert config.daily.reset == time(0, 0)
-    assert config.daily.tz == zoneinfo.ZoneInfo("UTC")
+    assert config.daily == DailyConfig()
+    assert config.daily.reset_time == time(0, 0)
+    assert config.daily.tz == "UTC"
     assert config.daily.baseline == "equity"
     assert config.rules.patterns == ()
     assert config.accounts[0].auth == "jwt"
@@ -180,8 +181,8 @@ def test_full_config_values() -> None:
     assert config.http.admin_token.reveal() == "file-admin-token-xyz"
     assert config.http.external_url == "https://riskwatch.example.com/"
     assert config.state.path == TESTDATA / "state/riskwatch.db"
-    assert config.daily.reset == time(17, 0)
-    assert config.daily.tz.key == "America/New_York"
+    assert config.daily.reset_time == time(17, 0)
+    assert config.daily.tz == "America/New_York"
     assert config.daily.baseline == "max"
     assert config.path == TESTDATA / "good-full.yaml"
 

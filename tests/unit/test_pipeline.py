@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import time
-from zoneinfo import ZoneInfo
 
-from riskwatch import config
 from riskwatch.model import Ack, BalanceUpdate, MarkPrice, OrderUpdate, PositionUpdate
-from riskwatch.pipeline import AccountCore, daily_config, trigger_of
-from riskwatch.rules.engine import DATA_STALE
-from riskwatch.rules.lifecycle import Reason, State
+from riskwatch.pipeline import AccountCore, trigger_of
+from riskwatch.rules.engine import DATA_STALE_RULE
+from riskwatch.rules.lifecycle import State, TransitionReason
 from riskwatch.rules.load import load_rules_text
+from riskwatch.state.daily import DailyConfig
 
 T0 = 1_767_225_600.0
 
@@ -87,7 +86,7 @@ def test_pulse_evaluates_rules_and_mark_breach_waits_for_pulse() -> None:
     assert d is not None
     assert d.trigger == "mark"
     assert [(t.rule, t.symbol, t.reason) for t in d.transitions] == [
-        ("ShortSqueeze", "BTC-USD", Reason.FIRING)
+        ("ShortSqueeze", "BTC-USD", TransitionReason.FIRING)
     ]
     assert d.transitions[0].summary == "BTC-USD at 11x"
     assert d.intents == ()
@@ -115,16 +114,22 @@ def test_tick_fires_and_resolves_data_stale() -> None:
     core = AccountCore("desk-a", stale_after=5.0, rules=RULES)
     assert core.tick(T0).transitions == ()
     d = core.tick(T0 + 6)
-    assert [(t.rule, t.reason) for t in d.transitions] == [(DATA_STALE, Reason.FIRING)]
+    assert [(t.rule, t.reason) for t in d.transitions] == [
+        (DATA_STALE_RULE, TransitionReason.FIRING)
+    ]
     assert "no data" in d.transitions[0].summary
     core.handle([balance(T0 + 7), short_btc(T0 + 7)], T0 + 7)
     assert core.alerts() == ()
     d = core.tick(T0 + 13)
-    assert [(t.rule, t.reason) for t in d.transitions] == [(DATA_STALE, Reason.FIRING)]
+    assert [(t.rule, t.reason) for t in d.transitions] == [
+        (DATA_STALE_RULE, TransitionReason.FIRING)
+    ]
     assert core.alerts()[0].state is State.FIRING
     fresh = core.handle([balance(T0 + 14)], T0 + 14).decision
     assert fresh is not None
-    assert [(t.rule, t.reason) for t in fresh.transitions] == [(DATA_STALE, Reason.RESOLVED)]
+    assert [(t.rule, t.reason) for t in fresh.transitions] == [
+        (DATA_STALE_RULE, TransitionReason.RESOLVED)
+    ]
 
 
 def test_records_round_trip_keeps_alerts_and_baseline() -> None:
@@ -141,15 +146,17 @@ def test_records_round_trip_keeps_alerts_and_baseline() -> None:
     assert again.pnl_baseline == 10_000.0
 
 
-def test_daily_config_from_the_config_section() -> None:
-    """The config's daily section converts to the tracker's day definition."""
-    section = config.DailyConfig(reset=time(17, 0), tz=ZoneInfo("America/New_York"))
-    converted = daily_config(section)
-    assert (converted.reset, converted.tz, converted.baseline) == (
-        "17:00",
+def test_core_uses_the_config_daily_section_as_given() -> None:
+    """The config's daily section is the tracker's day definition (one DailyConfig)."""
+    section = DailyConfig(reset="17:00", tz="America/New_York")
+    core = AccountCore("acc", stale_after=5.0, daily=section)
+    assert core.daily is section
+    assert (core.daily.reset_time, core.daily.tz, core.daily.baseline) == (
+        time(17, 0),
         "America/New_York",
         "equity",
     )
+    assert AccountCore("acc", stale_after=5.0).daily == DailyConfig()
 
 
 def test_core_without_rules_keeps_its_old_behaviour() -> None:

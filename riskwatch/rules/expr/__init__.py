@@ -20,7 +20,7 @@ from .errors import Code, ExprError, ExpressionInvalid
 from .names import ACCOUNT_NAMES, POSITION_NAMES, NameInfo, Scope
 from .overlap import can_hold_together
 from .parser import parse
-from .syntax import Node
+from .syntax import Expr
 from .windows import (
     NO_WINDOWS,
     WINDOW_FUNCTIONS,
@@ -72,7 +72,7 @@ class CheckedExpr:
         self,
         text: str,
         scope: Scope,
-        tree: Node,
+        tree: Expr,
         result_type: ResultType,
         names: frozenset[str],
         windows: frozenset[WindowSpec],

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .errors import Code, ExprError, position_of
 from .names import Scope, is_position_only, lookup, names_in_scope, suggest
-from .syntax import Binary, BoolOp, Call, Compare, Duration, Name, Negate, Node, Not, Number
+from .syntax import Binary, BoolOp, Call, Compare, Duration, Expr, Name, Negate, Not, Number
 from .windows import MAX_WINDOW_SECONDS, WINDOW_FUNCTIONS, WindowSpec
 
 __all__ = ["FUNCTIONS", "CheckResult", "Type", "check"]
@@ -47,7 +47,7 @@ class CheckResult:
     errors: list[ExprError] = field(default_factory=list)
 
 
-def check(text: str, node: Node, scope: Scope, expect: Type | None = None) -> CheckResult:
+def check(text: str, node: Expr, scope: Scope, expect: Type | None = None) -> CheckResult:
     """Check `node` (parsed from `text`) for a rule of `scope`; never raises.
 
     With `expect`, a result of another type is an error (the rule loader passes BOOL for
@@ -81,7 +81,7 @@ class _Checker:
         line, col = position_of(self.text, offset)
         self.result.errors.append(ExprError(code, msg, offset, line, col))
 
-    def visit(self, node: Node) -> Type:
+    def visit(self, node: Expr) -> Type:
         if isinstance(node, Number):
             return Type.NUMBER
         if isinstance(node, Duration):
@@ -108,7 +108,7 @@ class _Checker:
             return Type.BOOL
         return self.call(node)
 
-    def want(self, node: Node, expected: Type) -> None:
+    def want(self, node: Expr, expected: Type) -> None:
         """Visit `node` and report it unless it has the `expected` type."""
         got = self.visit(node)
         if got is expected or got is Type.ERROR:

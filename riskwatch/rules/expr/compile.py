@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from .syntax import Binary, BoolOp, Call, Compare, Duration, Name, Negate, Node, Not, Number
+from .syntax import Binary, BoolOp, Call, Compare, Duration, Expr, Name, Negate, Not, Number
 from .windows import WindowSource
 
 __all__ = ["Env", "Evaluator", "Missing", "compile_node", "fold_constants"]
@@ -49,7 +49,7 @@ _CMP: dict[str, Callable[[Any, Any], bool]] = {
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
-def compile_node(node: Node) -> Evaluator:
+def compile_node(node: Expr) -> Evaluator:
     """Turn a tree that passed the checker into an evaluator; never raises at evaluation."""
     folded = fold_constants(node)
     if isinstance(folded, Missing):
@@ -64,7 +64,7 @@ class Missing:
     """Marks a constant subtree that is always missing (e.g. `1 / 0`)."""
 
 
-def fold_constants(node: Node) -> Node | Missing:
+def fold_constants(node: Expr) -> Expr | Missing:
     """Replace every constant number subtree by a `Number` (so `-5000` is one literal).
 
     Folding runs the evaluator itself on an empty environment, so semantics match.
@@ -91,7 +91,7 @@ def fold_constants(node: Node) -> Node | Missing:
     return replace(node, args=tuple(a for a in args if not isinstance(a, Missing)))
 
 
-def _is_constant_number(node: Node) -> bool:
+def _is_constant_number(node: Expr) -> bool:
     if isinstance(node, Number):
         return True
     if isinstance(node, Negate):
@@ -111,7 +111,7 @@ class _NoSource:
 # ---------------------------------------------------------------- compilation
 
 
-def _compile(node: Node) -> Evaluator:
+def _compile(node: Expr) -> Evaluator:
     if isinstance(node, Number):
         return _const(node.value)
     if isinstance(node, Name):

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .compile import Missing, fold_constants
-from .syntax import BoolOp, Compare, Node, Not, Number
+from .syntax import BoolOp, Compare, Expr, Not, Number
 
 __all__ = ["can_hold_together"]
 
@@ -65,13 +65,13 @@ def _atom(op: str, c: float) -> _Interval:
     return _Interval(excluded=frozenset({c}))
 
 
-def _conjuncts(node: Node) -> list[Node]:
+def _conjuncts(node: Expr) -> list[Expr]:
     if isinstance(node, BoolOp) and node.op == "and":
         return _conjuncts(node.left) + _conjuncts(node.right)
     return [node]
 
 
-def _constraint(node: Node) -> tuple[Node, _Interval] | None:
+def _constraint(node: Expr) -> tuple[Expr, _Interval] | None:
     negated = False
     while isinstance(node, Not):
         negated = not negated
@@ -88,9 +88,9 @@ def _constraint(node: Node) -> tuple[Node, _Interval] | None:
     return subject, _atom(op, const.value)
 
 
-def _read(node: Node) -> tuple[dict[Node, _Interval], bool]:
+def _read(node: Expr) -> tuple[dict[Expr, _Interval], bool]:
     """Intervals per subject, and whether every atom was understood."""
-    bounds: dict[Node, _Interval] = {}
+    bounds: dict[Expr, _Interval] = {}
     complete = True
     for atom in _conjuncts(node):
         found = _constraint(atom)
@@ -102,7 +102,7 @@ def _read(node: Node) -> tuple[dict[Node, _Interval], bool]:
     return bounds, complete
 
 
-def can_hold_together(when: Node, clear_when: Node) -> bool | None:
+def can_hold_together(when: Expr, clear_when: Expr) -> bool | None:
     """True if both can hold for some values, False if never, None if not simply told."""
     when_folded, clear_folded = fold_constants(when), fold_constants(clear_when)
     if isinstance(when_folded, Missing) or isinstance(clear_folded, Missing):

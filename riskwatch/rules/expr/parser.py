@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from .errors import Code, ExprError
 from .lexer import tokenize
-from .syntax import Binary, BoolOp, Call, Compare, Duration, Name, Negate, Node, Not, Number
+from .syntax import Binary, BoolOp, Call, Compare, Duration, Expr, Name, Negate, Not, Number
 from .tokens import COMPARISONS, Kind, Token
 
 __all__ = ["MAX_DEPTH", "parse"]
@@ -37,7 +37,7 @@ class _Stop(Exception):
         self.error = error
 
 
-def parse(text: str) -> Node | list[ExprError]:
+def parse(text: str) -> Expr | list[ExprError]:
     """Parse `text` into a tree, or return the errors (never raises)."""
     tokens, errors = tokenize(text)
     if errors:
@@ -88,24 +88,24 @@ class _Parser:
         if self.nesting > MAX_DEPTH:
             self.fail(Code.TOO_DEEP, f"expression nests deeper than {MAX_DEPTH} levels", token)
 
-    def expr(self) -> Node:
+    def expr(self) -> Expr:
         return self.or_()
 
-    def or_(self) -> Node:
+    def or_(self) -> Expr:
         node = self.and_()
         while self.peek.kind is Kind.OR:
             op = self.advance()
             node = BoolOp("or", node, self.and_(), _pos(node), op.offset)
         return node
 
-    def and_(self) -> Node:
+    def and_(self) -> Expr:
         node = self.not_()
         while self.peek.kind is Kind.AND:
             op = self.advance()
             node = BoolOp("and", node, self.not_(), _pos(node), op.offset)
         return node
 
-    def not_(self) -> Node:
+    def not_(self) -> Expr:
         if self.peek.kind is Kind.NOT:
             op = self.advance()
             self.enter(op)
@@ -114,7 +114,7 @@ class _Parser:
             return Not(operand, op.offset)
         return self.cmp()
 
-    def cmp(self) -> Node:
+    def cmp(self) -> Expr:
         node = self.sum()
         if self.peek.kind in COMPARISONS:
             op = self.advance()
@@ -124,21 +124,21 @@ class _Parser:
                 self.fail(Code.CHAINED_COMPARISON, msg, self.peek)
         return node
 
-    def sum(self) -> Node:
+    def sum(self) -> Expr:
         node = self.product()
         while self.peek.kind in (Kind.PLUS, Kind.MINUS):
             op = self.advance()
             node = Binary(op.kind.value, node, self.product(), _pos(node), op.offset)
         return node
 
-    def product(self) -> Node:
+    def product(self) -> Expr:
         node = self.unary()
         while self.peek.kind in (Kind.STAR, Kind.SLASH, Kind.PERCENT):
             op = self.advance()
             node = Binary(op.kind.value, node, self.unary(), _pos(node), op.offset)
         return node
 
-    def unary(self) -> Node:
+    def unary(self) -> Expr:
         if self.peek.kind is Kind.MINUS:
             op = self.advance()
             self.enter(op)
@@ -147,7 +147,7 @@ class _Parser:
             return Negate(operand, op.offset)
         return self.primary()
 
-    def primary(self) -> Node:
+    def primary(self) -> Expr:
         token = self.advance()
         if token.kind is Kind.NUMBER:
             return Number(token.value, token.offset)
@@ -166,10 +166,10 @@ class _Parser:
         self.unexpected(token)
         raise AssertionError  # pragma: no cover - unexpected() always raises
 
-    def call(self, name: Token) -> Node:
+    def call(self, name: Token) -> Expr:
         lparen = self.advance()
         self.enter(lparen)
-        args: list[Node] = []
+        args: list[Expr] = []
         if self.peek.kind is not Kind.RPAREN:
             args.append(self.expr())
             while self.peek.kind is Kind.COMMA:
@@ -189,14 +189,14 @@ class _Parser:
         raise AssertionError  # pragma: no cover - unexpected() always raises
 
 
-def _pos(node: Node) -> int:
+def _pos(node: Expr) -> int:
     return node.pos
 
 
-def _depth(root: Node) -> int:
+def _depth(root: Expr) -> int:
     """Depth of the tree, computed without recursion (left-leaning chains can be long)."""
     deepest = 0
-    stack: list[tuple[Node, int]] = [(root, 1)]
+    stack: list[tuple[Expr, int]] = [(root, 1)]
     while stack:
         node, depth = stack.pop()
         deepest = max(deepest, depth)

@@ -15,9 +15,9 @@ __all__ = [
     "Call",
     "Compare",
     "Duration",
+    "Expr",
     "Name",
     "Negate",
-    "Node",
     "Not",
     "Number",
 ]
@@ -52,7 +52,7 @@ class Name:
 class Negate:
     """Unary minus."""
 
-    operand: Node
+    operand: Expr
     pos: int = field(compare=False, default=0)
 
 
@@ -61,8 +61,8 @@ class Binary:
     """Arithmetic: `op` is one of `+ - * / %`."""
 
     op: str
-    left: Node
-    right: Node
+    left: Expr
+    right: Expr
     pos: int = field(compare=False, default=0)
     op_pos: int = field(compare=False, default=0)
 
@@ -72,8 +72,8 @@ class Compare:
     """Comparison: `op` is one of `== != < <= > >=`."""
 
     op: str
-    left: Node
-    right: Node
+    left: Expr
+    right: Expr
     pos: int = field(compare=False, default=0)
     op_pos: int = field(compare=False, default=0)
 
@@ -83,8 +83,8 @@ class BoolOp:
     """`and` / `or` with Kleene three-valued logic."""
 
     op: str
-    left: Node
-    right: Node
+    left: Expr
+    right: Expr
     pos: int = field(compare=False, default=0)
     op_pos: int = field(compare=False, default=0)
 
@@ -93,7 +93,7 @@ class BoolOp:
 class Not:
     """`not`."""
 
-    operand: Node
+    operand: Expr
     pos: int = field(compare=False, default=0)
 
 
@@ -102,9 +102,9 @@ class Call:
     """A call of a built-in function (`abs`, `min`, `max` or a window function)."""
 
     func: str
-    args: tuple[Node, ...]
+    args: tuple[Expr, ...]
     pos: int = field(compare=False, default=0)
     close_pos: int = field(compare=False, default=0)
 
 
-Node = Number | Duration | Name | Negate | Binary | Compare | BoolOp | Not | Call
+Expr = Number | Duration | Name | Negate | Binary | Compare | BoolOp | Not | Call

@@ -8,7 +8,7 @@ from types import MappingProxyType
 import pytest
 
 from riskwatch.config import NotificationsConfig, RouteConfig
-from riskwatch.notify.dedup import GroupView, LastSent, Reason, needs_notify
+from riskwatch.notify.dedup import GroupView, LastSent, NotifyReason, needs_notify
 from riskwatch.notify.dispatch import Dispatcher, fingerprint
 from riskwatch.notify.inhibit import InhibitPolicy, family_of, inhibited
 from riskwatch.notify.notice import ActionNotice, AlertNotice, alert_labels
@@ -183,17 +183,19 @@ def test_critical_inhibits_warning_of_same_account_and_family() -> None:
 def test_needs_notify_reasons() -> None:
     """first, changed, repeat only after repeat_interval, resolved, none."""
     fp = GroupView("abc")
-    assert needs_notify(None, fp, 300, True, T0) is Reason.FIRST
+    assert needs_notify(None, fp, 300, True, T0) is NotifyReason.FIRST
     last = LastSent(T0, "firing", "abc")
-    assert needs_notify(last, fp, 300, True, T0 + 299.9) is Reason.NONE
-    assert needs_notify(last, fp, 300, True, T0 + 300) is Reason.REPEAT
-    assert needs_notify(last, GroupView("def"), 300, True, T0 + 1) is Reason.CHANGED
-    assert needs_notify(last, GroupView("", resolved=True), 300, True, T0 + 1) is Reason.RESOLVED
-    assert needs_notify(last, GroupView("", resolved=True), 300, False, T0 + 1) is Reason.NONE
-    assert needs_notify(last, GroupView(""), 300, True, T0 + 1) is Reason.NONE
+    assert needs_notify(last, fp, 300, True, T0 + 299.9) is NotifyReason.NONE
+    assert needs_notify(last, fp, 300, True, T0 + 300) is NotifyReason.REPEAT
+    assert needs_notify(last, GroupView("def"), 300, True, T0 + 1) is NotifyReason.CHANGED
+    assert (
+        needs_notify(last, GroupView("", resolved=True), 300, True, T0 + 1) is NotifyReason.RESOLVED
+    )
+    assert needs_notify(last, GroupView("", resolved=True), 300, False, T0 + 1) is NotifyReason.NONE
+    assert needs_notify(last, GroupView(""), 300, True, T0 + 1) is NotifyReason.NONE
     done = LastSent(T0, "resolved", "")
-    assert needs_notify(done, fp, 300, True, T0 + 1) is Reason.FIRST
-    assert needs_notify(done, GroupView("", resolved=True), 300, True, T0 + 1) is Reason.NONE
+    assert needs_notify(done, fp, 300, True, T0 + 1) is NotifyReason.FIRST
+    assert needs_notify(done, GroupView("", resolved=True), 300, True, T0 + 1) is NotifyReason.NONE
 
 
 # ---------------------------------------------------------------- dispatcher
@@ -330,14 +332,13 @@ def test_restored_state_prevents_a_storm_after_restart() -> None:
 
 def transition(reason: str, prev: int, state: int, **kw: object) -> object:
     from riskwatch.rules.engine import AlertTransition
-    from riskwatch.rules.lifecycle import Reason as LReason
-    from riskwatch.rules.lifecycle import State
+    from riskwatch.rules.lifecycle import State, TransitionReason
 
     base: dict[str, object] = {
         "rule": "DailyLoss",
         "account": "desk-a",
         "symbol": None,
-        "reason": LReason(reason),
+        "reason": TransitionReason(reason),
         "prev": State(prev),
         "state": State(state),
         "at": T0,

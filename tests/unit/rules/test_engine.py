@@ -7,14 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from riskwatch.rules.engine import (
-    DATA_STALE,
+    DATA_STALE_RULE,
     Decision,
     RulesState,
     StateRecords,
     evaluate,
     reset_latch,
 )
-from riskwatch.rules.lifecycle import Reason, State
+from riskwatch.rules.lifecycle import State, TransitionReason
 from riskwatch.rules.load import load_rules_text
 from riskwatch.rules.model import RuleSet
 from riskwatch.state.daily import DailyConfig
@@ -55,7 +55,7 @@ def run(
     return evaluate(rs, st, f, T0 + t, stale=stale, trigger=trigger)  # type: ignore[arg-type]
 
 
-def reasons(d: Decision) -> list[tuple[str, str | None, Reason]]:
+def reasons(d: Decision) -> list[tuple[str, str | None, TransitionReason]]:
     return [(tr.rule, tr.symbol, tr.reason) for tr in d.transitions]
 
 
@@ -72,12 +72,14 @@ def test_for_interrupted_restarts_the_timer() -> None:
     """A pending alert whose condition drops is cancelled and its `for` starts over."""
     rs = rules(MARGIN)
     st = RulesState("a", rs)
-    assert reasons(run(rs, st, 0, margin_usage=0.9)) == [("M", None, Reason.PENDING)]
-    assert reasons(run(rs, st, 5, margin_usage=0.7)) == [("M", None, Reason.PENDING_CANCELLED)]
-    assert reasons(run(rs, st, 6, margin_usage=0.9)) == [("M", None, Reason.PENDING)]
+    assert reasons(run(rs, st, 0, margin_usage=0.9)) == [("M", None, TransitionReason.PENDING)]
+    assert reasons(run(rs, st, 5, margin_usage=0.7)) == [
+        ("M", None, TransitionReason.PENDING_CANCELLED)
+    ]
+    assert reasons(run(rs, st, 6, margin_usage=0.9)) == [("M", None, TransitionReason.PENDING)]
     assert reasons(run(rs, st, 12, margin_usage=0.9)) == []
     d = run(rs, st, 16, margin_usage=0.91)
-    assert reasons(d) == [("M", None, Reason.FIRING)]
+    assert reasons(d) == [("M", None, TransitionReason.FIRING)]
     tr = d.transitions[0]
     assert tr.summary == "margin 91.0% on a"
     assert tr.values["margin_usage"] == 0.91
@@ -100,26 +102,28 @@ def test_hysteresis_prevents_flapping() -> None:
 """
     )
     st = RulesState("a", rs)
-    seen: list[tuple[str, str | None, Reason]] = []
+    seen: list[tuple[str, str | None, TransitionReason]] = []
     for i, v in enumerate([0.81, 0.79, 0.82, 0.75, 0.85, 0.71]):
         seen += reasons(run(rs, st, i, margin_usage=v))
     hyst = [r for n, _, r in seen if n == "Hyst"]
     plain = [r for n, _, r in seen if n == "Plain"]
-    assert hyst == [Reason.FIRING]
-    assert plain == [Reason.FIRING, Reason.RESOLVED] * 3
-    assert reasons(run(rs, st, 10, margin_usage=0.69)) == [("Hyst", None, Reason.RESOLVED)]
+    assert hyst == [TransitionReason.FIRING]
+    assert plain == [TransitionReason.FIRING, TransitionReason.RESOLVED] * 3
+    assert reasons(run(rs, st, 10, margin_usage=0.69)) == [
+        ("Hyst", None, TransitionReason.RESOLVED)
+    ]
 
 
 def test_keep_firing_for_resolves_on_tick() -> None:
     """A cleared alert stays firing for keep_firing_for, then a tick resolves it."""
     rs = rules("  - name: K\n    when: equity < 100\n    keep_firing_for: 10s\n")
     st = RulesState("a", rs)
-    assert reasons(run(rs, st, 0, equity=50)) == [("K", None, Reason.FIRING)]
+    assert reasons(run(rs, st, 0, equity=50)) == [("K", None, TransitionReason.FIRING)]
     assert reasons(run(rs, st, 1, equity=150)) == []
     assert reasons(run(rs, st, 5, trigger="tick", equity=150)) == []
     assert reasons(evaluate(rs, st, None, T0 + 10.5, stale=False, trigger="tick")) == []
     assert reasons(evaluate(rs, st, None, T0 + 11, stale=False, trigger="tick")) == [
-        ("K", None, Reason.RESOLVED)
+        ("K", None, TransitionReason.RESOLVED)
     ]
 
 
@@ -134,14 +138,14 @@ def test_latch_and_reset_give_one_intent_per_trip() -> None:
     assert [(i.rule, i.trip_id, i.exchange_confirmed) for i in d.intents] == [("L", 1, True)]
     assert [str(a) for a in d.intents[0].actions] == ["cancel_all_orders", "close_position all"]
     d = run(rs, st, 1, equity=150)
-    assert reasons(d) == [("L", None, Reason.LATCHED)]
+    assert reasons(d) == [("L", None, TransitionReason.LATCHED)]
     assert not d.intents
     assert d.alerts[0].latched
     d = run(rs, st, 2, equity=40)
     assert not d.transitions
     assert not d.intents
     d = reset_latch(rs, st, now=T0 + 3, rule="L")
-    assert reasons(d) == [("L", None, Reason.LATCH_RESET)]
+    assert reasons(d) == [("L", None, TransitionReason.LATCH_RESET)]
     assert not d.alerts
     assert d.transitions[0].record["latched"] is False
     d = run(rs, st, 4, equity=40)
@@ -162,7 +166,7 @@ def test_restart_mid_for_resumes_without_firing_early() -> None:
     assert [a.state for a in st2.alerts_view()] == [State.PENDING]
     assert reasons(evaluate(rs, st2, None, T0 + 30, stale=False, trigger="tick")) == []
     assert reasons(run(rs, st2, 9.9, margin_usage=0.9)) == []
-    assert reasons(run(rs, st2, 10, margin_usage=0.9)) == [("M", None, Reason.FIRING)]
+    assert reasons(run(rs, st2, 10, margin_usage=0.9)) == [("M", None, TransitionReason.FIRING)]
 
 
 def test_stale_freezes_states_and_fires_data_stale() -> None:
@@ -171,19 +175,22 @@ def test_stale_freezes_states_and_fires_data_stale() -> None:
     st = RulesState("a", rs)
     run(rs, st, 0, margin_usage=0.9, equity=50)
     d = run(rs, st, 3, stale=True, margin_usage=0.1, equity=500, data_age=6.0)
-    assert reasons(d) == [(DATA_STALE, None, Reason.FIRING)]
+    assert reasons(d) == [(DATA_STALE_RULE, None, TransitionReason.FIRING)]
     assert d.stale
     assert not d.intents
     assert d.transitions[0].severity == "critical"
     assert "last pulse 6s ago" in d.transitions[0].summary
     assert {a.rule: a.state for a in d.alerts} == {
-        DATA_STALE: State.FIRING,
+        DATA_STALE_RULE: State.FIRING,
         "A": State.FIRING,
         "M": State.PENDING,
     }
     assert not run(rs, st, 20, stale=True, margin_usage=0.9).transitions
     d = run(rs, st, 21, margin_usage=0.9, equity=50)
-    assert reasons(d) == [(DATA_STALE, None, Reason.RESOLVED), ("M", None, Reason.FIRING)]
+    assert reasons(d) == [
+        (DATA_STALE_RULE, None, TransitionReason.RESOLVED),
+        ("M", None, TransitionReason.FIRING),
+    ]
 
 
 def test_position_rule_over_a_symbol_going_flat() -> None:
@@ -208,10 +215,10 @@ def test_position_rule_over_a_symbol_going_flat() -> None:
     }
     d = run(rs, st, 0, positions=pos, equity=1000)
     assert sorted(reasons(d)) == [
-        ("Lev", "BTC-USD", Reason.FIRING),
-        ("Lev", "ETH-USD", Reason.FIRING),
-        ("Slow", "BTC-USD", Reason.PENDING),
-        ("Slow", "ETH-USD", Reason.PENDING),
+        ("Lev", "BTC-USD", TransitionReason.FIRING),
+        ("Lev", "ETH-USD", TransitionReason.FIRING),
+        ("Slow", "BTC-USD", TransitionReason.PENDING),
+        ("Slow", "ETH-USD", TransitionReason.PENDING),
     ]
     assert {tr.summary for tr in d.transitions if tr.rule == "Lev"} == {
         "BTC-USD 12x",
@@ -221,14 +228,14 @@ def test_position_rule_over_a_symbol_going_flat() -> None:
     d = run(rs, st, 5, positions={"BTC-USD": flat}, equity=1000)
     # ETH-USD vanished: pending cancelled, firing resolved without keep_firing_for.
     assert sorted(reasons(d)) == [
-        ("Lev", "ETH-USD", Reason.RESOLVED),
-        ("Slow", "BTC-USD", Reason.PENDING_CANCELLED),
-        ("Slow", "ETH-USD", Reason.PENDING_CANCELLED),
+        ("Lev", "ETH-USD", TransitionReason.RESOLVED),
+        ("Slow", "BTC-USD", TransitionReason.PENDING_CANCELLED),
+        ("Slow", "ETH-USD", TransitionReason.PENDING_CANCELLED),
     ]
     # BTC-USD is flat: it clears through keep_firing_for like any value.
     assert reasons(run(rs, st, 30, positions={"BTC-USD": flat}, equity=1000)) == []
     assert reasons(run(rs, st, 66, positions={"BTC-USD": flat}, equity=1000)) == [
-        ("Lev", "BTC-USD", Reason.RESOLVED)
+        ("Lev", "BTC-USD", TransitionReason.RESOLVED)
     ]
     # Trip ids are never reused when a symbol comes back.
     d = run(rs, st, 70, positions=pos, equity=1000)
@@ -262,7 +269,7 @@ def test_shadow_rules_transition_but_never_act() -> None:
     )
     st = RulesState("a", rs)
     d = run(rs, st, 0, equity=1)
-    assert reasons(d) == [("S", None, Reason.FIRING)]
+    assert reasons(d) == [("S", None, TransitionReason.FIRING)]
     assert d.transitions[0].shadow
     assert d.alerts[0].shadow
     assert d.intents == ()
@@ -277,7 +284,10 @@ def test_confirm_pulse_waits_for_exchange_confirmed_figures() -> None:
     )
     st = RulesState("a", rs)
     d = run(rs, st, 0, trigger="mark", confirmed=False, equity=50)
-    assert sorted(reasons(d)) == [("Mk", None, Reason.FIRING), ("P", None, Reason.FIRING)]
+    assert sorted(reasons(d)) == [
+        ("Mk", None, TransitionReason.FIRING),
+        ("P", None, TransitionReason.FIRING),
+    ]
     assert [(i.rule, i.exchange_confirmed) for i in d.intents] == [("Mk", False)]
     assert st.to_records().alerts  # the owed action is persisted with the alert
     assert {r: rec.get("owed_trip") for r, _, rec in st.to_records().alerts} == {
@@ -296,7 +306,7 @@ def test_owed_action_dropped_when_pulse_disagrees() -> None:
     st = RulesState("a", rs)
     run(rs, st, 0, trigger="mark", confirmed=False, equity=50)
     d = run(rs, st, 1, equity=500)
-    assert reasons(d) == [("P", None, Reason.RESOLVED)]
+    assert reasons(d) == [("P", None, TransitionReason.RESOLVED)]
     assert not d.intents
     assert not st.owed
     assert run(rs, st, 2, equity=50).intents[0].trip_id == 2
@@ -312,7 +322,7 @@ def test_drawdown_window_through_the_engine() -> None:
     assert not run(rs, st, 0, equity=1000).transitions
     assert not run(rs, st, 3600, equity=950).transitions
     d = run(rs, st, 7200, equity=890)
-    assert reasons(d) == [("DD", None, Reason.FIRING)]
+    assert reasons(d) == [("DD", None, TransitionReason.FIRING)]
     assert d.transitions[0].summary == "dd 11.0%"
     assert d.transitions[0].values["drawdown(equity, 1d)"] == 0.11
     # A tick records nothing: the peak stays 1000 and the latest 890.
@@ -320,7 +330,7 @@ def test_drawdown_window_through_the_engine() -> None:
     assert st.windows.query("", "max_over", "equity", 86400, T0 + 7300) == 1000.0
     # The peak falls out of the window after 24h.
     d = run(rs, st, 86400 + 10, equity=890)
-    assert reasons(d) == [("DD", None, Reason.RESOLVED)]
+    assert reasons(d) == [("DD", None, TransitionReason.RESOLVED)]
 
 
 def test_pnl_today_with_daily_reset() -> None:
@@ -330,10 +340,10 @@ def test_pnl_today_with_daily_reset() -> None:
     day = 86400.0
     assert not run(rs, st, day - 3600, equity=1000).transitions
     d = run(rs, st, day - 60, equity=940)
-    assert reasons(d) == [("Loss", None, Reason.FIRING)]
+    assert reasons(d) == [("Loss", None, TransitionReason.FIRING)]
     assert d.transitions[0].values["pnl_today"] == -60
     d = run(rs, st, day + 1, equity=930)
-    assert reasons(d) == [("Loss", None, Reason.RESOLVED)]
+    assert reasons(d) == [("Loss", None, TransitionReason.RESOLVED)]
     assert st.daily.figures().baseline == 930
     rec = st.to_records().daily
     assert rec is not None
@@ -356,7 +366,7 @@ def test_rebind_keeps_states_of_remaining_rules() -> None:
     run(rs, st, 0, margin_usage=0.9, equity=1)
     rs2 = rules(MARGIN)
     d = run(rs2, st, 10, margin_usage=0.9)
-    assert reasons(d) == [("M", None, Reason.FIRING)]
+    assert reasons(d) == [("M", None, TransitionReason.FIRING)]
     assert [a.rule for a in d.alerts] == ["M"]
 
 
@@ -370,7 +380,7 @@ def test_window_peak_survives_restart() -> None:
     restored = json.loads(json.dumps({"daily": saved.daily, "windows": saved.windows}))
     st2 = RulesState.from_records("a", rs, StateRecords((), restored["daily"], restored["windows"]))
     d = run(rs, st2, 120, equity=880)
-    assert reasons(d) == [("DD", None, Reason.FIRING)]
+    assert reasons(d) == [("DD", None, TransitionReason.FIRING)]
     assert d.transitions[0].values["drawdown(equity, 1d)"] == 0.12
 
 
@@ -381,5 +391,5 @@ def test_rebind_drops_states_of_a_rule_whose_scope_changed() -> None:
     run(rs, st, 0, equity=1)
     rs2 = rules("  - name: X\n    scope: position\n    when: notional > 10\n")
     d = run(rs2, st, 1, positions={"B-USD": {"notional": 20.0}}, equity=1)
-    assert reasons(d) == [("X", "B-USD", Reason.FIRING)]
+    assert reasons(d) == [("X", "B-USD", TransitionReason.FIRING)]
     assert [(a.rule, a.symbol) for a in d.alerts] == [("X", "B-USD")]

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskwatch.rules.engine import RulesState, evaluate
-from riskwatch.rules.lifecycle import INACTIVE, LifecycleParams, Reason, step
+from riskwatch.rules.lifecycle import INACTIVE, LifecycleParams, TransitionReason, step
 from riskwatch.rules.load import load_rules_text
 from riskwatch.state.derived import ACCOUNT_NAMES, Figures
 
@@ -47,7 +47,7 @@ def test_engine_matches_naive_lifecycle(series: list[tuple[float, float | None]]
         holds = None if value is None else value > 0.8
         clears = None if value is None else value < 0.7
         ref, tr = step(ref, holds, clears, now, PARAMS)
-        expected: list[Reason] = [] if tr is None else [tr.reason]
+        expected: list[TransitionReason] = [] if tr is None else [tr.reason]
         assert [t.reason for t in decision.transitions] == expected
         assert state.state_of("H").state is ref.state
         assert state.state_of("H").trip_id == ref.trip_id

@@ -11,9 +11,9 @@ from riskwatch.rules.lifecycle import (
     INACTIVE,
     AlertState,
     LifecycleParams,
-    Reason,
     State,
     Transition,
+    TransitionReason,
     reset_latch,
     step,
     tick,
@@ -39,7 +39,7 @@ def test_for_zero_fires_immediately() -> None:
     """With for=0 the first holding evaluation fires, with no pending step."""
     s, tr = step(INACTIVE, True, None, T0, LifecycleParams())
     assert s.state is State.FIRING
-    assert tr == Transition(Reason.FIRING, State.INACTIVE, State.FIRING, T0, 1)
+    assert tr == Transition(TransitionReason.FIRING, State.INACTIVE, State.FIRING, T0, 1)
     assert s.trip_id == 1
     assert s.fired_at == T0
     assert s.active_since == T0
@@ -49,7 +49,7 @@ def test_for_runs_then_fires() -> None:
     """The alert is pending until `for` has elapsed while holding, then fires."""
     p = LifecycleParams(for_seconds=10)
     s, trs = _run(p, [(0, True, None), (5, True, None), (9.9, True, None), (10, True, None)])
-    assert [t.reason for t in trs] == [Reason.PENDING, Reason.FIRING]
+    assert [t.reason for t in trs] == [TransitionReason.PENDING, TransitionReason.FIRING]
     assert trs[1].at == T0 + 10
     assert s.state is State.FIRING
     assert s.active_since == T0
@@ -59,19 +59,23 @@ def test_for_interrupted_restarts_timer() -> None:
     """A false evaluation cancels pending; `for` counts again from the next hold."""
     p = LifecycleParams(for_seconds=10)
     s, trs = _run(p, [(0, True, None), (8, False, None), (9, True, None), (18, True, None)])
-    assert [t.reason for t in trs] == [Reason.PENDING, Reason.PENDING_CANCELLED, Reason.PENDING]
+    assert [t.reason for t in trs] == [
+        TransitionReason.PENDING,
+        TransitionReason.PENDING_CANCELLED,
+        TransitionReason.PENDING,
+    ]
     assert s.state is State.PENDING
     assert s.active_since == T0 + 9
     s, tr = step(s, True, None, T0 + 19, p)
     assert tr is not None
-    assert tr.reason is Reason.FIRING
+    assert tr.reason is TransitionReason.FIRING
 
 
 def test_resolve_without_clear_when() -> None:
     """Without clear_when the alert resolves when `when` stops holding."""
     p = LifecycleParams()
     s, trs = _run(p, [(0, True, None), (1, False, None)])
-    assert [t.reason for t in trs] == [Reason.FIRING, Reason.RESOLVED]
+    assert [t.reason for t in trs] == [TransitionReason.FIRING, TransitionReason.RESOLVED]
     assert s.state is State.INACTIVE
     assert s.resolved_at == T0 + 1
     assert s.active_since is None
@@ -84,14 +88,14 @@ def test_hysteresis_prevents_flapping() -> None:
     hyst = LifecycleParams(has_clear_when=True)
     evals = [(float(i), v > 0.80, v < 0.70) for i, v in enumerate(values)]
     s, trs = _run(hyst, evals)
-    assert [t.reason for t in trs] == [Reason.FIRING]
+    assert [t.reason for t in trs] == [TransitionReason.FIRING]
     assert s.state is State.FIRING
     s, trs = _run(hyst, [(20, False, True)], s)
-    assert [t.reason for t in trs] == [Reason.RESOLVED]
+    assert [t.reason for t in trs] == [TransitionReason.RESOLVED]
 
     plain = LifecycleParams()
     _, flaps = _run(plain, [(float(i), v > 0.80, None) for i, v in enumerate(values)])
-    assert sum(t.reason is Reason.FIRING for t in flaps) == 4
+    assert sum(t.reason is TransitionReason.FIRING for t in flaps) == 4
 
 
 def test_when_wins_over_overlapping_clear_when() -> None:
@@ -99,19 +103,19 @@ def test_when_wins_over_overlapping_clear_when() -> None:
     p = LifecycleParams(has_clear_when=True)
     s, trs = _run(p, [(0, True, True), (1, True, True)])
     assert s.state is State.FIRING
-    assert [t.reason for t in trs] == [Reason.FIRING]
+    assert [t.reason for t in trs] == [TransitionReason.FIRING]
 
 
 def test_keep_firing_for() -> None:
     """The alert stays firing keep_firing_for after the clear, and the timer restarts."""
     p = LifecycleParams(keep_firing_for=30)
     s, trs = _run(p, [(0, True, None), (10, False, None), (20, True, None), (25, False, None)])
-    assert [t.reason for t in trs] == [Reason.FIRING]
+    assert [t.reason for t in trs] == [TransitionReason.FIRING]
     assert s.clear_since == T0 + 25
     s, trs = _run(p, [(54, False, None)], s)
     assert trs == []
     s, trs = _run(p, [(55, False, None)], s)
-    assert [t.reason for t in trs] == [Reason.RESOLVED]
+    assert [t.reason for t in trs] == [TransitionReason.RESOLVED]
 
 
 def test_keep_firing_for_resets_in_hysteresis_band() -> None:
@@ -120,7 +124,7 @@ def test_keep_firing_for_resets_in_hysteresis_band() -> None:
     s, _ = _run(p, [(0, True, False), (1, False, True), (5, False, False), (6, False, True)])
     assert s.clear_since == T0 + 6
     s, trs = _run(p, [(15, False, True), (16, False, True)], s)
-    assert [t.reason for t in trs] == [Reason.RESOLVED]
+    assert [t.reason for t in trs] == [TransitionReason.RESOLVED]
     assert trs[0].at == T0 + 16
 
 
@@ -133,7 +137,7 @@ def test_tick_fires_when_for_elapses_without_new_data() -> None:
     assert s2 is s
     s, tr = tick(s, T0 + 5, p)
     assert tr is not None
-    assert tr.reason is Reason.FIRING
+    assert tr.reason is TransitionReason.FIRING
     assert s.fired_at == T0 + 5
 
 
@@ -145,7 +149,7 @@ def test_tick_resolves_after_keep_firing_for() -> None:
     assert tr is None
     s, tr = tick(s, T0 + 6, p)
     assert tr is not None
-    assert tr.reason is Reason.RESOLVED
+    assert tr.reason is TransitionReason.RESOLVED
 
 
 def test_missing_data_keeps_state() -> None:
@@ -162,7 +166,7 @@ def test_missing_data_keeps_state() -> None:
     assert tick(s, T0 + 20, p)[1] is None
     s, tr = step(s, True, None, T0 + 21, p)  # data back and holding: for already elapsed
     assert tr is not None
-    assert tr.reason is Reason.FIRING
+    assert tr.reason is TransitionReason.FIRING
 
     s, tr = step(s, None, None, T0 + 30, p)
     assert s.state is State.FIRING
@@ -183,25 +187,25 @@ def test_trip_id_increments_once_per_firing() -> None:
     evals += [(4, True, None), (5, True, None), (6, False, None), (7, True, None)]
     s, trs = _run(p, evals)
     assert s.trip_id == 3
-    assert [t.trip_id for t in trs if t.reason is Reason.FIRING] == [1, 2, 3]
+    assert [t.trip_id for t in trs if t.reason is TransitionReason.FIRING] == [1, 2, 3]
 
 
 def test_latch_holds_until_reset() -> None:
     """A latched alert stays firing, reports LATCHED once, and resets to inactive."""
     p = LifecycleParams(latch=True)
     s, trs = _run(p, [(0, True, None), (1, False, None), (2, False, None), (3, True, None)])
-    assert [t.reason for t in trs] == [Reason.FIRING, Reason.LATCHED]
+    assert [t.reason for t in trs] == [TransitionReason.FIRING, TransitionReason.LATCHED]
     assert s.state is State.FIRING
     assert s.latched
     assert s.trip_id == 1
     assert tick(s, T0 + 1000, p)[1] is None
 
     s, tr = reset_latch(s, T0 + 10)
-    assert tr == Transition(Reason.LATCH_RESET, State.FIRING, State.INACTIVE, T0 + 10, 1)
+    assert tr == Transition(TransitionReason.LATCH_RESET, State.FIRING, State.INACTIVE, T0 + 10, 1)
     assert not s.latched
     assert s.resolved_at == T0 + 10
     s, trs = _run(p, [(11, True, None)], s)
-    assert [(t.reason, t.trip_id) for t in trs] == [(Reason.FIRING, 2)]
+    assert [(t.reason, t.trip_id) for t in trs] == [(TransitionReason.FIRING, 2)]
 
 
 def test_reset_latch_ignores_unlatched() -> None:
@@ -225,7 +229,7 @@ def test_restart_mid_for_resumes() -> None:
     assert tr is None
     s2, tr = step(s2, True, None, T0 + 60, p)
     assert tr is not None
-    assert tr.reason is Reason.FIRING
+    assert tr.reason is TransitionReason.FIRING
     assert tr.trip_id == 1
 
 
@@ -268,4 +272,4 @@ def test_bad_params() -> None:
 def test_state_values_are_gauge_values() -> None:
     """State values match the alert_state gauge and reasons are lowercase labels."""
     assert [int(s) for s in State] == [0, 1, 2]
-    assert all(r.value == r.name.lower() for r in Reason)
+    assert all(r.value == r.name.lower() for r in TransitionReason)
