@@ -75,8 +75,9 @@ from riskwatch.qfex.schemas import decode_mds, decode_trade
 from riskwatch.rules import engine
 from riskwatch.rules.load import check_rule_files
 from riskwatch.rules.model import DATA_STALE_RULE, RuleSet
+from riskwatch.state.catalogue import ACCOUNT_NAMES, POSITION_NAMES
 from riskwatch.state.daily import DailyConfig
-from riskwatch.state.derived import ACCOUNT_NAMES, POSITION_NAMES, Figures, Row
+from riskwatch.state.derived import Figures, Row
 from riskwatch.yamlsrc import (
     Duration,
     Node,

@@ -58,10 +58,10 @@ from typing import Any, Final, Literal
 from riskwatch.rules import lifecycle
 from riskwatch.rules.expr import NO_WINDOWS, WindowSource
 from riskwatch.rules.expr.compile import Evaluator
-from riskwatch.rules.expr.names import POSITION_NAMES
 from riskwatch.rules.lifecycle import INACTIVE, AlertState, LifecycleParams, State, TransitionReason
 from riskwatch.rules.model import DATA_STALE_RULE, Action, Confirm, Rule, RuleSet, Severity
 from riskwatch.rules.templates import format_duration
+from riskwatch.state.catalogue import POSITION_NAMES
 from riskwatch.state.daily import DailyConfig, DailyTracker
 from riskwatch.state.derived import Figures
 from riskwatch.state.windows import Windows
@@ -87,7 +87,7 @@ _INACTIVE: Final = State.INACTIVE
 _PENDING: Final = State.PENDING
 _STALE_PARAMS: Final = LifecycleParams()
 _SEVERITY_RANK: Final = {"critical": 0, "warning": 1, "info": 2}
-_POSITION_ONLY: Final = frozenset(info.name for info in POSITION_NAMES)
+_POSITION_ONLY: Final = frozenset(POSITION_NAMES)
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 _OWED_KEY: Final = "owed_trip"
 _RECORDS_VERSION: Final = 1

@@ -18,9 +18,9 @@ from typing import Any, Final, Literal
 
 from riskwatch.rules.expr import CheckedExpr, WindowSpec
 from riskwatch.rules.expr.compile import Evaluator
-from riskwatch.rules.expr.names import POSITION_NAMES
 from riskwatch.rules.lifecycle import LifecycleParams
 from riskwatch.rules.templates import Template
+from riskwatch.state.catalogue import POSITION_NAMES
 
 __all__ = [
     "CLOSE_TARGETS",
@@ -47,7 +47,7 @@ CLOSE_TARGETS: Final = ("all", "largest_loss", "largest_notional")
 DATA_STALE_RULE: Final = "DataStale"
 """Name of the built-in stale-data alert; no rule file may use it."""
 
-_POSITION_ONLY: Final = frozenset(info.name for info in POSITION_NAMES)
+_POSITION_ONLY: Final = frozenset(POSITION_NAMES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,48 +108,6 @@ from riskwatch.state.account import AccountSnapshot, estimated_equity, open_orde
 
 _INF: Final = float("inf")
 
-ACCOUNT_NAMES: Final[tuple[str, ...]] = (
-    "equity",
-    "deposit",
-    "available_balance",
-    "realised_pnl",
-    "unrealised_pnl",
-    "net_funding",
-    "fees",
-    "order_margin",
-    "position_margin",
-    "margin_usage",
-    "maintenance_usage",
-    "gross_notional",
-    "net_notional",
-    "account_leverage",
-    "open_orders",
-    "positions",
-    "pnl_today",
-    "data_age",
-    "equity_drift",
-    "reported_equity",
-)
-"""Every key of ``Figures.account`` (docs/rules.md account scope, then two extras)."""
-
-POSITION_NAMES: Final[tuple[str, ...]] = (
-    "position",
-    "average_price",
-    "mark_price",
-    "notional",
-    "unrealised_pnl",
-    "leverage",
-    "effective_leverage",
-    "initial_margin",
-    "maintenance_margin",
-    "margin_alloc",
-    "open_orders",
-    "open_quantity",
-    "liquidation_distance",
-)
-"""Every key of a ``Figures.positions`` row (docs/rules.md position scope)."""
-
-
 Row = dict[str, float | None]
 """One position row: name → value for every name in :data:`POSITION_NAMES`."""
 

@@ -19,7 +19,8 @@ from riskwatch.rules.engine import Decision, RulesState, StateRecords, evaluate
 from riskwatch.rules.load import load_rules_text
 from riskwatch.rules.model import RuleSet
 from riskwatch.state.account import initial
-from riskwatch.state.derived import ACCOUNT_NAMES, Figures
+from riskwatch.state.catalogue import ACCOUNT_NAMES
+from riskwatch.state.derived import Figures
 from riskwatch.store import Store
 
 T0 = 1_767_225_600.0

@@ -17,7 +17,7 @@ from typing import Literal
 from .checker import FUNCTIONS, Type, check
 from .compile import Env, Evaluator, compile_node
 from .errors import Code, ExprError, ExpressionInvalid
-from .names import ACCOUNT_NAMES, POSITION_NAMES, NameInfo, Scope
+from .names import RULE_ACCOUNT_FIGURES, RULE_POSITION_FIGURES, Scope
 from .overlap import can_hold_together
 from .parser import parse
 from .syntax import Expr
@@ -31,17 +31,16 @@ from .windows import (
 )
 
 __all__ = [
-    "ACCOUNT_NAMES",
     "FUNCTIONS",
     "NO_WINDOWS",
-    "POSITION_NAMES",
+    "RULE_ACCOUNT_FIGURES",
+    "RULE_POSITION_FIGURES",
     "WINDOW_FUNCTIONS",
     "CheckedExpr",
     "Code",
     "Env",
     "ExprError",
     "ExpressionInvalid",
-    "NameInfo",
     "ReferenceWindows",
     "Scope",
     "Type",

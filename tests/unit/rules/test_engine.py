@@ -17,8 +17,9 @@ from riskwatch.rules.engine import (
 from riskwatch.rules.lifecycle import State, TransitionReason
 from riskwatch.rules.load import load_rules_text
 from riskwatch.rules.model import RuleSet
+from riskwatch.state.catalogue import ACCOUNT_NAMES, POSITION_NAMES
 from riskwatch.state.daily import DailyConfig
-from riskwatch.state.derived import ACCOUNT_NAMES, POSITION_NAMES, Figures
+from riskwatch.state.derived import Figures
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from riskwatch.rules.engine import RulesState, evaluate
 from riskwatch.rules.lifecycle import INACTIVE, LifecycleParams, TransitionReason, step
 from riskwatch.rules.load import load_rules_text
-from riskwatch.state.derived import ACCOUNT_NAMES, Figures
+from riskwatch.state.catalogue import ACCOUNT_NAMES
+from riskwatch.state.derived import Figures
 
 RULES = load_rules_text(
     """rules:

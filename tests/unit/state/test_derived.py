@@ -8,9 +8,8 @@ import pytest
 
 from riskwatch.model import BalanceUpdate, MarkPrice, OrderUpdate, PositionUpdate
 from riskwatch.state.account import AccountSnapshot, initial, reduce
+from riskwatch.state.catalogue import ACCOUNT_NAMES, POSITION_NAMES
 from riskwatch.state.derived import (
-    ACCOUNT_NAMES,
-    POSITION_NAMES,
     compute,
     liquidation_distance,
     ratio,

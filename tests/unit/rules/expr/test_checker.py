@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from riskwatch.rules.expr import (
-    ACCOUNT_NAMES,
-    POSITION_NAMES,
+    RULE_ACCOUNT_FIGURES,
+    RULE_POSITION_FIGURES,
     CheckedExpr,
     Code,
     ExprError,
@@ -129,7 +129,7 @@ def test_position_name_in_account_rule() -> None:
 
 def test_account_names_are_usable_at_both_scopes() -> None:
     """Every account name checks in account and position rules alike."""
-    for info in ACCOUNT_NAMES:
+    for info in RULE_ACCOUNT_FIGURES:
         ok(f"{info.name} > 0", "account")
         ok(f"{info.name} > 0", "position")
 
@@ -171,9 +171,9 @@ def test_registry_covers_product_names() -> None:
         "open_quantity",
         "liquidation_distance",
     }
-    assert {i.name for i in ACCOUNT_NAMES} == account
-    assert {i.name for i in POSITION_NAMES} == position
-    assert all(i.unit and i.doc for i in (*ACCOUNT_NAMES, *POSITION_NAMES))
+    assert {i.name for i in RULE_ACCOUNT_FIGURES} == account
+    assert {i.name for i in RULE_POSITION_FIGURES} == position
+    assert all(i.unit and i.doc for i in (*RULE_ACCOUNT_FIGURES, *RULE_POSITION_FIGURES))
 
 
 def test_shared_names_resolve_to_the_position_at_position_scope() -> None:
@@ -260,9 +260,9 @@ def test_every_code_has_an_example_with_its_column() -> None:
 
 def test_markdown_table_lists_every_name() -> None:
     """The README table has one row per registry entry."""
-    from riskwatch.rules.expr.names import markdown_table
+    from riskwatch.state.catalogue import markdown_table
 
     table = markdown_table()
-    assert table.count("\n") == 2 + len(ACCOUNT_NAMES) + len(POSITION_NAMES)
+    assert table.count("\n") == 2 + len(RULE_ACCOUNT_FIGURES) + len(RULE_POSITION_FIGURES)
     assert "| `margin_usage` | account, position | ratio |" in table
     assert "| `liquidation_distance` | position | ratio |" in table

@@ -8,15 +8,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskwatch.rules.expr import (
-    ACCOUNT_NAMES,
-    POSITION_NAMES,
+    RULE_ACCOUNT_FIGURES,
+    RULE_POSITION_FIGURES,
     CheckedExpr,
     ExprError,
     ReferenceWindows,
     parse_and_check,
 )
 
-NAMES = sorted({i.name for i in (*ACCOUNT_NAMES, *POSITION_NAMES)})
+NAMES = sorted({i.name for i in (*RULE_ACCOUNT_FIGURES, *RULE_POSITION_FIGURES)})
 ALPHABET = st.sampled_from(
     [
         *"abcdeimnorstuvx_0123456789.+-*/%()<>=!&|,'\"[]{}@:; \n\t",
