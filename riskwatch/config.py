@@ -123,13 +123,18 @@ class RuleFiles:
 
 @dataclass(frozen=True, slots=True)
 class ActionsConfig:
-    """Protective actions: mode, circuit breaker, kill switch, retry bounds (docs/rules.md, §10)."""
+    """Protective actions: mode, circuit breaker, kill switch, retry bounds (docs/rules.md, §10).
+
+    ``max_decision_age``: a command's frame leaves only this long after its decision;
+    an older one waits for the account's next fresh pulse (docs/actions.md).
+    """
 
     mode: ActionMode = "dry-run"
     max_per_account_per_hour: int = 6
     kill_switch: bool = False
     max_attempts: int = 5
     retry_window: Duration = _60S
+    max_decision_age: Duration = _5S
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,6 +539,7 @@ class _Loader:
                 "kill_switch",
                 "max_attempts",
                 "retry_window",
+                "max_decision_age",
             },
         )
         mode = r.as_enum(f.get("mode"), ("dry-run", "armed"), d.mode)
@@ -545,6 +551,9 @@ class _Loader:
             kill_switch=r.as_bool(f.get("kill_switch"), d.kill_switch),
             max_attempts=r.as_int(f.get("max_attempts"), d.max_attempts, minimum=1, maximum=100),
             retry_window=r.as_duration(f.get("retry_window"), d.retry_window, minimum=Duration(1)),
+            max_decision_age=r.as_duration(
+                f.get("max_decision_age"), d.max_decision_age, minimum=Duration(100)
+            ),
         )
 
     def notifications(self, node: Node | None) -> NotificationsConfig:

@@ -53,6 +53,8 @@ REJECTED: Final = "REJECTED"
 RETRIES_EXHAUSTED: Final = "RETRIES_EXHAUSTED"
 OUTCOME_UNKNOWN: Final = "OUTCOME_UNKNOWN"
 NOT_CONNECTED: Final = "NOT_CONNECTED"
+DECISION_EXPIRED: Final = "DECISION_EXPIRED"
+AUDIT_UNWRITABLE: Final = "AUDIT_UNWRITABLE"
 CODES: Final = frozenset(
     {
         CIRCUIT_BREAKER_OPEN,
@@ -67,6 +69,8 @@ CODES: Final = frozenset(
         RETRIES_EXHAUSTED,
         OUTCOME_UNKNOWN,
         NOT_CONNECTED,
+        DECISION_EXPIRED,
+        AUDIT_UNWRITABLE,
     }
 )
 """Every reason code a refusal or failure may carry."""
@@ -170,6 +174,7 @@ class ActionEvent:
     code: str = ""
     detail: str = ""
     severity: str = "critical"
+    action_id: str | None = None
 
     @property
     def critical(self) -> bool:

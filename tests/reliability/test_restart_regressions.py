@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from riskwatch.actions import confirm
 from riskwatch.actions import plan as planner
-from riskwatch.actions.executor import ActionExecutor, _Flight
+from riskwatch.actions.book import Flight, Phase
+from riskwatch.actions.executor import ActionExecutor
 from riskwatch.clock import ManualClock
 from riskwatch.config import ActionsConfig
 from riskwatch.metrics import Metrics
@@ -114,10 +115,17 @@ def test_kill_between_the_two_writes_of_a_retry_loses_no_attempt(
         rule="L", account="a", trip_id=1, scope_symbol=None, action="close_position",
         symbol="AAPL-USD", attempt=1, params={"target": "all", "position": 250.0},
     )  # fmt: skip
-    assert first._record(cmd, T0, "test")
+    store.record_intent(
+        action_id=cmd.action_id, trip_key=cmd.trip_key, rule=cmd.rule, account="a",
+        symbol=cmd.symbol, action=cmd.action, params=cmd.params, client_order_id=None,
+        reason="test", mode="armed", now=T0,
+    )  # fmt: skip
     store.mark_sent(cmd.action_id, T0)
-    flight = _Flight(cmd, json.loads(cmd.frame), first_at=T0, trigger_at=None)
-    flight.phase = "backoff"
+    flight = Flight(
+        cmd, json.loads(cmd.frame), first_at=T0, decided_at=T0, trigger_at=None,
+        phase=Phase.BACKOFF, next_at=T0 + 1,
+    )  # fmt: skip
+    first.book._flights["a"] = {"x": flight}
     writes = {"n": 0}
     real_intent, real_outcome = store.record_intent, store.record_outcome
 
@@ -133,14 +141,14 @@ def test_kill_between_the_two_writes_of_a_retry_loses_no_attempt(
     monkeypatch.setattr(store, "record_intent", counted(real_intent))
     monkeypatch.setattr(store, "record_outcome", counted(real_outcome))
     with pytest.raises(_Killed):
-        first._next_attempt(flight, T0 + 1)
+        first.tick(T0 + 1)
     monkeypatch.setattr(store, "record_intent", real_intent)
     monkeypatch.setattr(store, "record_outcome", real_outcome)
     second = executor()
     assert second.resume(T0 + 2) == 1
     rows = {r.attempt: r.status for r in store.actions(account="a")}
     assert rows == {1: "retried", 2: "intent"}
-    (flight2,) = second._flights["a"].values()
+    (flight2,) = second.book.flights()
     assert flight2.cmd.attempt == 2
-    assert flight2.phase == "reconcile"
+    assert flight2.phase is Phase.RECONCILE
     store.close()
