@@ -42,10 +42,20 @@ from types import MappingProxyType
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
+from riskwatch.durations import Duration
 from riskwatch.errors import ConfigError, Problem
 from riskwatch.secret import MASK, Secret
 from riskwatch.state.daily import Baseline, DailyConfig
-from riskwatch.yamlsrc import Duration, Fields, Map, Node, Problems, Reader, Scalar, Seq, parse
+from riskwatch.yamlsrc import (
+    Fields,
+    Map,
+    Node,
+    Problems,
+    Reader,
+    Scalar,
+    Seq,
+    parse,
+)
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",

@@ -60,11 +60,11 @@ import yaml.reader
 import yaml.resolver
 import yaml.scanner
 
+from riskwatch.durations import Duration, parse_duration
 from riskwatch.errors import Problem
 
 __all__ = [
     "MAX_NODES",
-    "Duration",
     "Fields",
     "Map",
     "Node",
@@ -77,7 +77,6 @@ __all__ = [
     "did_you_mean",
     "expand_env",
     "parse",
-    "parse_duration",
 ]
 
 MAX_NODES = 200_000
@@ -455,70 +454,6 @@ class _Converter:
 # --------------------------------------------------------------------------- values
 
 
-_DURATION_UNITS = (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000),
-                   ("m", 60_000), ("s", 1000), ("ms", 1))  # fmt: skip
-_DURATION_RE = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?")
-_SEXAGESIMAL_RE = re.compile(r"\d+(?::[0-5]?\d)+")
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Duration:
-    """A non-negative span of time in whole milliseconds.
-
-    Written as Prometheus writes durations: integer amounts with units ``w d h m s
-    ms``, largest first, each at most once (``500ms``, ``5s``, ``1m30s``, ``2h``,
-    ``1d``). ``str()`` gives that canonical form.
-    """
-
-    millis: int
-
-    @property
-    def seconds(self) -> float:
-        """The duration in seconds (float), the unit pure code works in."""
-        return self.millis / 1000
-
-    def __str__(self) -> str:
-        if self.millis == 0:
-            return "0s"
-        rest, parts = self.millis, []
-        for unit, size in _DURATION_UNITS:
-            amount, rest = divmod(rest, size)
-            if amount:
-                parts.append(f"{amount}{unit}")
-        return "".join(parts)
-
-
-def parse_duration(text: str) -> Duration:
-    """Parse a duration such as ``1m30s``; raise ``ValueError`` with a hint otherwise.
-
-    Bare numbers and sexagesimal values (``1:30``) are refused with the spelling to use.
-    """
-    t = text.strip()
-    if t and _DURATION_RE.fullmatch(t):
-        m = _DURATION_RE.fullmatch(t)
-        assert m is not None  # noqa: S101 - just matched
-        millis = sum(
-            int(g) * size for g, (_, size) in zip(m.groups(), _DURATION_UNITS, strict=True) if g
-        )
-        return Duration(millis)
-    if re.fullmatch(r"\d+", t):
-        msg = f"'{text}' is not a duration: add a unit, e.g. {int(t)}s"
-        raise ValueError(msg)
-    if _SEXAGESIMAL_RE.fullmatch(t):
-        total = 0
-        for part in t.split(":"):
-            total = total * 60 + int(part)
-        canonical = str(Duration(total * 1000))
-        alternative = f"{total}s" if canonical == f"{total}s" else f"{total}s or {canonical}"
-        msg = f"'{text}' is not a duration; write {alternative}"
-        raise ValueError(msg)
-    msg = (
-        f"invalid duration '{text}': use whole numbers with units ms, s, m, h, d, w,"
-        " e.g. 30s or 1m30s"
-    )
-    raise ValueError(msg)
-
-
 _ENV_RE = re.compile(r"\$(\$|\{([^}]*)\}|\{)")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -854,7 +789,7 @@ class Reader:
     def as_duration(
         self, node: Node | None, default: Duration | None = None, *, minimum: Duration | None = None
     ) -> Duration | None:
-        """A duration (:func:`parse_duration`) of at least ``minimum``."""
+        """A duration (:mod:`riskwatch.durations`) of at least ``minimum``."""
 
         def conv(text: str) -> Duration:
             d = parse_duration(text)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from riskwatch import __version__
+from riskwatch.durations import seconds_argument
 from riskwatch.logformat import setup_logging
 
 EXIT_OK = 0
@@ -156,7 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", required=True, help="path to riskwatch.yaml")
     p.add_argument("--json", action="store_true", help="print the timeline as one JSON document")
     p.add_argument(
-        "--tick", type=float, default=0.25, help="seconds between rule ticks (default 0.25)"
+        "--tick",
+        type=seconds_argument,
+        default=0.25,
+        metavar="DURATION",
+        help="time between rule ticks (default 250ms)",
     )
     p.set_defaults(func=_cmd_replay)
 
@@ -164,7 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", default="crash", help="scenario name or file (default: crash)")
     p.add_argument("--speed", type=float, default=1.0, help="scenario time per wall second")
     p.add_argument(
-        "--duration", type=float, default=None, help="stop after this many seconds (wall)"
+        "--duration",
+        type=seconds_argument,
+        default=None,
+        metavar="DURATION",
+        help="stop after this long (wall time, e.g. 90s)",
     )
     p.add_argument("--port", type=int, default=9464, help="HTTP port of the daemon (0: any)")
     p.add_argument(

@@ -16,8 +16,8 @@ from typing import Any, TextIO
 
 from riskwatch.cli.apiclient import call
 from riskwatch.config import load_config
+from riskwatch.durations import parse_duration
 from riskwatch.errors import ConfigError
-from riskwatch.yamlsrc import parse_duration
 
 __all__ = ["run_silence"]
 

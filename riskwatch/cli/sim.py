@@ -13,6 +13,7 @@ import asyncio
 import logging
 import signal
 
+from riskwatch.durations import seconds_argument
 from riskwatch.sim.scenario import ScenarioError, list_scenarios, load_scenario
 from riskwatch.sim.server import Simulator
 
@@ -33,7 +34,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mds-port", type=int, default=8766, help="market-data port (0 = any)")
     p.add_argument("--speed", type=float, default=1.0, help="scenario seconds per wall second")
     p.add_argument(
-        "--pulse-interval", type=float, default=1.0, help="seconds between position pulses"
+        "--pulse-interval",
+        type=seconds_argument,
+        default=1.0,
+        metavar="DURATION",
+        help="time between position pulses (default 1s)",
     )
     p.add_argument("--legacy", action="store_true", help="speak the older docs' message forms")
     p.add_argument(

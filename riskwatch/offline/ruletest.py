@@ -67,6 +67,7 @@ from types import MappingProxyType
 from typing import Final, TextIO
 
 from riskwatch.config import read_daily
+from riskwatch.durations import Duration
 from riskwatch.errors import Problem
 from riskwatch.model import Event, MarkPrice
 from riskwatch.offline.timeline import Entry, entries_of, format_lines, format_time
@@ -79,7 +80,6 @@ from riskwatch.state.catalogue import ACCOUNT_NAMES, POSITION_NAMES
 from riskwatch.state.daily import DailyConfig
 from riskwatch.state.derived import Figures, Row
 from riskwatch.yamlsrc import (
-    Duration,
     Node,
     Problems,
     Reader,

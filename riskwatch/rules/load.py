@@ -35,6 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final, cast
 
+from riskwatch.durations import Duration
 from riskwatch.errors import ConfigError, Problem
 from riskwatch.rules.expr import CheckedExpr, parse_and_check, when_clear_overlap
 from riskwatch.rules.expr.compile import Evaluator, compile_node
@@ -52,7 +53,6 @@ from riskwatch.rules.model import (
 )
 from riskwatch.rules.templates import Template, parse_template
 from riskwatch.yamlsrc import (
-    Duration,
     Map,
     Node,
     Problems,

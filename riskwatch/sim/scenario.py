@@ -29,7 +29,8 @@ A scenario file (see ``sim/scenarios/*.yaml``)::
       - {at: 50s, kind: reject_next, command: close_position, error_code: ServerError}
       - {at: 50s, kind: delay_next, command: cancel_all_orders, seconds: 2}
 
-Durations are ``"10s"``, ``"1.5m"``, ``"250ms"`` or plain numbers (seconds). Unknown keys
+Durations are ``"10s"``, ``"1.5m"``, ``"250ms"`` (the grammar of :mod:`riskwatch.durations`)
+or YAML numbers (seconds). Unknown keys
 are rejected with the offending key in the message. The mark at scenario time ``t`` is the
 keyframe interpolation (starting from ``mark`` at 0, flat after the last keyframe) times
 each generator's factor, rounded to ``tick_size``.
@@ -40,7 +41,6 @@ from __future__ import annotations
 import itertools
 import math
 import random
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -48,9 +48,9 @@ from typing import Any
 
 import yaml
 
+from riskwatch import durations
+
 FAULT_KINDS = ("drop_connections", "stall_pulses", "malformed_frame", "reject_next", "delay_next")
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 class ScenarioError(ValueError):
@@ -58,17 +58,18 @@ class ScenarioError(ValueError):
 
 
 def parse_duration(value: object, where: str) -> float:
-    """Return ``value`` (``"10s"``, ``"2m"``, ``"250ms"``, a number) in seconds."""
-    if isinstance(value, bool):
-        msg = f"{where}: expected a duration, got {value!r}"
-        raise ScenarioError(msg)
-    if isinstance(value, int | float):
+    """Return ``value`` in seconds: a duration text (:mod:`riskwatch.durations`: ``"10s"``,
+    ``"1.5m"``, ``"250ms"``) or a YAML number of seconds. Raise :class:`ScenarioError`
+    naming ``where``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return float(match.group(1)) * _UNITS[match.group(2)]
-    msg = f"{where}: expected a duration like '10s', got {value!r}"
+        try:
+            return durations.parse_duration(value).seconds
+        except ValueError as exc:
+            msg = f"{where}: {exc}"
+            raise ScenarioError(msg) from None
+    msg = f"{where}: {value!r} is not a duration: {durations.GENERAL_HINT}"
     raise ScenarioError(msg)
 
 

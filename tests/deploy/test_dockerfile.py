@@ -225,7 +225,7 @@ def test_replay_install_and_start(image: Image, root: Path) -> None:
             "--mds-port",
             str(mds_port),
             "--pulse-interval",
-            "0.2",
+            "200ms",
         ],
         env={**env, "RISKWATCH_SIM_SECRET": SIM_SECRET},
         stdout=subprocess.DEVNULL,

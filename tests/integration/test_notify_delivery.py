@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from riskwatch.clock import ManualClock
 from riskwatch.config import NotificationsConfig, RouteConfig
+from riskwatch.durations import Duration
 from riskwatch.metrics import Metrics
 from riskwatch.notify.deliver import DeliveryPolicy
 from riskwatch.notify.notice import ActionNotice, AlertNotice
@@ -21,7 +22,6 @@ from riskwatch.notify.service import NotifyService
 from riskwatch.notify.silences import parse_silence
 from riskwatch.secret import Secret
 from riskwatch.store import Store
-from riskwatch.yamlsrc import Duration
 from tests.support.notify_sinks import (
     SMTP_PASSWORD,
     WEBHOOK_TOKEN,

@@ -16,10 +16,10 @@ from riskwatch.config import (
     load_config,
     load_config_text,
 )
+from riskwatch.durations import Duration
 from riskwatch.errors import ConfigError, Problem, RiskwatchError
 from riskwatch.secret import MASK, Secret, redact
 from riskwatch.state.daily import DailyConfig
-from riskwatch.yamlsrc import Duration
 from tests.support.paths import REPO
 
 TESTDATA = REPO / "tests" / "config" / "testdata"

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from riskwatch.durations import Duration
 from riskwatch.yamlsrc import (
     MAX_NODES,
-    Duration,
     Map,
     Node,
     Problems,
@@ -21,7 +21,6 @@ from riskwatch.yamlsrc import (
     did_you_mean,
     expand_env,
     parse,
-    parse_duration,
 )
 
 
@@ -332,46 +331,6 @@ def test_problems_sorted_by_file_then_position() -> None:
 def test_as_bool(value: str, expected: bool | None, errors: list[str]) -> None:
     """Only true and false are booleans; YAML 1.1 spellings get a hint."""
     assert _convert("as_bool", value) == (expected, errors)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected", "error"),
-    [
-        ("500ms", Duration(500), None),
-        ("5s", Duration(5000), None),
-        ("1m30s", Duration(90_000), None),
-        ("2h", Duration(7_200_000), None),
-        ("1d", Duration(86_400_000), None),
-        ("1w2d", Duration(9 * 86_400_000), None),
-        ("0s", Duration(0), None),
-        ("1:30", None, "'1:30' is not a duration; write 90s or 1m30s"),
-        ("0:45", None, "'0:45' is not a duration; write 45s"),
-        ("90", None, "'90' is not a duration: add a unit, e.g. 90s"),
-        ("30s1m", None, "invalid duration '30s1m'"),
-        ("1.5s", None, "invalid duration '1.5s'"),
-        ("-5s", None, "invalid duration '-5s'"),
-        ("5 s", None, "invalid duration '5 s'"),
-        ("5S", None, "invalid duration '5S'"),
-    ],
-)
-def test_parse_duration(value: str, expected: Duration | None, error: str | None) -> None:
-    """Durations use unit suffixes, largest first; bare and sexagesimal numbers get hints."""
-    if error is None:
-        assert parse_duration(value) == expected
-    else:
-        with pytest.raises(ValueError, match="^" + error.replace("(", r"\(").replace(".", r"\.")):
-            parse_duration(value)
-
-
-@pytest.mark.parametrize(
-    ("millis", "text"),
-    [(0, "0s"), (500, "500ms"), (90_000, "1m30s"), (3_600_000, "1h"), (90_061_001, "1d1h1m1s1ms")],
-)
-def test_duration_str_round_trips(millis: int, text: str) -> None:
-    """str(Duration) is canonical and parses back to the same value."""
-    assert str(Duration(millis)) == text
-    assert parse_duration(text) == Duration(millis)
-    assert Duration(millis).seconds == millis / 1000
 
 
 def test_as_duration_minimum_and_default() -> None:

@@ -1,7 +1,7 @@
 """Hand-written lexer: expression text -> tokens with positions, plus every lexical error.
 
 Numbers: `12`, `0.8`, `.5`, `1e-3`. Durations: a number directly followed by a unit,
-optionally compound: `500ms`, `10s`, `5m`, `1h`, `1d`, `1w`, `1h30m`. Names: ASCII
+in the grammar of :mod:`riskwatch.durations` (`500ms`, `1.5s`, `5m`, `1h30m`, `1w`). Names: ASCII
 letters, digits and `_`, not starting with a digit. Anything that could reach Python —
 strings, attribute access, subscripts — is refused here with its own error code.
 """
@@ -11,20 +11,18 @@ from __future__ import annotations
 import math
 import re
 
+from riskwatch.durations import parse_duration
+
 from .errors import Code, ExprError, position_of
 from .tokens import KEYWORDS, Kind, Token
 
-__all__ = ["MAX_LENGTH", "UNIT_SECONDS", "tokenize"]
+__all__ = ["MAX_LENGTH", "tokenize"]
 
 MAX_LENGTH = 2000
 """Longest accepted expression, in characters (keeps parsing and checking bounded)."""
 
-UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
 _NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _WORD_TAIL = re.compile(r"[0-9A-Za-z_.]*")
-_DURATION = re.compile(r"(?:(?:[0-9]+(?:\.[0-9]+)?)(?:ms|s|m|h|d|w))+")
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 
 _SINGLE = {
@@ -130,16 +128,10 @@ class _Lexer:
             tail = _WORD_TAIL.match(text, i)
             stop = tail.end() if tail is not None else end
             word = text[i:stop]
-            if _DURATION.fullmatch(word):
-                parts = _DURATION_PART.findall(word)
-                seconds = sum(float(num) * UNIT_SECONDS[unit] for num, unit in parts)
-                self.tok(Kind.DURATION, i, stop, seconds)
-            else:
-                msg = (
-                    f"invalid number or duration '{word}' "
-                    "(durations look like 500ms, 30s, 5m, 1h, 1d, 1w, 1h30m)"
-                )
-                self.err(Code.BAD_NUMBER, msg, i)
+            try:
+                self.tok(Kind.DURATION, i, stop, parse_duration(word).seconds)
+            except ValueError as exc:
+                self.err(Code.BAD_NUMBER, str(exc), i)
             return stop
         value = float(m.group())
         if not math.isfinite(value):

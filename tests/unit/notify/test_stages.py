@@ -8,6 +8,7 @@ from types import MappingProxyType
 import pytest
 
 from riskwatch.config import NotificationsConfig, RouteConfig
+from riskwatch.durations import Duration
 from riskwatch.notify.dedup import GroupView, LastSent, NotifyReason, needs_notify
 from riskwatch.notify.dispatch import Dispatcher, fingerprint
 from riskwatch.notify.inhibit import InhibitPolicy, family_of, inhibited
@@ -16,7 +17,6 @@ from riskwatch.notify.routes import build_routes, group_key, match_routes
 from riskwatch.notify.silences import parse_matcher, parse_silence, silenced_by
 from riskwatch.secret import Secret
 from riskwatch.store import Silence
-from riskwatch.yamlsrc import Duration
 
 T0 = 1_700_000_000.0
 

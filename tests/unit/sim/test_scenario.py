@@ -96,7 +96,10 @@ def test_generators_are_deterministic() -> None:
         (lambda r: r["accounts"][0].update(secret_key="x"), "unknown key 'secret_key'"),
         (lambda r: r["symbols"][0].update(mark=-1), "mark: must be positive"),
         (lambda r: r.update(faults=[{"at": "1s", "kind": "explode"}]), "unknown fault"),
-        (lambda r: r["symbols"][0]["path"][0].update(at="soon"), "expected a duration"),
+        (
+            lambda r: r["symbols"][0]["path"][0].update(at="soon"),
+            r"symbols\[0\]\.path\[0\]\.at: 'soon' is not a duration: use numbers with units",
+        ),
     ],
 )
 def test_invalid_scenarios_name_the_problem(mutate: object, needle: str) -> None:
@@ -117,10 +120,32 @@ def test_load_by_path_and_unknown_name(tmp_path: Path) -> None:
 
 
 def test_durations() -> None:
-    """Durations accept s, ms, m and bare numbers."""
+    """Durations are the one grammar's texts, or YAML numbers of seconds."""
     assert parse_duration("250ms", "x") == 0.25
     assert parse_duration("1.5m", "x") == 90
+    assert parse_duration("1m30s", "x") == 90
+    assert parse_duration("2d", "x") == 172_800
     assert parse_duration(3, "x") == 3
+    assert parse_duration(0.5, "x") == 0.5
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("10", "x.at: '10' is not a duration: add a unit, e.g. 10s"),
+        (
+            "30s1m",
+            "x.at: '30s1m' is not a duration: write units largest first, each once, e.g. 1m30s",
+        ),
+        ("1:30", "x.at: '1:30' is not a duration: write 90s or 1m30s"),
+        (True, "x.at: True is not a duration: use numbers with units"),
+        (None, "x.at: None is not a duration: use numbers with units"),
+    ],
+)
+def test_duration_refusals_use_the_grammar_messages(value: object, message: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse_duration(value, "x.at")
+    assert str(info.value).startswith(message)
 
 
 def test_rate_limiter_refuses_over_limit_and_recovers() -> None:

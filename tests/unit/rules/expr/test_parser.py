@@ -159,8 +159,8 @@ def test_whole_expression_in_multiple_lines() -> None:
             "equity > 5x",
             Code.BAD_NUMBER,
             10,
-            "invalid number or duration '5x' "
-            "(durations look like 500ms, 30s, 5m, 1h, 1d, 1w, 1h30m)",
+            "'5x' is not a duration: use numbers with units w, d, h, m, s, ms, largest first,"
+            " e.g. 30s, 1.5s or 1m30s",
         ),
         ("equity > 1e999", Code.NUMBER_OUT_OF_RANGE, 10, "number '1e999' is out of range"),
         ("x" * 2001, Code.TOO_LONG, 1, "expression is 2001 characters long, limit 2000"),
