@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 
 from riskwatch.durations import Duration
 from riskwatch.errors import ConfigError, Problem
+from riskwatch.notify.amtarget import is_alertmanager, parse_target
 from riskwatch.secret import MASK, Secret
 from riskwatch.state.daily import Baseline, DailyConfig
 from riskwatch.yamlsrc import (
@@ -644,6 +645,12 @@ class _Loader:
                 # Never quoted back: notification URLs embed tokens.
                 r.problem(item, "notification url has no scheme (expected e.g. slack://…)")
                 continue
+            if is_alertmanager(url):
+                try:
+                    parse_target(url)
+                except ValueError as exc:
+                    r.problem(item, str(exc))  # the message never quotes the url
+                    continue
             urls.append(Secret(url))
         name = r.as_str(f.get("name"))
         if name is not None and not _ROUTE_NAME.fullmatch(name):

@@ -25,13 +25,16 @@ import contextlib
 import dataclasses
 import logging
 import secrets as _secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final
 
 from riskwatch.clock import Clock, SystemClock
 from riskwatch.config import NotificationsConfig
 from riskwatch.metrics import Metrics
 from riskwatch.notify import console as _console  # noqa: F401 - registers console://
+from riskwatch.notify.alertmanager import Posting
+from riskwatch.notify.amfanout import AlertmanagerFanout, split_targets
+from riskwatch.notify.amtarget import is_alertmanager
 from riskwatch.notify.dedup import LastSent
 from riskwatch.notify.deliver import Deliverer, DeliveryPolicy, Outcome, guard_apprise_logs
 from riskwatch.notify.dispatch import Dispatcher, Muted, Outgoing
@@ -40,7 +43,7 @@ from riskwatch.notify.notice import ActionNotice, AlertNotice, from_alert, from_
 from riskwatch.notify.routes import build_routes, group_key
 from riskwatch.notify.silences import SilenceRequest
 from riskwatch.rules.engine import Alert, Decision
-from riskwatch.store import Silence, Store
+from riskwatch.store import Silence, Store, url_id
 
 __all__ = ["NotifyService", "restore_last_sent"]
 
@@ -97,8 +100,17 @@ class NotifyService:
         self.store = store
         self.metrics = metrics
         self.routes = build_routes(config)
-        self.dispatcher = Dispatcher(
+        # alertmanager:// targets get every alert as it changes; Alertmanager groups,
+        # silences and deduplicates them (amfanout.py). The dispatcher serves the rest.
+        self.alertmanagers = AlertmanagerFanout(
             self.routes,
+            clock=self.clock,
+            external_url=external_url,
+            on_result=self._on_am_result,
+            may_post=self._may_notify,
+        )
+        self.dispatcher = Dispatcher(
+            split_targets(self.routes),
             policy=inhibit,
             external_url=external_url,
             group_interval=group_interval,
@@ -120,6 +132,11 @@ class NotifyService:
         self.outcomes: list[Outcome] = []
         self._keep_outcomes = 1000
         self._memory: dict[str, Silence] = {}
+        self.gate: Callable[[], bool] | None = None
+
+    def _may_notify(self) -> bool:
+        """Whether this process speaks: False on a follower replica (riskwatch/ha/)."""
+        return self.gate is None or self.gate()
 
     # -- input (called on the evaluation path: O(1), never awaits) ------------------
 
@@ -179,14 +196,16 @@ class NotifyService:
             if new is None:
                 del d.groups[gk]
                 continue
-            g.route = new
+            g.route = split_targets([new])[0]
             for key, n in list(g.members.items()):
                 labels = n.all_labels
                 if not new.matches(labels) or group_key(new, labels) != g.key:
                     del g.members[key]
             g.dirty = True
-        d.routes = routes
+        d.routes = split_targets(routes)
         self.routes = routes
+        for gone in self.alertmanagers.set_routes(routes):
+            self._spawn(gone.close())
         self.config = config
         route_secrets = [u.reveal() for r in routes for u in r.targets]
         self._guard = guard_apprise_logs([*self._secrets, *route_secrets])
@@ -278,6 +297,7 @@ class NotifyService:
             self.dispatcher.restore(restore_last_sent(rows))
         await self._reload_silences()
         self._task = asyncio.create_task(self._run(), name="notify")
+        self.alertmanagers.start()
 
     async def stop(self, drain: float = 1.0) -> None:
         """Flush what is queued, give the lanes ``drain`` seconds, then stop everything."""
@@ -290,6 +310,7 @@ class NotifyService:
         self._task = None
         await self.deliverer.drain(drain)
         await self.deliverer.close()
+        await self.alertmanagers.close(drain)
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
 
@@ -316,12 +337,16 @@ class NotifyService:
                 n = from_transition(t)
                 if n is not None:
                     self.dispatcher.alert(n, now)
+                    self.alertmanagers.alert(n)
             firing = [n for a in d.alerts if (n := from_alert(a, now)) is not None]
             self.dispatcher.sync(d.account, firing, now)
+            self.alertmanagers.sync(d.account, firing, now)
         elif kind == "alert":
             self.dispatcher.alert(value, now)
+            self.alertmanagers.alert(value)
         elif kind == "action":
             self.dispatcher.action(value)
+            self.alertmanagers.action(value)
 
     def _step(self) -> None:
         """Take up to ``BATCH`` queued items, flush the dispatcher, hand messages to the lanes.
@@ -335,6 +360,8 @@ class NotifyService:
         outgoing, muted = self.dispatcher.flush(self.clock.now())
         for m in muted:
             self._on_muted(m)
+        if not self._may_notify():
+            return  # a follower decides as the leader does, and stays silent
         for out in outgoing:
             self.deliverer.submit(out)
 
@@ -345,6 +372,28 @@ class NotifyService:
             "alert %s not notified on route %s: %s %s", "/".join(m.key), m.route, m.result, m.by
         )
         self._log_row(m.route, "", ",".join(m.key), "firing", m.result, m.by or None)
+
+    def _on_am_result(
+        self, route: str, display: str, posting: Posting, result: str, detail: str | None
+    ) -> None:
+        """Count and log one post to an Alertmanager (resends of firing alerts: metric only)."""
+        if self.metrics is not None:
+            self.metrics.notifications.labels(route, result).inc()
+        uid = url_id(display)
+        if result == "failed":
+            self._log_row(route, uid, "alertmanager", "firing", "failed", detail)
+            return
+        for doc, kind in zip(posting.body, posting.kinds, strict=True):
+            if kind == "resend":
+                continue
+            labels = doc["labels"]
+            key = ",".join(f"{k}={labels.get(k, '')}" for k in ("rule", "account", "symbol"))
+            self._log_row(route, uid, key, kind, "sent", "alertmanager")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     def _on_outcome(self, o: Outcome) -> None:
         self.outcomes.append(o)
@@ -390,10 +439,21 @@ class NotifyService:
 
         t = self.clock.now() if now is None else now
         jobs = []
+        results: list[Outcome] = []
         for route in self.routes:
             out = Outgoing(route.name, "test", route.targets, render_test(route.name, t), "test")
-            jobs += [self.deliverer.send_now(target, out) for target in route.targets]
-        return list(await asyncio.gather(*jobs))
+            jobs += [
+                self.deliverer.send_now(target, out)
+                for target in route.targets
+                if not is_alertmanager(target.reveal())
+            ]
+            for shown, error in await self.alertmanagers.send_test(route):
+                result = "sent" if error is None else "failed"
+                ident = url_id(shown)
+                results.append(
+                    Outcome(route.name, ident, "test", "test", result, error, 1, "", shown)
+                )
+        return [*await asyncio.gather(*jobs), *results]
 
     def pending(self) -> int:
         """Items waiting in the intake queue."""
