@@ -33,7 +33,7 @@ from riskwatch.rules.expr.syntax import (
     BoolOp,
     Call,
     Compare,
-    Duration,
+    DurationLiteral,
     Expr,
     Name,
     Negate,
@@ -172,7 +172,7 @@ def to_cel(node: Expr) -> str:
     if isinstance(node, Call):
         target, span = node.args
         assert isinstance(target, Name)
-        assert isinstance(span, Duration)
+        assert isinstance(span, DurationLiteral)
         return cel_window_var(WindowSpec(node.func, target.name, span.seconds))
     raise TypeError(node)
 

@@ -2,18 +2,27 @@
 
 ::
 
-    RiskwatchError                 base of everything riskwatch raises on purpose
-    ├── ConfigError                bad config or rule files (carries every Problem found)
-    ├── ProtocolError              the exchange broke the QFEX protocol on a connection
-    │   └── AuthenticationError    the exchange refused our credentials
-    ├── ActionError                a protective action could not be sent or confirmed
-    ├── NotificationError          a notification could not be delivered
-    └── StateStoreError            the state database is corrupt, foreign or unwritable
+    RiskwatchError                  base of everything riskwatch raises on purpose
+    ├── ConfigError                 bad config or rule files (carries every Problem found)
+    ├── ExpressionInvalid           a rule expression failed the checker (rules/expr/errors.py)
+    ├── ScenarioError               a simulator scenario file is invalid (sim/scenario.py)
+    ├── InvalidParams               a simulated command's params are unusable (sim/exchange.py)
+    ├── StateStoreError             the state database is corrupt, foreign or unwritable
+    │   └── DuplicateRecordError    the record is already stored (store/errors.py)
+    │       └── DuplicateActionError    the action intent is already in the audit log
+    └── SyntaxStop                  internal to the expression parser (rules/expr/parser.py)
 
-Each class docstring says what the daemon does when it is raised. A single malformed
-frame is *not* an exception: the session turns it into a ``BadMessage`` event that is
-counted and skipped (docs/reliability.md). Network failures stay ``OSError`` /
-``TimeoutError``: the client retries them with backoff.
+Every class is raised somewhere, and every exception class riskwatch defines is in this
+tree (``tests/unit/test_errors.py`` holds both, and this picture, to the code). Each class
+docstring says what happens when it is raised. ``ExpressionInvalid`` and
+``ScenarioError`` are also ``ValueError``: they are bad values handed to a function.
+
+A single malformed frame is *not* an exception: the session turns it into a
+``BadMessage`` event that is counted and skipped (docs/reliability.md). Network failures
+stay ``OSError`` / ``TimeoutError`` / ``ConnectionError`` (a command written to an
+account that is not connected): the client retries them with backoff, the action
+executor records the command as not sent. Programming errors (a wrong argument) are
+Python's own ``ValueError`` / ``TypeError``.
 
 Messages are lowercase, have no trailing period, name the offending value, and never
 contain a secret.
@@ -25,12 +34,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
-    "ActionError",
-    "AuthenticationError",
     "ConfigError",
-    "NotificationError",
     "Problem",
-    "ProtocolError",
     "RiskwatchError",
     "StateStoreError",
 ]
@@ -78,45 +83,6 @@ class ConfigError(RiskwatchError):
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems: tuple[Problem, ...] = tuple(problems)
         super().__init__("\n".join(str(p) for p in self.problems) or "invalid configuration")
-
-
-class ProtocolError(RiskwatchError):
-    """The exchange sent something that breaks the session's state machine.
-
-    Examples: a reply to a command we never sent, a subscription the server refuses
-    for good. The client logs it with a (secret-free) sample, counts it, closes the
-    connection and reconnects with backoff; the account's data goes stale meanwhile, so
-    the built-in ``DataStale`` alert covers a persistent fault.
-    """
-
-
-class AuthenticationError(ProtocolError):
-    """The exchange rejected the account's credentials (``authenticated: false`` or an
-    auth ``err``).
-
-    Not fatal (docs/design.md#precise-points): reported on every attempt, retried on the slow end of
-    the backoff (at least 30 s), ``/readyz`` unready and ``riskwatch_connected`` 0 for
-    that account meanwhile.
-    """
-
-
-class ActionError(RiskwatchError):
-    """A protective action was refused by the exchange, or never confirmed.
-
-    The executor retries it (a new attempt, a new ``client_order_id``) up to
-    ``actions.max_attempts`` times within ``actions.retry_window``, then records it as
-    ``failed`` in the audit log, counts ``actions_total{result="failed"}`` and sends a
-    critical ``FAILED`` escalation. It never stops evaluation.
-    """
-
-
-class NotificationError(RiskwatchError):
-    """A notification could not be delivered to one URL.
-
-    The delivery worker retries with backoff, counts
-    ``notifications_total{result="failed"}`` once it gives up, and never delays
-    evaluation or actions. Other URLs of the same route are unaffected.
-    """
 
 
 class StateStoreError(RiskwatchError):

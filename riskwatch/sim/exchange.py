@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from riskwatch.errors import RiskwatchError
 from riskwatch.sim import frames
 from riskwatch.sim.ledger import Ledger, Order, im_rate, mm_rate
 from riskwatch.sim.scenario import PricePath, Scenario, SymbolSpec
@@ -97,15 +98,18 @@ class Twap:
         }
 
 
-class BadParams(Exception):
-    """A command's params are unusable; becomes ``err`` ``InvalidParameter``."""
+class InvalidParams(RiskwatchError):
+    """A command's params are unusable; the simulator answers ``err`` ``InvalidParameter``.
+
+    Raised and caught inside the simulated exchange; it never leaves it.
+    """
 
 
 def _num(params: dict[str, Any], key: str, default: float | None = None) -> float:
     value = params.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         msg = f"{key} must be a number, got {value!r}"
-        raise BadParams(msg)
+        raise InvalidParams(msg)
     return float(value)
 
 
@@ -113,7 +117,7 @@ def _str(params: dict[str, Any], key: str, default: str | None = None) -> str:
     value = params.get(key, default)
     if not isinstance(value, str):
         msg = f"{key} must be a string, got {value!r}"
-        raise BadParams(msg)
+        raise InvalidParams(msg)
     return value
 
 
@@ -351,7 +355,7 @@ class Exchange:
             return [Out(account, None, frames.err("InvalidParameter", text, request))]
         try:
             return handler(account, params, request, now)
-        except BadParams as exc:
+        except InvalidParams as exc:
             return [Out(account, None, frames.err("InvalidParameter", str(exc), request))]
 
     def _handlers(
@@ -385,7 +389,7 @@ class Exchange:
         side = _str(params, "side")
         if side not in ("BUY", "SELL"):
             msg = f"side must be BUY or SELL, got {side!r}"
-            raise BadParams(msg)
+            raise InvalidParams(msg)
         order_type = _str(params, "order_type", "LIMIT")
         tif = _str(params, "order_time_in_force", "GTC")
         qty = _num(params, "quantity")
@@ -395,7 +399,7 @@ class Exchange:
         client_id = params.get("client_order_id") or ""
         if not isinstance(client_id, str):
             msg = f"client_order_id must be a string, got {client_id!r}"
-            raise BadParams(msg)
+            raise InvalidParams(msg)
         order = Order(
             order_id=self.new_id(),
             symbol=str(symbol_raw),
@@ -469,7 +473,7 @@ class Exchange:
         client_id = params.get("client_order_id") or ""
         if not isinstance(client_id, str):
             msg = f"client_order_id must be a string, got {client_id!r}"
-            raise BadParams(msg)
+            raise InvalidParams(msg)
         qty = ledger.position(symbol).qty if symbol else 0.0
         mark = self.marks.get(symbol or "", 0.0)
         side = "SELL" if qty > 0 else "BUY"
@@ -544,7 +548,7 @@ class Exchange:
             ]
         if id_type not in ("order_id", "client_order_id"):
             msg = f"unknown cancel_order_id_type {id_type!r}"
-            raise BadParams(msg)
+            raise InvalidParams(msg)
         hits = [
             o
             for o in ledger.orders.values()
@@ -651,11 +655,11 @@ class Exchange:
         leverage = _num(params, "leverage")
         if symbol is None:
             msg = f"unknown symbol {params.get('symbol')!r}"
-            raise BadParams(msg)
+            raise InvalidParams(msg)
         cap = self.spec(symbol).max_leverage
         if not 1.0 <= leverage <= cap:
             msg = f"leverage {leverage!r} outside 1..{cap:g} for {symbol}"
-            raise BadParams(msg)
+            raise InvalidParams(msg)
         # DOCS set_leverage: rejected while the symbol has a position or open orders.
         if abs(ledger.position(symbol).qty) > _EPS or ledger.open_orders(symbol):
             text = f"cannot change leverage of {symbol} with an open position or open orders"
@@ -701,27 +705,27 @@ class Exchange:
         symbol = self._known_symbol(params)
         if symbol is None:
             msg = f"unknown symbol {params.get('symbol')!r}"
-            raise BadParams(msg)
+            raise InvalidParams(msg)
         side = _str(params, "side")
         if side not in ("BUY", "SELL"):
             msg = f"side must be BUY or SELL, got {side!r}"
-            raise BadParams(msg)
+            raise InvalidParams(msg)
         total = _num(params, "total_quantity")
         num = _num(params, "num_orders")
         interval = _num(params, "order_interval_secs")
         reduce_only = params.get("reduce_only")
         if not isinstance(reduce_only, bool):
             msg = f"reduce_only must be a boolean, got {reduce_only!r}"
-            raise BadParams(msg)
+            raise InvalidParams(msg)
         if num < 2 or num != int(num):
             msg = f"num_orders must be an integer >= 2, got {num!r}"
-            raise BadParams(msg)
+            raise InvalidParams(msg)
         if interval < MIN_TWAP_INTERVAL:
             msg = f"order_interval_secs must be >= 30, got {interval!r}"
-            raise BadParams(msg)
+            raise InvalidParams(msg)
         if total / num < MIN_QUANTITY:
             msg = f"total_quantity / num_orders below the minimum quantity: {total!r}"
-            raise BadParams(msg)
+            raise InvalidParams(msg)
         client_twap_id = params.get("client_twap_id")
         if client_twap_id is not None and (
             not isinstance(client_twap_id, str) or len(client_twap_id) > 64
@@ -729,7 +733,7 @@ class Exchange:
             msg = (
                 f"client_twap_id must be a string of at most 64 characters, got {client_twap_id!r}"
             )
-            raise BadParams(msg)
+            raise InvalidParams(msg)
         twap = Twap(
             twap_id=self.new_id(),
             client_twap_id=client_twap_id,

@@ -49,11 +49,12 @@ from typing import Any
 import yaml
 
 from riskwatch import durations
+from riskwatch.errors import RiskwatchError
 
 FAULT_KINDS = ("drop_connections", "stall_pulses", "malformed_frame", "reject_next", "delay_next")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(RiskwatchError, ValueError):
     """A scenario file is invalid; the message names the file, the key and the value."""
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .errors import Code, ExprError, position_of
 from .names import Scope, is_position_only, lookup, names_in_scope, suggest
-from .syntax import Binary, BoolOp, Call, Compare, Duration, Expr, Name, Negate, Not, Number
+from .syntax import Binary, BoolOp, Call, Compare, DurationLiteral, Expr, Name, Negate, Not, Number
 from .windows import MAX_WINDOW_SECONDS, WINDOW_FUNCTIONS, WindowSpec
 
 __all__ = ["FUNCTIONS", "CheckResult", "Type", "check"]
@@ -84,7 +84,7 @@ class _Checker:
     def visit(self, node: Expr) -> Type:
         if isinstance(node, Number):
             return Type.NUMBER
-        if isinstance(node, Duration):
+        if isinstance(node, DurationLiteral):
             return Type.DURATION
         if isinstance(node, Name):
             return self.name(node)
@@ -114,9 +114,9 @@ class _Checker:
         if got is expected or got is Type.ERROR:
             return
         if got is Type.DURATION:
+            example = node.text if isinstance(node, DurationLiteral) else "5m"
             msg = (
-                f"a duration such as {node.text if isinstance(node, Duration) else '5m'} can "
-                "only be the second argument of a window function"
+                f"a duration such as {example} can only be the second argument of a window function"
             )
             self.error(Code.DURATION_MISPLACED, msg, node.pos)
             return
@@ -181,7 +181,7 @@ class _Checker:
             ok = False
         elif self.name(target) is Type.ERROR:
             ok = False
-        if not isinstance(span, Duration):
+        if not isinstance(span, DurationLiteral):
             got = self.visit(span)
             if got is not Type.ERROR:
                 msg = (
@@ -198,7 +198,7 @@ class _Checker:
             msg = f"window duration '{span.text}' is longer than the limit of 90d"
             self.error(Code.DURATION_TOO_LONG, msg, span.pos)
             ok = False
-        if ok and isinstance(target, Name) and isinstance(span, Duration):
+        if ok and isinstance(target, Name) and isinstance(span, DurationLiteral):
             self.result.windows.add(WindowSpec(func, target.name, span.seconds))
         return Type.NUMBER
 

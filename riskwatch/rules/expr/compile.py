@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from .syntax import Binary, BoolOp, Call, Compare, Duration, Expr, Name, Negate, Not, Number
+from .syntax import Binary, BoolOp, Call, Compare, DurationLiteral, Expr, Name, Negate, Not, Number
 from .windows import WindowSource
 
 __all__ = ["Env", "Evaluator", "Missing", "compile_node", "fold_constants"]
@@ -70,7 +70,7 @@ def fold_constants(node: Expr) -> Expr | Missing:
     Folding runs the evaluator itself on an empty environment, so semantics match.
     Constant bool subtrees (`1 < 2`) are left alone: they are rare and cheap.
     """
-    if isinstance(node, Number | Name | Duration):
+    if isinstance(node, Number | Name | DurationLiteral):
         return node
     if _is_constant_number(node):
         value = _compile(node)({}, _NoSource(), 0.0)
@@ -443,7 +443,7 @@ def _call(node: Call) -> Evaluator:
 
         return extreme
     target, span = node.args
-    if not isinstance(target, Name) or not isinstance(span, Duration):
+    if not isinstance(target, Name) or not isinstance(span, DurationLiteral):
         msg = f"unchecked window call {func}"
         raise TypeError(msg)
     name, seconds = target.name, span.seconds

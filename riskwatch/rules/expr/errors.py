@@ -14,6 +14,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from riskwatch.errors import RiskwatchError
+
 __all__ = ["Code", "ExprError", "ExpressionInvalid", "position_of"]
 
 
@@ -72,7 +74,7 @@ def position_of(text: str, offset: int) -> tuple[int, int]:
     return line, col
 
 
-class ExpressionInvalid(ValueError):
+class ExpressionInvalid(RiskwatchError, ValueError):
     """An expression did not pass the checker; `errors` lists every problem found.
 
     Raised only by `compile_expression`; the rule loader reports each error as

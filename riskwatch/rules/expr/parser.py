@@ -18,9 +18,11 @@ errors are all reported, and the checker reports every type and name error.
 
 from __future__ import annotations
 
+from riskwatch.errors import RiskwatchError
+
 from .errors import Code, ExprError
 from .lexer import tokenize
-from .syntax import Binary, BoolOp, Call, Compare, Duration, Expr, Name, Negate, Not, Number
+from .syntax import Binary, BoolOp, Call, Compare, DurationLiteral, Expr, Name, Negate, Not, Number
 from .tokens import COMPARISONS, Kind, Token
 
 __all__ = ["MAX_DEPTH", "parse"]
@@ -29,8 +31,11 @@ MAX_DEPTH = 60
 """Deepest accepted syntax tree; keeps every later recursive pass far from Python's limit."""
 
 
-class _Stop(Exception):
-    """Internal: the first syntax error, caught in `parse`."""
+class SyntaxStop(RiskwatchError):
+    """Internal: carries the first syntax error up to `parse`, which returns it.
+
+    Never leaves this module.
+    """
 
     def __init__(self, error: ExprError) -> None:
         super().__init__(error.message)
@@ -53,7 +58,7 @@ def parse(text: str) -> Expr | list[ExprError]:
             parser.fail(
                 Code.TOO_DEEP, f"expression nests deeper than {MAX_DEPTH} levels", tokens[0]
             )
-    except _Stop as stop:
+    except SyntaxStop as stop:
         return [stop.error]
     return node
 
@@ -76,7 +81,7 @@ class _Parser:
         return token
 
     def fail(self, code: Code, msg: str, token: Token) -> None:
-        raise _Stop(ExprError(code, msg, token.offset, token.line, token.col))
+        raise SyntaxStop(ExprError(code, msg, token.offset, token.line, token.col))
 
     def unexpected(self, token: Token) -> None:
         if token.kind is Kind.EOF:
@@ -152,7 +157,7 @@ class _Parser:
         if token.kind is Kind.NUMBER:
             return Number(token.value, token.offset)
         if token.kind is Kind.DURATION:
-            return Duration(token.value, token.text, token.offset)
+            return DurationLiteral(token.value, token.text, token.offset)
         if token.kind is Kind.NAME:
             if self.peek.kind is Kind.LPAREN:
                 return self.call(token)

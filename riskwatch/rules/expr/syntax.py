@@ -14,7 +14,7 @@ __all__ = [
     "BoolOp",
     "Call",
     "Compare",
-    "Duration",
+    "DurationLiteral",
     "Expr",
     "Name",
     "Negate",
@@ -32,7 +32,7 @@ class Number:
 
 
 @dataclass(frozen=True, slots=True)
-class Duration:
+class DurationLiteral:
     """A duration literal such as `5m`, in seconds; valid only as a window argument."""
 
     seconds: float
@@ -107,4 +107,4 @@ class Call:
     close_pos: int = field(compare=False, default=0)
 
 
-Expr = Number | Duration | Name | Negate | Binary | Compare | BoolOp | Not | Call
+Expr = Number | DurationLiteral | Name | Negate | Binary | Compare | BoolOp | Not | Call

@@ -7,7 +7,16 @@ import pytest
 from riskwatch.rules.expr import NO_WINDOWS, CheckedExpr, Code, ExprError, parse_and_check
 from riskwatch.rules.expr.lexer import tokenize
 from riskwatch.rules.expr.parser import MAX_DEPTH, parse
-from riskwatch.rules.expr.syntax import Binary, BoolOp, Call, Compare, Duration, Name, Negate, Not
+from riskwatch.rules.expr.syntax import (
+    Binary,
+    BoolOp,
+    Call,
+    Compare,
+    DurationLiteral,
+    Name,
+    Negate,
+    Not,
+)
 from riskwatch.rules.expr.syntax import Number as Num
 from riskwatch.rules.expr.tokens import Kind
 
@@ -98,7 +107,9 @@ def test_parentheses_and_calls() -> None:
     assert tree("(a + b) * max(c, 2)") == Binary(
         "*", Binary("+", Name("a"), Name("b")), Call("max", (Name("c"), Num(2)))
     )
-    assert tree("drawdown(equity, 24h)") == Call("drawdown", (Name("equity"), Duration(86400)))
+    assert tree("drawdown(equity, 24h)") == Call(
+        "drawdown", (Name("equity"), DurationLiteral(86400))
+    )
 
 
 @pytest.mark.parametrize(
