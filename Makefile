@@ -19,6 +19,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check riskwatch tests bench
 	$(BIN)/ruff format --check riskwatch tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install
 	$(BIN)/mypy

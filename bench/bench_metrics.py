@@ -38,7 +38,7 @@ from riskwatch.daemon.app import Daemon
 from riskwatch.metrics import exposition_chunks
 from riskwatch.model import BalanceUpdate, PositionUpdate
 from riskwatch.rules.load import load_rule_files
-from riskwatch.web.server import build_app
+from riskwatch.web.routes import build_app
 
 SYMBOLS = [f"S{i:02d}-USD" for i in range(20)]
 T0 = 1_767_225_600.0
@@ -97,10 +97,10 @@ async def build(n: int, work: Path) -> Daemon:
     daemon = Daemon(config, rules=load_rule_files(list(config.rules.files)))
     for name, rt in daemon.accounts.items():
         for frame in pulse(T0):
-            daemon._on_trade_events(name, frame, T0)
+            daemon.frames.on_trade_events(name, frame, T0)
         rt.status = None
     await asyncio.sleep(0)
-    gc.freeze()  # as riskwatch.daemon.app.serve does after start-up
+    gc.freeze()  # as riskwatch.daemon.serve.serve does after start-up
     return daemon
 
 
@@ -109,7 +109,7 @@ def render(daemon: Daemon) -> bytes:
 
 
 async def loop_lag(daemon: Daemon, scrapes: int) -> dict[str, Any]:
-    app = build_app(daemon, daemon.registry)
+    app = build_app(daemon.views, daemon.commands, daemon.registry, daemon.admin)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -96,7 +96,7 @@ class Probe:
         self.from_burst: list[float] = []
 
     def wrap(self, daemon: Daemon) -> None:
-        inner = daemon._on_trade_events
+        inner = daemon.frames.on_trade_events
 
         def on_events(account: str, events: Sequence[Event], now: float) -> list[str]:
             if now - self.last.get(account, 0.0) > 0.05:
@@ -104,7 +104,7 @@ class Probe:
             self.last[account] = now
             return inner(account, events, now)
 
-        daemon._on_trade_events = on_events  # type: ignore[method-assign]
+        daemon.frames.on_trade_events = on_events  # type: ignore[method-assign]
         probe = self
 
         async def flush(self: Any, ws: ClientConnection, session: TradeSession) -> None:
@@ -178,7 +178,7 @@ async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
         probe = Probe()
         probe.wrap(daemon)
         await daemon.start()
-        gc.freeze()  # as riskwatch.daemon.app.serve() does after start-up
+        gc.freeze()  # as riskwatch.daemon.serve.serve() does after start-up
         try:
             line = await asyncio.wait_for(sim.stdout.readline(), 60 + trips * 0.5)
             if line.strip() != b"DONE":

@@ -135,7 +135,7 @@ async def run(n: int, seconds: float, warmup: float, gap: float, folder: Path) -
         probe.wrap(daemon)
         started = time.monotonic()
         await daemon.start()
-        gc.freeze()  # as riskwatch.daemon.app.serve() does after start-up
+        gc.freeze()  # as riskwatch.daemon.serve.serve() does after start-up
         await wait_http(f"http://127.0.0.1:{daemon.http_port}/readyz", timeout=180)
         ready_s = time.monotonic() - started
         prom_port = free_port()

@@ -24,7 +24,7 @@ EXIT_CONFIG = 2
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from riskwatch.daemon.app import run_daemon
+    from riskwatch.daemon.serve import run_daemon
     from riskwatch.shard import ALL, parse_shard
 
     return run_daemon(

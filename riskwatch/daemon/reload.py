@@ -38,17 +38,19 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from riskwatch.clock import Clock
 from riskwatch.config import AccountConfig, Config, load_config
+from riskwatch.daemon.accounts import AccountRuntime
+from riskwatch.daemon.live import LiveConfig
 from riskwatch.errors import ConfigError, Problem
 from riskwatch.logredact import install_redaction
+from riskwatch.metrics import Metrics
 from riskwatch.notify.notice import AlertNotice
+from riskwatch.notify.service import NotifyService
 from riskwatch.rules.load import load_rule_files
 from riskwatch.rules.model import RuleSet
-
-if TYPE_CHECKING:
-    from riskwatch.daemon.app import Daemon
 
 __all__ = [
     "FAILED_ALERT",
@@ -176,14 +178,25 @@ def signature(paths: Iterable[Path]) -> Signature:
 
 
 class Reloader:
-    """Reloads the configuration of a running :class:`~riskwatch.daemon.app.Daemon`.
+    """Reloads the configuration of a running daemon into ``live`` and its parts.
 
     :meth:`reload` is safe to call from a signal handler's task, the HTTP API and the
     watcher at once: reloads are serialised. :attr:`last` describes the latest one.
     """
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(
+        self,
+        live: LiveConfig,
+        accounts: dict[str, AccountRuntime],
+        metrics: Metrics,
+        notifier: NotifyService,
+        clock: Clock,
+    ) -> None:
+        self.live = live
+        self.accounts = accounts
+        self.metrics = metrics
+        self.notifier = notifier
+        self.clock = clock
         self.last: dict[str, Any] | None = None
         self.failures = 0
         self._lock = asyncio.Lock()
@@ -191,7 +204,7 @@ class Reloader:
         self.interval = POLL_SECONDS
         self.select: Callable[[tuple[AccountConfig, ...]], tuple[AccountConfig, ...]] | None = None
         """The accounts this process watches (``--shard``), applied to a new config."""
-        self._seen: Signature = signature(watched_paths(daemon.config))
+        self._seen: Signature = signature(watched_paths(live.config))
         self._requests: set[asyncio.Task[ReloadOutcome]] = set()
 
     def request(self, trigger: str) -> None:
@@ -203,9 +216,8 @@ class Reloader:
     async def reload(self, trigger: str) -> ReloadOutcome:
         """Re-read the config and rules; apply them or keep the old ones (module doc)."""
         async with self._lock:
-            d = self.daemon
-            path = d.config.path
-            seen = signature(watched_paths(d.config))
+            path = self.live.config.path
+            seen = signature(watched_paths(self.live.config))
             log.info("configuration reload (%s): reading %s", trigger, path)
             try:
                 config, rules = await asyncio.to_thread(read_candidate, path)
@@ -218,12 +230,11 @@ class Reloader:
                 problem = Problem(str(path), 0, 0, f"reload failed: {type(exc).__name__}")
                 return self._refuse(trigger, [problem])
             outcome = self._apply(trigger, config, rules)
-            self._seen = signature(watched_paths(d.config))
+            self._seen = signature(watched_paths(self.live.config))
             return outcome
 
     def _refuse(self, trigger: str, problems: Iterable[Problem]) -> ReloadOutcome:
-        d = self.daemon
-        now = d.clock.now()
+        now = self.clock.now()
         lines = tuple(str(p) for p in problems) or ("invalid configuration",)
         for line in lines:
             log.error("%s", line)
@@ -233,7 +244,7 @@ class Reloader:
             trigger,
             len(lines),
         )
-        d.metrics.config_reload.labels("failure").inc()
+        self.metrics.config_reload.labels("failure").inc()
         self.failures += 1
         shown = lines[:MAX_PROBLEMS_NOTIFIED]
         more = len(lines) - len(shown)
@@ -249,17 +260,17 @@ class Reloader:
             description="\n".join(shown) + (f"\n… and {more} more" if more else ""),
             since=now,
         )
-        d.notifier.enqueue_alert(notice)
+        self.notifier.enqueue_alert(notice)
         self._failing = notice
-        outcome = ReloadOutcome(False, trigger, now, lines, len(d.rules.rules))
+        outcome = ReloadOutcome(False, trigger, now, lines, len(self.live.rules.rules))
         self.last = outcome.to_dict()
         return outcome
 
     def _apply(self, trigger: str, new: Config, rules: RuleSet) -> ReloadOutcome:
         """Switch rules and routes in one loop step (no await: no evaluation between)."""
-        d = self.daemon
-        now = d.clock.now()
-        old = d.config
+        live, accounts, notifier = self.live, self.accounts, self.notifier
+        now = self.clock.now()
+        old = live.config
         if self.select is not None:
             new = dataclasses.replace(new, accounts=self.select(new.accounts))
         restart = restart_sections(old, new)
@@ -271,19 +282,19 @@ class Reloader:
             )
         before = {
             (a.rule, a.account, a.symbol or "", a.severity): a
-            for rt in d.accounts.values()
+            for rt in accounts.values()
             for a in rt.core.alerts()
         }
-        old_names = set(d.rules.by_name)
-        d.rules = rules
-        for rt in d.accounts.values():
+        old_names = set(live.rules.by_name)
+        live.rules = rules
+        for rt in accounts.values():
             rt.core.set_rules(rules)
         after = {
             (a.rule, a.account, a.symbol or "", a.severity): a
-            for rt in d.accounts.values()
+            for rt in accounts.values()
             for a in rt.core.alerts()
         }
-        m = d.metrics
+        m = self.metrics
         for rule, account, symbol, severity in before.keys() - after.keys():
             # The rule is gone (or changed severity or scope): its series must not
             # stay at "firing" for ever.
@@ -295,19 +306,19 @@ class Reloader:
         for r in rules.rules:
             if r.name in old_names:
                 continue
-            for account in d.accounts:
+            for account in accounts:
                 if r.scope == "account" and (r.name, account, "", r.severity) not in after:
                     m.alert_state.labels(r.name, account, "", r.severity).set(0)
                 m.alerts_fired.labels(r.name, account, r.severity)
         merged = hot_config(old, new)
         if merged.notifications != old.notifications:
-            d.notifier.set_routes(merged.notifications)
+            notifier.set_routes(merged.notifications)
             install_redaction([u.reveal() for rc in merged.notifications.routes for u in rc.urls])
-        for name, rt in d.accounts.items():
-            d.notifier.enqueue_sync(name, rt.core.alerts(), now)
-        d.config = merged
+        for name, rt in accounts.items():
+            notifier.enqueue_sync(name, rt.core.alerts(), now)
+        live.config = merged
         if self._failing is not None:
-            d.notifier.enqueue_alert(dataclasses.replace(self._failing, status="resolved", at=now))
+            notifier.enqueue_alert(dataclasses.replace(self._failing, status="resolved", at=now))
             self._failing = None
         m.config_reload.labels("success").inc()
         added_rules = sorted(set(rules.by_name) - old_names)
@@ -334,7 +345,7 @@ class Reloader:
         previous: Signature | None = None
         while True:
             await asyncio.sleep(self.interval)
-            current = signature(watched_paths(self.daemon.config))
+            current = signature(watched_paths(self.live.config))
             if current != self._seen and current == previous and not self._lock.locked():
                 try:
                     await self.reload("file change")

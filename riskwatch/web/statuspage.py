@@ -25,14 +25,12 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from riskwatch import __version__
 from riskwatch.rules.expr.syntax import BoolOp, Compare, Expr, Name, Number
 from riskwatch.rules.model import RuleSet
-
-if TYPE_CHECKING:
-    from riskwatch.daemon.app import Daemon
+from riskwatch.web.view import DaemonView
 
 __all__ = ["REFRESH_SECONDS", "PageData", "Threshold", "page_of", "render", "thresholds_of"]
 
@@ -478,21 +476,14 @@ def render(data: PageData) -> str:
     )
 
 
-def page_of(daemon: Daemon) -> str:
+def page_of(view: DaemonView) -> str:
     """Gather the daemon's views and render the page (reads the notification log)."""
-    state = daemon.state_document()
-    alerts = daemon.alerts_document().get("alerts", [])
-    notifications: list[dict[str, Any]] = []
-    if daemon.store is not None:
-        # A read of a few rows under the store's lock: well under a millisecond.
-        notifications = [r.to_dict() for r in daemon.store.notifications(RECENT_ROWS)]
-    reloader = getattr(daemon, "reloader", None)
     return render(
         PageData(
-            state=state,
-            alerts=alerts,
-            notifications=notifications,
-            thresholds=thresholds_of(daemon.rules),
-            reload=reloader.last if reloader is not None else None,
+            state=view.state_document(),
+            alerts=view.alerts_document().get("alerts", []),
+            notifications=view.recent_notifications(RECENT_ROWS),
+            thresholds=thresholds_of(view.rules()),
+            reload=view.last_reload(),
         )
     )

@@ -15,7 +15,7 @@ from riskwatch.qfex.schemas import MAX_FRAME_CHARS, decode_mds, decode_trade
 from riskwatch.qfex.session import SessionState, TradeSession
 from riskwatch.rules.load import load_rule_files, load_rules_text
 from riskwatch.rules.model import RuleSet
-from riskwatch.web.server import json_response
+from riskwatch.web.jsondoc import json_response
 from tests.support.paths import REPO
 from tests.support.strategies import dumps, examples, json_values, mangle, shaped_frames
 

@@ -14,15 +14,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from riskwatch.cli.main import main
 from riskwatch.cli.notify_test import notify_test
 from riskwatch.cli.silence import run_silence
-from riskwatch.clock import ManualClock
-from riskwatch.config import NotificationsConfig, load_config_text
+from riskwatch.clock import Clock, ManualClock
+from riskwatch.config import load_config_text
+from riskwatch.daemon.app import Daemon
 from riskwatch.notify.deliver import DeliveryPolicy
 from riskwatch.notify.notice import alert_labels
-from riskwatch.notify.service import NotifyService
-from riskwatch.secret import Secret
 from riskwatch.store import Store
-from riskwatch.web.server import AdminGuard
-from riskwatch.web.silences import add_silence_routes
+from riskwatch.web.routes import build_app
 from tests.support.notify_sinks import WEBHOOK_TOKEN, webhook
 
 MS = 0.001
@@ -30,11 +28,25 @@ T0 = 1_700_000_000.0
 ADMIN = "admin-token-7d3c9e1f"
 
 
-async def api(
-    service: NotifyService, token: str | None
-) -> TestClient[web.Request, web.Application]:
-    app = web.Application()
-    add_silence_routes(app, service, AdminGuard(Secret(token) if token else None))
+def daemon_of(token: str | None, clock: Clock | None = None, store: Store | None = None) -> Daemon:
+    """A daemon (not started: no exchange connection) whose notifier serves the silences."""
+    lines = [
+        "exchange:",
+        "  url: ws://127.0.0.1:9/",
+        "accounts:",
+        "  - name: desk-a",
+        "    public_key: pk",
+        "    secret_key: sk",
+    ]
+    if token:
+        lines += ["http:", f"  admin_token: {token}"]
+    config = load_config_text("\n".join(lines) + "\n", "/tmp/riskwatch.yaml", environ={})
+    return Daemon(config, clock=clock, store=store)
+
+
+async def api(daemon: Daemon) -> TestClient[web.Request, web.Application]:
+    """The daemon's HTTP routes on a loopback test server."""
+    app = build_app(daemon.views, daemon.commands, daemon.registry, daemon.admin)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     return client
@@ -42,8 +54,7 @@ async def api(
 
 async def test_mutations_disabled_without_token() -> None:
     """With no admin token, POST and DELETE answer 403 and GET still works."""
-    svc = NotifyService(NotificationsConfig(), clock=ManualClock(T0))
-    client = await api(svc, None)
+    client = await api(daemon_of(None, clock=ManualClock(T0)))
     try:
         r = await client.post("/api/silences", json={"matchers": ["a=b"], "duration": 60})
         assert r.status == 403
@@ -61,9 +72,10 @@ async def test_silence_lifecycle_with_token(
     caplog.set_level(logging.INFO)
     clock = ManualClock(T0)
     store = Store.open(tmp_path / "state.db")
-    svc = NotifyService(NotificationsConfig(), clock=clock, store=store)
+    d = daemon_of(ADMIN, clock=clock, store=store)
+    svc = d.notifier
     await svc.start()
-    client = await api(svc, ADMIN)
+    client = await api(d)
     try:
         body = {
             "matchers": [{"name": "rule", "op": "=~", "value": "Margin.*"}, "account=desk-a"],
@@ -108,8 +120,7 @@ async def test_silence_lifecycle_with_token(
 
 async def test_silence_cli_against_the_api() -> None:
     """silence add, list and expire work through the HTTP API with the admin token."""
-    svc = NotifyService(NotificationsConfig())
-    client = await api(svc, ADMIN)
+    client = await api(daemon_of(ADMIN))
     base = str(client.make_url("")).rstrip("/")
     out = io.StringIO()
     try:

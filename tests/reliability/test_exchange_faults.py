@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-import riskwatch.daemon.app
+import riskwatch.daemon.connections
 from riskwatch.daemon.app import Daemon
 from riskwatch.qfex.client import SocketOptions
 from riskwatch.sim.server import Simulator
@@ -279,7 +279,7 @@ async def test_stall_fires_data_stale_and_acts_on_nothing(tmp_path: Path) -> Non
 async def test_auth_fails_then_succeeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rejected credentials: unready, retried on the slow schedule only; then fixed, live."""
     fast = functools.partial(SocketOptions, auth_retry_interval=0.5, backoff_initial=0.1)
-    monkeypatch.setattr(riskwatch.daemon.app, "SocketOptions", fast)
+    monkeypatch.setattr(riskwatch.daemon.connections, "SocketOptions", fast)
     async with simulator("crash", pulse_interval=0.1) as (sim, secret):
         setup = setup_for(sim, tmp_path, secret)
         public_key = sim.scenario.accounts[0].public_key

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-import riskwatch.web.server
+import riskwatch.web.guard
 from riskwatch.config import load_config_text
 from riskwatch.errors import ConfigError
 from riskwatch.rules.load import load_rules_text
-from riskwatch.web.server import MAX_BODY
+from riskwatch.web.routes import MAX_BODY
 from tests.support.paths import REPO
 from tests.support.rig import Http, Setup, free_port, in_process, metric
 
@@ -104,13 +104,13 @@ async def test_token_comparison_is_constant_time(
 
     monkeypatch.setattr(
         hmac, "compare_digest", spy
-    )  # riskwatch.web.server calls hmac.compare_digest
+    )  # riskwatch.web.guard calls hmac.compare_digest
     async with _served(tmp_path, TOKEN) as http:
         await http.request("POST", "/api/disarm", token="wrong-guess")
         await http.request("POST", "/api/disarm", token=TOKEN)
     assert len(calls) == 2
     assert calls[1] == (TOKEN.encode(), TOKEN.encode())
-    source = Path(riskwatch.web.server.__file__).read_text(encoding="utf-8")
+    source = Path(riskwatch.web.guard.__file__).read_text(encoding="utf-8")
     assert not re.search(r"_token\s*==|==\s*self\._token", source)
 
 

@@ -1,0 +1,119 @@
+"""The exchange connections: one trade WebSocket per account, one market-data WebSocket.
+
+Each runs in its own task (reconnecting with backoff, :mod:`riskwatch.qfex.client`)
+and hands its frames to :class:`~riskwatch.daemon.frames.Frames`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from riskwatch.clock import Clock
+from riskwatch.config import AccountConfig, Config
+from riskwatch.daemon.accounts import AccountRuntime, session_for
+from riskwatch.daemon.frames import Frames
+from riskwatch.model import Event
+from riskwatch.qfex.client import (
+    ConnectionStatus,
+    MarketDataConnection,
+    SocketOptions,
+    TradeConnection,
+)
+from riskwatch.qfex.recorder import Recorder
+from riskwatch.qfex.session import TradeSession
+
+__all__ = ["Connections"]
+
+
+class Connections:
+    """Opens, feeds and closes the exchange connections of the watched accounts."""
+
+    def __init__(
+        self,
+        config: Config,
+        accounts: dict[str, AccountRuntime],
+        frames: Frames,
+        clock: Clock,
+        recorder: Recorder | None,
+    ) -> None:
+        self.config = config
+        self.accounts = accounts
+        self.frames = frames
+        self.clock = clock
+        self.recorder = recorder
+        self.mds: MarketDataConnection | None = None
+
+    def _options(self) -> SocketOptions:
+        exchange = self.config.exchange
+        return SocketOptions(
+            ping_interval=exchange.ping_interval.seconds,
+            ping_timeout=exchange.ping_timeout.seconds,
+        )
+
+    def start_market_data(self) -> list[asyncio.Task[None]]:
+        """Open the market-data connection, when configured; return its task."""
+        cfg = self.config
+        options = self._options()
+        frames = self.frames
+        tasks: list[asyncio.Task[None]] = []
+        if cfg.exchange.market_data_url:
+            self.mds = MarketDataConnection(
+                url=cfg.exchange.market_data_url,
+                on_events=lambda events, now: frames.on_mds_events(events, now),
+                clock=self.clock,
+                options=options,
+                recorder=self.recorder,
+            )
+            frames.mds = self.mds
+            tasks.append(asyncio.create_task(self.mds.run(), name="mds"))
+        return tasks
+
+    def start_trade(self) -> list[asyncio.Task[None]]:
+        """Open one trade connection per account; return their tasks."""
+        cfg = self.config
+        options = self._options()
+        frames = self.frames
+        tasks: list[asyncio.Task[None]] = []
+        for name, rt in self.accounts.items():
+            acc = rt.config
+
+            # Looked up at each call: a wrapper set on ``frames`` (benches) is honoured.
+            def on_events(events: Sequence[Event], now: float, _n: str = name) -> list[str]:
+                return frames.on_trade_events(_n, events, now)
+
+            def on_status(status: ConnectionStatus, _n: str = name) -> None:
+                frames.on_status(_n, status)
+
+            def make_session(_a: AccountConfig = acc) -> TradeSession:
+                return session_for(_a)
+
+            rt.connection = TradeConnection(
+                account=name,
+                url=cfg.exchange.url,
+                session_factory=make_session,
+                on_events=on_events,
+                clock=self.clock,
+                options=options,
+                recorder=self.recorder,
+                on_status=on_status,
+            )
+            tasks.append(asyncio.create_task(rt.connection.run(), name=f"trade:{name}"))
+        return tasks
+
+    async def stop(self) -> None:
+        """Close every connection (at most 3 s)."""
+        closers = [rt.connection.stop() for rt in self.accounts.values() if rt.connection]
+        if self.mds is not None:
+            closers.append(self.mds.stop())
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*closers, return_exceptions=True), timeout=3)
+
+    def send_frame(self, account: str, frame: str) -> float:
+        """Write a command frame for ``account`` now; ConnectionError when not connected."""
+        conn = self.accounts[account].connection
+        if conn is None:
+            msg = f"account {account!r} has no connection"
+            raise ConnectionError(msg)
+        return conn.send_nowait(frame)

@@ -1,0 +1,163 @@
+"""The daemon's read-only views: the ``/api`` documents, readiness and the metrics scrape.
+
+:class:`Views` implements :class:`riskwatch.web.view.DaemonView`; the web package reads
+the daemon through it only. Each document is built on demand from the accounts' cores
+and the executor's status (no lock, no await on the evaluation path) and holds figures,
+names and reason codes only: never a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from riskwatch import __version__
+from riskwatch.actions.executor import ActionExecutor
+from riskwatch.clock import Clock
+from riskwatch.daemon.accounts import AccountRuntime
+from riskwatch.daemon.live import LiveConfig
+from riskwatch.metrics import AccountView, Scrape
+from riskwatch.notify.notice import alert_labels
+from riskwatch.notify.service import NotifyService
+from riskwatch.qfex.client import ConnectionStatus, MarketDataConnection
+from riskwatch.rules.model import RuleSet
+from riskwatch.store import Store
+
+__all__ = ["Views"]
+
+
+class Views:
+    """Documents of the running daemon for ``/api``, the status page and ``/metrics``."""
+
+    def __init__(
+        self,
+        live: LiveConfig,
+        accounts: dict[str, AccountRuntime],
+        executor: ActionExecutor,
+        notifier: NotifyService,
+        clock: Clock,
+        store: Store | None,
+        market_data: Callable[[], MarketDataConnection | None],
+        last_reload: Callable[[], dict[str, Any] | None],
+    ) -> None:
+        self._live = live
+        self._accounts = accounts
+        self._executor = executor
+        self._notifier = notifier
+        self._clock = clock
+        self._store = store
+        self._market_data = market_data
+        self._last_reload = last_reload
+
+    def now(self) -> float:
+        """The daemon's clock."""
+        return self._clock.now()
+
+    def scrape(self) -> Scrape:
+        """What ``/metrics`` reads at scrape time: each account's link and figures."""
+        now = self._clock.now()
+        return Scrape(
+            now=now,
+            accounts=[
+                AccountView(name, rt.connected, rt.core.figures_at(now))
+                for name, rt in self._accounts.items()
+            ],
+        )
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Ready when every account is connected, authenticated and its data fresh."""
+        now = self._clock.now()
+        reasons: list[str] = []
+        for name, rt in self._accounts.items():
+            st = rt.status
+            if st is not None and st.auth_rejected:
+                reasons.append(f"account {name}: authentication rejected")
+            elif st is None or not st.connected:
+                reasons.append(f"account {name}: not connected")
+            elif not st.authenticated:
+                reasons.append(f"account {name}: not authenticated")
+            elif rt.core.is_stale(now):
+                reasons.append(f"account {name}: data stale")
+        return (not reasons, reasons)
+
+    def alerts_document(self) -> dict[str, Any]:
+        """``/api/alerts``: pending, firing and latched alerts of every account."""
+        now = self._clock.now()
+        alerts = [
+            # A silenced or inhibited alert stays listed, marked "muted" (not notified).
+            a.to_dict()
+            | self._notifier.mute_of(
+                alert_labels(a.rule, a.account, a.symbol, a.severity, a.labels), now
+            )
+            for rt in self._accounts.values()
+            for a in rt.core.alerts()
+        ]
+        return {"time": now, "alerts": alerts}
+
+    def state_document(self) -> dict[str, Any]:
+        """``/api/state``: accounts, positions, derived figures; never a secret."""
+        now = self._clock.now()
+        accounts = []
+        for name, rt in self._accounts.items():
+            st = rt.status or ConnectionStatus()
+            doc = rt.core.describe(now)
+            doc.update(
+                name=name,
+                connected=rt.connected,
+                connection={
+                    "socket_open": st.connected,
+                    "authenticated": st.authenticated,
+                    "auth_rejected": st.auth_rejected,
+                    "last_error": st.last_error,
+                    "reconnects": st.reconnects,
+                },
+            )
+            accounts.append(doc)
+        ex = self._executor
+        exchange = self._live.config.exchange
+        mds = self._market_data()
+        return {
+            "version": __version__,
+            "time": now,
+            "mode": ex.mode,
+            "kill_switch": ex.kill_switch,
+            "armed": ex.armed,
+            "actions": {**ex.status(), "recent": ex.recent(10)},
+            "exchange": {
+                "url": exchange.url,
+                "market_data_url": exchange.market_data_url,
+                "market_data_connected": bool(mds and mds.status.connected),
+            },
+            "accounts": accounts,
+        }
+
+    def actions_document(self, limit: int, account: str | None) -> dict[str, Any]:
+        """``/api/actions``: the executor's status and ``limit`` audit rows, newest first."""
+        rows = self._executor.store.actions(limit=limit, account=account)
+        doc = self._executor.status()
+        doc["actions"] = [
+            {**r.to_dict(), "outcome": r.status if r.finished else "pending"} for r in rows
+        ]
+        return doc
+
+    def recent_notifications(self, limit: int) -> list[dict[str, Any]]:
+        """The notification log's latest rows (a read of a few rows: well under 1 ms)."""
+        if self._store is None:
+            return []
+        return [r.to_dict() for r in self._store.notifications(limit)]
+
+    def rules(self) -> RuleSet:
+        """The rules in force."""
+        return self._live.rules
+
+    def last_reload(self) -> dict[str, Any] | None:
+        """The latest reload's outcome (None before the first)."""
+        return self._last_reload()
+
+    async def silences(self, *, active_only: bool) -> list[dict[str, Any]]:
+        """Every kept silence, or only those active now."""
+        silences = await self._notifier.list_silences()
+        if active_only:
+            now = self._clock.now()
+            silences = [s for s in silences if s.active_at(now)]
+        return [s.to_dict() for s in silences]
