@@ -23,7 +23,7 @@ from riskwatch.daemon.live import LiveConfig
 from riskwatch.daemon.reload import Reloader
 from riskwatch.notify.service import NotifyService
 from riskwatch.notify.silences import parse_silence
-from riskwatch.rules.model import DATA_STALE
+from riskwatch.rules.model import DATA_STALE_RULE
 from riskwatch.store import Store
 from riskwatch.web.view import CommandRefused
 
@@ -90,7 +90,7 @@ class Commands:
         rt = self._accounts.get(account)
         if rt is None:
             raise CommandRefused(400, f"unknown account {account!r}")
-        if rule is not None and rule not in self._live.rules.by_name and rule != DATA_STALE:
+        if rule is not None and rule not in self._live.rules.by_name and rule != DATA_STALE_RULE:
             raise CommandRefused(400, f"unknown rule {rule!r}")
         now = self._clock.now()
         if self._store is not None:

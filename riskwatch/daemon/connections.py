@@ -14,6 +14,7 @@ from riskwatch.clock import Clock
 from riskwatch.config import AccountConfig, Config
 from riskwatch.daemon.accounts import AccountRuntime, session_for
 from riskwatch.daemon.frames import Frames
+from riskwatch.logformat import bound_context
 from riskwatch.model import Event
 from riskwatch.qfex.client import (
     ConnectionStatus,
@@ -99,7 +100,12 @@ class Connections:
                 recorder=self.recorder,
                 on_status=on_status,
             )
-            tasks.append(asyncio.create_task(rt.connection.run(), name=f"trade:{name}"))
+            # Every line the connection logs names its account (docs/logging.md).
+            tasks.append(
+                asyncio.create_task(
+                    rt.connection.run(), name=f"trade:{name}", context=bound_context(account=name)
+                )
+            )
         return tasks
 
     async def stop(self) -> None:

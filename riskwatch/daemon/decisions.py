@@ -13,9 +13,10 @@ import logging
 from collections.abc import Callable
 
 from riskwatch.actions.executor import ActionExecutor
+from riskwatch.logformat import log_context
 from riskwatch.metrics import Metrics
 from riskwatch.rules.engine import ActionIntent, Decision
-from riskwatch.rules.lifecycle import Reason
+from riskwatch.rules.lifecycle import TransitionReason
 from riskwatch.store import Store
 
 __all__ = ["DecisionListener", "Decisions"]
@@ -60,7 +61,13 @@ class Decisions:
     def on_intent(self, intent: ActionIntent) -> None:
         """An action intent, mid-evaluation: the executor plans and sends it at once."""
         try:
-            self.executor.on_intent(intent)
+            with log_context(
+                account=intent.account,
+                rule=intent.rule,
+                symbol=intent.symbol,
+                trip_id=intent.trip_id,
+            ):
+                self.executor.on_intent(intent)
         except Exception:  # a bug here must not stop evaluation
             log.exception("action executor failed on an intent")
 
@@ -77,11 +84,13 @@ class Decisions:
             symbol = t.symbol or ""
             m.alert_state.labels(t.rule, t.account, symbol, t.severity).set(t.state.value)
             m.latched.labels(t.rule, t.account, symbol).set(1 if t.latched else 0)
-            if t.reason is Reason.FIRING:
+            if t.reason is TransitionReason.FIRING:
                 m.alerts_fired.labels(t.rule, t.account, t.severity).inc()
             rows.append((t.rule, t.account, t.symbol, dict(t.record)))
             log.log(
-                logging.WARNING if t.reason in (Reason.FIRING, Reason.LATCHED) else logging.INFO,
+                logging.WARNING
+                if t.reason in (TransitionReason.FIRING, TransitionReason.LATCHED)
+                else logging.INFO,
                 "alert %s %s account=%s%s%s: %s",
                 t.rule,
                 t.reason.value.upper(),
@@ -89,6 +98,7 @@ class Decisions:
                 f" symbol={t.symbol}" if t.symbol else "",
                 " (shadow)" if t.shadow else "",
                 t.summary,
+                extra={"account": t.account, "rule": t.rule, "symbol": t.symbol},
             )
         if self.store is not None and rows:
             self.store.save_alerts(rows, decision.at)

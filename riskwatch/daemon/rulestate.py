@@ -12,7 +12,7 @@ import logging
 from riskwatch.daemon.accounts import AccountRuntime
 from riskwatch.metrics import Metrics
 from riskwatch.rules.engine import StateRecords
-from riskwatch.rules.model import DATA_STALE, RuleSet
+from riskwatch.rules.model import DATA_STALE_RULE, RuleSet
 from riskwatch.store import Store
 
 __all__ = ["init_alert_series", "restore_rule_state", "save_rule_state"]
@@ -24,11 +24,11 @@ def init_alert_series(metrics: Metrics, rules: RuleSet, account: str) -> None:
     """``alert_state`` exists at 0 for every account-scope rule once the account is."""
     for rule in rules.account_rules:
         metrics.alert_state.labels(rule.name, account, "", rule.severity).set(0)
-    metrics.alert_state.labels(DATA_STALE, account, "", "critical").set(0)
+    metrics.alert_state.labels(DATA_STALE_RULE, account, "", "critical").set(0)
     # Counters appear at 0 so that increase() sees their first rise.
     for rule in rules.rules:
         metrics.alerts_fired.labels(rule.name, account, rule.severity)
-    metrics.alerts_fired.labels(DATA_STALE, account, "critical")
+    metrics.alerts_fired.labels(DATA_STALE_RULE, account, "critical")
 
 
 def restore_rule_state(store: Store, accounts: dict[str, AccountRuntime], metrics: Metrics) -> None:
