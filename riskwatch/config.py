@@ -42,9 +42,9 @@ from types import MappingProxyType
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
+from riskwatch.alertmanager_target import is_alertmanager, parse_target
 from riskwatch.durations import Duration
 from riskwatch.errors import ConfigError, Problem
-from riskwatch.notify.amtarget import is_alertmanager, parse_target
 from riskwatch.secret import MASK, Secret
 from riskwatch.state.daily import Baseline, DailyConfig
 from riskwatch.yamlsrc import (

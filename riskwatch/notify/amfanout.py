@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from riskwatch.alertmanager_target import is_alertmanager, parse_target
 from riskwatch.clock import Clock
 from riskwatch.notify.alertmanager import AlertmanagerBook, Posting
 from riskwatch.notify.amsender import AlertmanagerSender
-from riskwatch.notify.amtarget import is_alertmanager, parse_target
 from riskwatch.notify.notice import ActionNotice, AlertNotice
 from riskwatch.notify.routes import Route, match_routes
 from riskwatch.secret import Secret

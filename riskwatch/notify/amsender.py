@@ -18,9 +18,9 @@ from typing import Final
 
 import aiohttp
 
+from riskwatch.alertmanager_target import AlertmanagerTarget
 from riskwatch.clock import Clock
 from riskwatch.notify.alertmanager import AlertmanagerBook, Posting
-from riskwatch.notify.amtarget import AlertmanagerTarget
 
 __all__ = ["AlertmanagerSender"]
 

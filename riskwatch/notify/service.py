@@ -28,13 +28,13 @@ import secrets as _secrets
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final
 
+from riskwatch.alertmanager_target import is_alertmanager
 from riskwatch.clock import Clock, SystemClock
 from riskwatch.config import NotificationsConfig
 from riskwatch.metrics import Metrics
 from riskwatch.notify import console as _console  # noqa: F401 - registers console://
 from riskwatch.notify.alertmanager import Posting
 from riskwatch.notify.amfanout import AlertmanagerFanout, split_targets
-from riskwatch.notify.amtarget import is_alertmanager
 from riskwatch.notify.dedup import LastSent
 from riskwatch.notify.deliver import Deliverer, DeliveryPolicy, Outcome, guard_apprise_logs
 from riskwatch.notify.dispatch import Dispatcher, Muted, Outgoing

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from riskwatch.alertmanager_target import is_alertmanager, parse_target
 from riskwatch.config import load_config
 from riskwatch.errors import ConfigError
 from riskwatch.notify.alertmanager import AlertmanagerBook, rfc3339
-from riskwatch.notify.amtarget import is_alertmanager, parse_target
 from riskwatch.notify.notice import ActionNotice, AlertNotice
 
 T0 = 1_700_000_000.0
