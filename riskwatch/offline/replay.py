@@ -8,11 +8,14 @@ frame by frame). Between frames it ticks the cores every ``tick`` seconds of rec
 time, as the daemon's timer does, so that ``for`` and ``keep_firing_for`` expire,
 and ``DataStale`` fires, at the simulated time they would have live.
 
-Replay sends nothing: it prints the timeline of alert transitions and of the actions
-the rules asked for (what the daemon would have sent in ``armed`` mode, before its
-per-trip dedup and circuit breaker). Market-data marks go to every account holding the
-symbol, as in the daemon. Frames of an account the config does not name are counted,
-reported once, and skipped.
+The rules' actions go through the same action book as the daemon's
+(:mod:`riskwatch.offline.actions`), in the config's mode (``actions:``), with the audit
+log in memory and an exchange that answers with the recorded frames: the timeline shows
+each action sent, refused (breaker, stale data, kill switch, …) or dry-run, and its
+outcome (confirmed or failed, with the reason), as the daemon decided them for the same
+frames. Replay sends nothing to any exchange. Market-data marks go to every account
+holding the symbol, as in the daemon. Frames of an account the config does not name are
+counted, reported once, and skipped.
 
 Exit status: 0 after printing the timeline; 2 when the config or a rule file is
 invalid (``FILE:LINE:COL: message`` on stderr); 1 when the recording cannot be read.
@@ -27,11 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from riskwatch.actions.memlog import AuditRow
 from riskwatch.clock import ManualClock
-from riskwatch.config import Config, load_config
+from riskwatch.config import ActionsConfig, Config, load_config
 from riskwatch.errors import ConfigError
 from riskwatch.model import MarkPrice
-from riskwatch.offline.timeline import Entry, entries_of, format_entry, iso, to_json
+from riskwatch.offline.actions import SHOWN, OfflineActions
+from riskwatch.offline.timeline import (
+    Entry,
+    entries_of,
+    entry_of_event,
+    format_entry,
+    iso,
+    to_json,
+)
 from riskwatch.pipeline import AccountCore
 from riskwatch.qfex.recorder import RecordedFrame, read_recording
 from riskwatch.qfex.schemas import decode_mds, decode_trade
@@ -51,7 +63,8 @@ class ReplayResult:
 
     ``start``/``end``: times of the first and last frame (Unix seconds; 0.0 when the
     recording is empty); ``frames``: frames read; ``skipped``: frames of unknown
-    accounts, by account name; ``entries``: the timeline, in order.
+    accounts, by account name; ``entries``: the timeline, in order; ``audit``: the
+    action book's audit log (in memory), in the order recorded.
     """
 
     start: float = 0.0
@@ -60,6 +73,7 @@ class ReplayResult:
     skipped: dict[str, int] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    audit: list[AuditRow] = field(default_factory=list)
 
 
 def replay(
@@ -67,9 +81,12 @@ def replay(
     cores: dict[str, AccountCore],
     *,
     tick: float = DEFAULT_TICK,
+    actions: ActionsConfig | None = None,
 ) -> ReplayResult:
     """Drive ``cores`` (account name → core) with ``frames``; see the module docstring.
 
+    ``actions``: the config of the action book the intents go through (the default
+    config, i.e. dry-run, when None).
     Raises ``ValueError`` for ``tick <= 0`` (and whatever iterating ``frames`` raises).
     """
     if tick <= 0:
@@ -78,11 +95,27 @@ def replay(
     result = ReplayResult()
     clock: ManualClock | None = None
     next_tick = 0.0
+    book = OfflineActions(actions if actions is not None else ActionsConfig(), cores)
+    shown = 0
 
-    def keep(decision: Decision | None) -> None:
+    def keep(decision: Decision | None, now: float) -> None:
         if decision is not None and (decision.transitions or decision.intents):
             result.decisions.append(decision)
             result.entries.extend(entries_of(decision))
+        book.decided(decision, now)
+        flush()
+
+    def flush() -> None:
+        nonlocal shown
+        new = book.events_seen[shown:]
+        shown = len(book.events_seen)
+        result.entries.extend(entry_of_event(e) for e in new if e.kind in SHOWN)
+
+    def ticked(now: float) -> None:
+        for core in cores.values():
+            keep(core.tick(now), now)
+        book.tick(now)
+        flush()
 
     for frame in frames:
         if clock is None:
@@ -93,8 +126,7 @@ def replay(
         t = max(frame.t, clock.now())
         while next_tick < t:
             clock.set(next_tick)
-            for core in cores.values():
-                keep(core.tick(next_tick))
+            ticked(next_tick)
             next_tick += tick
         clock.set(t)
         result.frames += 1
@@ -105,21 +137,25 @@ def replay(
                 held = core.snapshot.positions
                 mine = [m for m in marks if m.symbol in held]
                 if mine:
-                    keep(core.handle(mine, t).decision)
+                    keep(core.handle(mine, t).decision, t)
             continue
         target = cores.get(frame.account)
         if target is None:
             result.skipped[frame.account] = result.skipped.get(frame.account, 0) + 1
             continue
-        keep(target.handle(decode_trade(frame.frame, t), t).decision)
+        book.connected(frame.account, t)
+        events = decode_trade(frame.frame, t)
+        keep(target.handle(events, t).decision, t)
+        book.events(frame.account, events, t)
+        flush()
     if clock is not None:
         # Let the last tick interval play out, as the daemon's timer would.
         end = clock.now() + tick
         while next_tick <= end:
             clock.set(next_tick)
-            for core in cores.values():
-                keep(core.tick(next_tick))
+            ticked(next_tick)
             next_tick += tick
+    result.audit = list(book.log.rows)
     return result
 
 
@@ -143,6 +179,21 @@ def _document(path: Path, config: Config, result: ReplayResult) -> dict[str, Any
         "accounts": [acc.name for acc in config.accounts],
         "unknown_accounts": result.skipped,
         "timeline": [to_json(e, result.start) for e in result.entries],
+        "audit": [
+            {
+                "action_id": r.action_id,
+                "rule": r.rule,
+                "account": r.account,
+                "symbol": r.symbol,
+                "action": r.action,
+                "attempt": r.attempt,
+                "mode": r.mode,
+                "status": r.status,
+                "detail": r.detail,
+                "intent_at": r.intent_at,
+            }
+            for r in result.audit
+        ],
     }
 
 
@@ -157,9 +208,13 @@ def _print_text(path: Path, config: Config, result: ReplayResult, out: TextIO) -
         print(format_entry(entry, result.start), file=out)
     alerts = sum(1 for e in result.entries if e.kind == "alert")
     actions = sum(1 for e in result.entries if e.kind == "action")
+    outcomes: dict[str, int] = {}
+    for row in result.audit:
+        outcomes[row.status] = outcomes.get(row.status, 0) + 1
+    tally = ", ".join(f"{n} {status}" for status, n in sorted(outcomes.items())) or "none"
     print(
-        f"{alerts} alert transition(s); {actions} action(s) the rules asked for "
-        "(replay sends nothing)",
+        f"{alerts} alert transition(s); {actions} action(s) the rules asked for; "
+        f"audit log: {tally} (replay sends nothing: the recording answers)",
         file=out,
     )
 
@@ -187,7 +242,9 @@ def run_replay(
         print(f"--tick must be above 0 seconds, got {tick:g}", file=err)
         return 2
     try:
-        result = replay(read_recording(recording), cores_for(config, rules), tick=tick)
+        result = replay(
+            read_recording(recording), cores_for(config, rules), tick=tick, actions=config.actions
+        )
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         print(f"{recording}: cannot replay: {exc}", file=err)
         return 1

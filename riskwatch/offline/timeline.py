@@ -1,4 +1,5 @@
-"""A timeline of what the rules decided: alert transitions and action intents.
+"""A timeline of what the rules decided: alert transitions, action intents, and what
+the action book did with them (sent, refused, dry run, confirmed, failed).
 
 ``riskwatch replay`` prints one, and ``riskwatch test`` prints one under a failing
 case so that the reader sees what happened, not only what was expected. Pure: the
@@ -16,11 +17,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from riskwatch.actions.model import ActionEvent
 from riskwatch.rules.engine import Decision
 
-__all__ = ["Entry", "entries_of", "format_entry", "format_lines", "format_time", "iso", "to_json"]
+__all__ = [
+    "Entry",
+    "entries_of",
+    "entry_of_event",
+    "format_entry",
+    "format_lines",
+    "format_time",
+    "iso",
+    "to_json",
+]
 
-Kind = Literal["alert", "action"]
+Kind = Literal["alert", "action", "outcome"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +43,10 @@ class Entry:
     ``kind="action"``: ``what`` is the action kind (``cancel_all_orders``,
     ``close_position``, ``set_leverage``, ``reduce_position``) and ``action`` its full
     text (``close_position all``). ``symbol`` is None at account scope.
+    ``kind="outcome"``: what the action book did: ``what`` is the event (``sent``,
+    ``refused``, ``dry_run``, ``confirmed``, ``failed``, ``breaker_open``), ``action``
+    the command (``close_position AAPL-USD``), ``summary`` its reason or detail and
+    ``attempt`` its attempt.
     """
 
     at: float
@@ -46,6 +61,7 @@ class Entry:
     target: str | None = None
     summary: str = ""
     shadow: bool = False
+    attempt: int = 0
 
 
 def entries_of(decision: Decision) -> list[Entry]:
@@ -84,6 +100,23 @@ def entries_of(decision: Decision) -> list[Entry]:
     return out
 
 
+def entry_of_event(event: ActionEvent) -> Entry:
+    """The row of one action-book event."""
+    return Entry(
+        at=event.at,
+        kind="outcome",
+        account=event.account,
+        rule=event.rule,
+        symbol=event.symbol,
+        what=event.kind,
+        severity=event.severity,
+        trip_id=event.trip_id,
+        action=event.summary,
+        summary=f"{event.code}: {event.detail}" if event.code else event.detail,
+        attempt=event.attempt,
+    )
+
+
 def iso(t: float) -> str:
     """``t`` (Unix seconds) as ISO 8601 UTC with milliseconds, e.g. ``2026-01-05T00:00:12.500Z``."""
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -109,9 +142,14 @@ def format_entry(entry: Entry, start: float, *, absolute: bool = True) -> str:
             parts.append("(shadow)")
         if entry.summary:
             parts.append(f"- {entry.summary}")
-    else:
+    elif entry.kind == "action":
         parts.append(f"{entry.rule} ACTION {entry.action}")
         parts.append(f"{where} trip={entry.trip_id}")
+    else:
+        parts.append(f"{entry.rule} {entry.what.upper()} {entry.action}")
+        parts.append(f"{where} trip={entry.trip_id} attempt={entry.attempt}")
+        if entry.summary:
+            parts.append(f"- {entry.summary}")
     return "  ".join(parts)
 
 
@@ -130,8 +168,10 @@ def to_json(entry: Entry, start: float) -> dict[str, Any]:
     }
     if entry.kind == "alert":
         doc.update(reason=entry.what, summary=entry.summary, shadow=entry.shadow)
-    else:
+    elif entry.kind == "action":
         doc.update(action=entry.what, target=entry.target, text=entry.action)
+    else:
+        doc.update(event=entry.what, text=entry.action, attempt=entry.attempt, detail=entry.summary)
     return doc
 
 
