@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.support.rig import (
@@ -121,7 +122,7 @@ async def _run(tmp: Path, *, disarm: bool) -> tuple[list[str], list[dict[str, An
             async def connected(up: bool) -> bool:
                 try:
                     m = await http.metrics()
-                except Exception:  # noqa: BLE001 - not listening yet
+                except (aiohttp.ClientError, OSError):  # not listening yet
                     return False
                 return metric(m, "riskwatch_connected", account=ACCOUNT) == (1.0 if up else 0.0)
 
