@@ -10,7 +10,7 @@ reloads (keep the old config) share it.
 Decisions worth knowing:
 
 - unknown keys are problems (with a did-you-mean); booleans are ``true``/``false``
-  only; durations are ``500ms``/``5s``/``1m30s`` (see :mod:`riskwatch.yamlsrc`);
+  only; durations are ``500ms``/``1.5s``/``1m30s`` (see :mod:`riskwatch.durations`);
 - relative paths (rule globs, ``*_file``, ``state.path``, ``apprise_config``) are
   relative to the config file's folder (docs/design.md#precise-points);
 - rule globs follow Prometheus ``rule_files``: a glob that matches nothing is fine,
@@ -66,6 +66,7 @@ __all__ = [
     "ExchangeConfig",
     "HttpConfig",
     "NotificationsConfig",
+    "RetentionConfig",
     "RouteConfig",
     "RuleFiles",
     "StateConfig",
@@ -85,6 +86,7 @@ _5S = Duration(5_000)
 _10S = Duration(10_000)
 _60S = Duration(60_000)
 _4H = Duration(4 * 3_600_000)
+_30D = Duration(30 * 86_400_000)
 
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -197,10 +199,24 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """How long the state database keeps history that would otherwise grow without bound.
+
+    ``notification_log``: delivery attempts older than this are deleted (never younger
+    than the longest ``repeat_interval``, which a restart needs to avoid re-notifying).
+    ``silences``: a silence is deleted this long after it ended or was expired.
+    """
+
+    notification_log: Duration = _30D
+    silences: Duration = _30D
+
+
+@dataclass(frozen=True, slots=True)
 class StateConfig:
-    """The SQLite state database (absolute path, or ``:memory:``)."""
+    """The SQLite state database (absolute path, or ``:memory:``) and its retention."""
 
     path: Path = Path("/var/lib/riskwatch/state.db")
+    retention: RetentionConfig = RetentionConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -753,11 +769,22 @@ class _Loader:
         )
 
     def state(self, node: Node | None) -> StateConfig:
-        f = self.r.mapping(node, optional={"path"})
+        f = self.r.mapping(node, optional={"path", "retention"})
         text = self.r.as_str(f.get("path"))
-        if text is None:
-            return StateConfig()
-        return StateConfig(path=Path(text) if text == ":memory:" else self._path(text))
+        d = StateConfig()
+        path = d.path if text is None else Path(text) if text == ":memory:" else self._path(text)
+        return StateConfig(path=path, retention=self.retention(f.get("retention")))
+
+    def retention(self, node: Node | None) -> RetentionConfig:
+        r, d = self.r, RetentionConfig()
+        f = r.mapping(node, optional={"notification_log", "silences"})
+        hour = Duration(3_600_000)
+        return RetentionConfig(
+            notification_log=r.as_duration(
+                f.get("notification_log"), d.notification_log, minimum=hour
+            ),
+            silences=r.as_duration(f.get("silences"), d.silences, minimum=hour),
+        )
 
     def daily(self, node: Node | None) -> DailyConfig:
         return read_daily(self.r, node)

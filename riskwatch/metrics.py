@@ -116,6 +116,8 @@ PULSE_TO_ACTION_BUCKETS: Final[tuple[float, ...]] = (
 """Seconds from the receive time of the deciding frame to the action leaving riskwatch."""
 
 EVENT_KINDS: Final[tuple[str, ...]] = get_args(EventKind)
+RETENTION_KINDS: Final = ("notification_log", "silences")
+"""The ``kind`` label values of ``riskwatch_retention_purged_total``."""
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text exposition format's content type (what Prometheus 2.42 parses)."""
@@ -454,6 +456,19 @@ class Metrics:
             PREFIX + "http_unauthorized_total",
             "Mutating HTTP requests refused for a missing or wrong admin token.",
             ["reason"],
+            registry=registry,
+        )
+        self.retention_purged = Counter(
+            PREFIX + "retention_purged_total",
+            "Rows deleted from the state database by the retention purge, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in RETENTION_KINDS:
+            self.retention_purged.labels(kind)
+        self.retention_purge_failures = Counter(
+            PREFIX + "retention_purge_failures_total",
+            "Retention purges the state database refused (retried at the next pass).",
             registry=registry,
         )
 

@@ -37,6 +37,7 @@ from riskwatch.daemon.decisions import Decisions
 from riskwatch.daemon.frames import Frames
 from riskwatch.daemon.live import LiveConfig
 from riskwatch.daemon.reload import Reloader
+from riskwatch.daemon.retention import RetentionPurge
 from riskwatch.daemon.rulestate import init_alert_series, restore_rule_state
 from riskwatch.daemon.ticks import TickLoop
 from riskwatch.daemon.views import Views
@@ -154,6 +155,12 @@ class Daemon:
         self.http: HttpServer | None = None
         self.http_port: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # The notification log and ended silences are purged on a schedule (retention.py).
+        self.retention = (
+            RetentionPurge(store, lambda: self.live.config, self.metrics, self.clock)
+            if store is not None
+            else None
+        )
 
     # --- what the parts share -------------------------------------------------------
 
@@ -223,6 +230,9 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self.ticks.run(), name="rule-ticks"))
         self._tasks.append(asyncio.create_task(self.reloader.watch(), name="config-watch"))
         self._tasks.append(asyncio.create_task(self.executor.run(), name="actions"))
+        if self.retention is not None:
+            purge = self.retention.run(self._stopped)
+            self._tasks.append(asyncio.create_task(purge, name="retention-purge"))
         self._tasks += self.connections.start_trade()
 
     async def stop(self) -> None:
