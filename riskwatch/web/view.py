@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from riskwatch.errors import RiskwatchError
 from riskwatch.rules.model import RuleSet
 
 __all__ = ["CommandRefused", "DaemonCommands", "DaemonView"]
 
 
-class CommandRefused(Exception):
+class CommandRefused(RiskwatchError):
     """A command the daemon will not carry out; ``status`` is the HTTP answer (400, 409…)."""
 
     def __init__(self, status: int, message: str) -> None:
