@@ -29,7 +29,7 @@ Names follow the classic (legacy) validation scheme: :class:`Metrics` switches t
 library's legacy name validation on, so a name Prometheus 2.42 could not parse is refused
 at start-up (docs/design.md#libraries).
 
-Exposition (README.md, "Performance", "/metrics"): the body is the classic text format
+Exposition (docs/performance.md): the body is the classic text format
 0.0.4 (:data:`CONTENT_TYPE`), which Prometheus 2.42 reads. Rendering it through
 ``prometheus_client.generate_latest`` cost ~7 µs per line (1.8 s for 1000 accounts ×
 20 positions, all on the event loop). So the series that grow with the number of

@@ -8,7 +8,7 @@ call takes ``now``. It folds events into the frozen
 (``rules/engine.py``) once per burst of frames that changed the state, returning
 the engine's :class:`~riskwatch.rules.engine.Decision` with the frame's result.
 
-When the rules run (README.md, "Performance" argues the choice): QFEX pulses an account as
+When the rules run (docs/performance.md argues the choice): QFEX pulses an account as
 one ``position_response`` frame per symbol followed by one ``balance_response``
 (docs/protocol.md §4.2: no end-of-pulse marker). Evaluating after each of those 21 frames
 cost 21 evaluations per pulse, 20 of them on a half-updated account (new position

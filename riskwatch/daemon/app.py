@@ -122,7 +122,7 @@ class Daemon:
         self.decisions = Decisions(self.executor, self.metrics, store)
         self.decisions.listeners.append(self.notifier.on_decision)
         for rt in self.accounts.values():
-            # Intents reach the executor as the engine makes them (README.md, "Performance").
+            # Intents reach the executor as the engine makes them (docs/performance.md).
             rt.core.on_intent = self.decisions.on_intent
         self.frames = Frames(self.accounts, self.decisions, self.executor, self.metrics, self.clock)
         self.connections = Connections(config, self.accounts, self.frames, self.clock, recorder)

@@ -3,7 +3,7 @@
 A decision with intents reaches the executor before anything else (a protective
 action never waits behind notification work); the listeners (the notifier), the
 alert metrics, the log lines and the state database follow, on the next loop turn
-when the deciding frame's commands are still to be written (README.md, "Performance").
+when the deciding frame's commands are still to be written (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ class Frames:
             self.decisions.apply(result.decision, time.perf_counter() - started, defer=True)
         elif result.deferred:
             # Evaluate the burst once no frame came for BURST_QUIET seconds, if no balance
-            # frame closed it by then (riskwatch/pipeline.py; README.md, "Performance").
+            # frame closed it by then (riskwatch/pipeline.py; docs/performance.md).
             # Not at once: the burst's frames trickle in, and a flush between them
             # evaluated half a pulse.
             loop = asyncio.get_running_loop()

@@ -50,7 +50,7 @@ async def serve(
     await daemon.start()
     # Start-up objects (config, rules, modules, series) out of the cyclic GC's reach:
     # full collections scanned them all, 80-100 ms loop stalls at 1000 accounts
-    # (README.md, "Performance").
+    # (docs/performance.md).
     gc.freeze()
     loop.add_signal_handler(signal.SIGHUP, daemon.reloader.request, "SIGHUP")
     await stop_requested.wait()
@@ -63,7 +63,7 @@ def run_daemon(config_path: Path, *, record: Path | None = None, shard: Shard = 
     """``riskwatch run``: load the config (exit 2 on problems) and serve.
 
     With ``shard`` (``--shard I/N``) only the accounts that shard owns are watched
-    (:mod:`riskwatch.shard`; README.md, "Performance").
+    (:mod:`riskwatch.shard`; docs/performance.md).
     """
     try:
         config = load_config(config_path)

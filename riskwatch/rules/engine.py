@@ -480,7 +480,7 @@ class _Run:
         if self.on_intent is not None:
             # Handed over at once, before the remaining rules are evaluated: the intent
             # is final (the lifecycle step that produced it is done) and a protective
-            # command should not wait for the rest of the pack (README.md, "Performance").
+            # command should not wait for the rest of the pack (docs/performance.md).
             self.on_intent(self.intents[-1])
 
     def transition(

@@ -31,7 +31,7 @@ Reason codes (stable; used as metric labels):
     (see ``state/account.py``) and applied once the next observation for the same
     symbol confirms it.
 
-Thresholds (module constants, documented in the README):
+Thresholds (module constants, documented in docs/rules.md, "Figures"):
 
 - :data:`MARK_JUMP_RATIO` = 0.5: ``|new / previous - 1| > 0.5`` is a jump (a mark
   rising above 150 % or falling below 50 % of the previous one).

@@ -18,7 +18,7 @@ and the intent with it. Only a power loss or a kernel crash within that turn can
 the row; after the restart the exchange's state (``get_user_orders`` and the next
 pulse: reconciliation in actions/executor.py) shows what was done. Measured on the
 build machine: ``record_intent`` 0.34 ms p50 / 0.60 ms p99 with FULL, 0.08 / 0.21 ms
-with NORMAL (README.md, "Performance").
+with NORMAL (docs/performance.md).
 Each method writes one logical record, or one batch, in one transaction: a crash
 (even SIGKILL) leaves either all of it or none of it.
 

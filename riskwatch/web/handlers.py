@@ -43,7 +43,7 @@ class Endpoints:
         Whatever the Accept header (Prometheus 2.42 reads it), rendered and written
         piece by piece with the loop given back in between, so that a scrape of many
         accounts never holds frame handling for more than one piece
-        (metrics.exposition_chunks; README.md, "Performance").
+        (metrics.exposition_chunks; docs/performance.md).
         """
         resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
         await resp.prepare(request)

@@ -20,7 +20,7 @@ def _riskwatch(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_rule_pack_tests_pass() -> None:
-    """``riskwatch test rules/tests/*.yaml`` (the command in README.md, "Rules") exits 0."""
+    """``riskwatch test rules/tests/*.yaml`` (the command in docs/rules.md) exits 0."""
     tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "rules" / "tests").glob("*.yaml"))
     result = _riskwatch("test", *tests)
     assert result.returncode == 0, result.stdout + result.stderr

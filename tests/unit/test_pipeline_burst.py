@@ -1,4 +1,4 @@
-"""AccountCore burst deferral and quiet ticks (core.py; README.md, "Performance")."""
+"""AccountCore burst deferral and quiet ticks (core.py; docs/performance.md)."""
 
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ def test_unreadable_file_is_a_problem(tmp_path: Path) -> None:
 
 
 def test_good_pack_loads_with_every_key() -> None:
-    """The docs/design.md example pack loads into typed rules."""
+    """The docs/rules.md example pack loads into typed rules."""
     rules = load_rule_files([TESTDATA / "good-pack.yaml", TESTDATA / "empty.yaml"])
     assert [r.name for r in rules] == [
         "MarginUsageHigh",

@@ -259,7 +259,7 @@ def test_every_code_has_an_example_with_its_column() -> None:
 
 
 def test_markdown_table_lists_every_name() -> None:
-    """The README table has one row per registry entry."""
+    """The docs/rules.md table has one row per registry entry."""
     from riskwatch.state.catalogue import markdown_table
 
     table = markdown_table()
