@@ -45,7 +45,9 @@ README_MAX_BYTES = 12 * 1024
 SHELL_FENCES = ("sh", "bash", "shell")
 SCRUBBED_PREFIXES = ("RISKWATCH_", "QFEX_", "SLACK_", "SMTP_")
 DOC_PAGES = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
-WRITTEN_ALONGSIDE = frozenset({"docs/protocol.md", "docs/performance.md"})
+WRITTEN_ALONGSIDE = frozenset(
+    {"docs/protocol.md", "docs/performance.md", "docs/http.md", "docs/high-availability.md"}
+)
 """Chapters other parts of the project write; a reference to one is checked once it exists."""
 SIM_STATE = REPO / "examples" / "sim-state.db"
 """The state database examples/sim.yaml creates (README, "A rule's life", step 4)."""
