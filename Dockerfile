@@ -23,18 +23,19 @@ RUN useradd --system --uid 10001 --user-group --no-create-home \
 
 WORKDIR /src
 
-# Dependencies in their own layer: it is rebuilt only when pyproject.toml changes.
-COPY pyproject.toml ./
+# Dependencies in their own layer, from the lock file: every download is checked against
+# its hash (docs/supply-chain.md). The layer is rebuilt only when the lock changes.
+COPY requirements/runtime.lock ./runtime.lock
 RUN python -m venv /opt/riskwatch \
-    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+    && pip install --no-cache-dir --require-hashes -r runtime.lock
 
-# Then the package itself (no dependency resolution: they are all above).
+# Then the package itself, built by the locked hatchling: no dependency resolution, no
+# unpinned build environment.
+COPY pyproject.toml ./
 COPY README.md ./
 COPY riskwatch ./riskwatch
 COPY rules ./rules
-RUN pip install --no-cache-dir --no-deps . \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && install -d -o riskwatch -g riskwatch -m 0750 /var/lib/riskwatch \
     && install -d -m 0755 /etc/riskwatch
 

@@ -3,12 +3,14 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit audit lock bench clean
 
-$(BIN)/riskwatch: pyproject.toml
+# Every dependency comes from the lock file, each download checked against its hash
+# (docs/supply-chain.md); the package itself is then built by the locked hatchling.
+$(BIN)/riskwatch: pyproject.toml requirements/dev.lock
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 install: $(BIN)/riskwatch
@@ -29,5 +31,19 @@ unit: install
 
 test: lint typecheck unit
 
+# Known-vulnerable pins in the lock files (pip-audit); says so, without failing, when
+# the vulnerability database cannot be reached.
+audit: install
+	$(BIN)/python scripts/audit_locks.py requirements/runtime.lock requirements/dev.lock
+
+# Re-resolve the lock files after a change of pyproject.toml or requirements/build.in
+# (uv, in a virtual environment of its own).
+LOCK := uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+	--custom-compile-command "make lock" pyproject.toml requirements/build.in
+lock:
+	test -x .venv-lock/bin/uv || { $(PY) -m venv .venv-lock && .venv-lock/bin/pip install --quiet uv; }
+	.venv-lock/bin/$(LOCK) -o requirements/runtime.lock
+	.venv-lock/bin/$(LOCK) --extra dev -o requirements/dev.lock
+
 clean:
-	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-lock build .mypy_cache .ruff_cache .pytest_cache

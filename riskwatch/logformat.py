@@ -20,14 +20,13 @@ import logging
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 
 __all__ = [
     "CONTEXT_FIELDS",
     "JsonFormatter",
     "LogFormat",
     "bound_context",
-    "command_fields",
     "log_context",
     "setup_logging",
 ]
@@ -52,30 +51,6 @@ def log_context(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
-
-
-class _Command(Protocol):
-    @property
-    def action_id(self) -> str: ...
-    @property
-    def trip_id(self) -> int: ...
-    @property
-    def rule(self) -> str: ...
-    @property
-    def account(self) -> str: ...
-    @property
-    def symbol(self) -> str | None: ...
-
-
-def command_fields(cmd: _Command) -> dict[str, Any]:
-    """The context fields of one planned action, for ``extra=`` on the lines about it."""
-    return {
-        "account": cmd.account,
-        "rule": cmd.rule,
-        "symbol": cmd.symbol,
-        "action_id": cmd.action_id,
-        "trip_id": cmd.trip_id,
-    }
 
 
 def bound_context(**fields: Any) -> contextvars.Context:

@@ -53,8 +53,12 @@ def test_shape(image: Image) -> None:
     assert "/healthz" in image.healthcheck[-1]
     keywords = [(i.keyword, i.args) for i in image.instructions]
     copies = [args for kw, args in keywords if kw == "COPY"]
-    # Dependencies get their own layer: pyproject.toml is copied (and installed) first.
-    assert copies[0].startswith("pyproject.toml")
+    # Dependencies get their own layer: the lock file is copied (and installed, every
+    # download checked against its hash) first.
+    assert copies[0].startswith("requirements/runtime.lock")
+    installs = [a for kw, a in keywords if kw == "RUN" and "pip install" in a]
+    assert "--require-hashes -r runtime.lock" in installs[0]
+    assert "--no-deps --no-build-isolation" in installs[1]
     first_src = next(i for i, (kw, a) in enumerate(keywords) if kw == "COPY" and "riskwatch" in a)
     assert any(kw == "RUN" and "pip install" in a for kw, a in keywords[:first_src])
 
