@@ -11,6 +11,8 @@ $(BIN)/riskwatch: pyproject.toml requirements/dev.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check; \
+		echo "pyproject.toml needs what requirements/dev.lock lacks: run make lock" >&2; exit 1; }
 	@touch $@
 
 install: $(BIN)/riskwatch
