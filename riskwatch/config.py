@@ -79,6 +79,10 @@ DEFAULT_CONFIG_PATH = Path("/etc/riskwatch/riskwatch.yaml")
 
 ActionMode = Literal["dry-run", "armed"]
 AuthKind = Literal["hmac", "jwt"]
+UpgradeAuth = Literal["both", "query", "headers", "none"]
+_UPGRADE_AUTH: tuple[UpgradeAuth, ...] = ("both", "query", "headers", "none")
+# docs/protocol.md §4.2: pulses come every 1 s or every 10 s depending on the page read.
+SLOWEST_DOCUMENTED_PULSE = 10.0
 
 # Frozen Duration defaults, named so dataclass defaults are plain references.
 _ZERO = Duration(0)
@@ -100,25 +104,48 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 
 @dataclass(frozen=True, slots=True)
 class ExchangeConfig:
-    """Where and how to connect (docs/protocol.md §1). Durations are :class:`Duration`."""
+    """Where and how to connect (docs/protocol.md §1). Durations are :class:`Duration`.
+
+    ``stale_after`` None (the default) follows each account's measured pulse cadence:
+    ``stale_after_pulses`` × cadence (docs/protocol.md §4.2); a value pins it.
+    ``upgrade_auth`` says which credentials go on the WebSocket upgrade (§1).
+    """
 
     url: str = "wss://trade.qfex.com"
     market_data_url: str | None = None
-    stale_after: Duration = _5S
+    stale_after: Duration | None = None
+    stale_after_pulses: float = 3.0
     ping_interval: Duration = _5S
     ping_timeout: Duration = _10S
     allow_insecure: bool = False
+    upgrade_auth: UpgradeAuth = "both"
+
+    def initial_stale_after(self) -> float:
+        """Seconds of silence after which data is stale, before any cadence is measured:
+        the pinned ``stale_after``, else ``stale_after_pulses`` × the slowest documented
+        cadence (10 s), so that a slow gateway does not flap at start."""
+        if self.stale_after is not None:
+            return self.stale_after.seconds
+        return self.stale_after_pulses * SLOWEST_DOCUMENTED_PULSE
 
 
 @dataclass(frozen=True, slots=True)
 class AccountConfig:
-    """One monitored account: HMAC (``public_key`` + ``secret_key``) or ``jwt`` credentials."""
+    """One monitored account: HMAC (``public_key`` + ``secret_key``) or ``jwt`` credentials.
+
+    ``jwt_file`` is kept so that it is read again before every reconnect;
+    ``jwt_command`` (argv) prints a fresh token instead (docs/protocol.md §2.1).
+    ``url`` overrides ``exchange.url`` for this account.
+    """
 
     name: str
     public_key: str | None = None
     secret_key: Secret | None = None
     jwt: Secret | None = None
     account_id: str | None = None
+    jwt_file: Path | None = None
+    jwt_command: tuple[str, ...] | None = None
+    url: str | None = None
 
     @property
     def auth(self) -> AuthKind:
@@ -349,6 +376,7 @@ class _Loader:
     def __init__(self, reader: Reader, base: Path) -> None:
         self.r = reader
         self.base = base
+        self.insecure = False  # exchange.allow_insecure, also read by account URLs
 
     def config(self, root: Node, path: Path) -> Config:
         f = self.r.mapping(
@@ -381,14 +409,23 @@ class _Loader:
                 "ping_interval",
                 "ping_timeout",
                 "allow_insecure",
+                "stale_after_pulses",
+                "upgrade_auth",
             },
         )
         insecure = r.as_bool(f.get("allow_insecure"), d.allow_insecure)
+        self.insecure = insecure
         positive = Duration(1)
+        pulses = r.as_float(f.get("stale_after_pulses"), d.stale_after_pulses, minimum=1.0)
+        upgrade = r.as_enum(f.get("upgrade_auth"), _UPGRADE_AUTH, d.upgrade_auth)
         return ExchangeConfig(
             url=self._ws_url(f.get("url"), insecure, "url") or d.url,
             market_data_url=self._ws_url(f.get("market_data_url"), insecure, "market_data_url"),
-            stale_after=r.as_duration(f.get("stale_after"), d.stale_after, minimum=positive),
+            stale_after=r.as_duration(f.get("stale_after"), minimum=positive)
+            if f.get("stale_after") is not None
+            else None,
+            stale_after_pulses=pulses,
+            upgrade_auth=next(u for u in _UPGRADE_AUTH if u == upgrade),
             ping_interval=r.as_duration(f.get("ping_interval"), d.ping_interval, minimum=positive),
             ping_timeout=r.as_duration(f.get("ping_timeout"), d.ping_timeout, minimum=positive),
             allow_insecure=insecure,
@@ -437,7 +474,9 @@ class _Loader:
                 "secret_key_file",
                 "jwt",
                 "jwt_file",
+                "jwt_command",
                 "account_id",
+                "url",
             },
         )
         name_node = f.get("name")
@@ -460,7 +499,20 @@ class _Loader:
         secret_key = self._secret(f, "secret_key")
         jwt = self._secret(f, "jwt")
         has_hmac_secret = "secret_key" in f or "secret_key_file" in f
-        has_jwt = "jwt" in f or "jwt_file" in f
+        has_jwt = "jwt" in f or "jwt_file" in f or "jwt_command" in f
+        jwt_command: tuple[str, ...] | None = None
+        if "jwt_command" in f:
+            argv = r.as_str_list(f.get("jwt_command"))
+            if not argv:
+                r.problem(_key(f, "jwt_command"), "jwt_command needs a program to run")
+            elif "jwt" in f or "jwt_file" in f:
+                r.problem(_key(f, "jwt_command"), "jwt_command excludes jwt and jwt_file")
+            else:
+                jwt_command = tuple(argv)
+        jwt_path_node = f.get("jwt_file")
+        jwt_text = r.as_str(jwt_path_node) if jwt_path_node is not None else None
+        jwt_file = self._path(jwt_text) if jwt_text else None
+        account_url = self._ws_url(f.get("url"), self.insecure, "url")
         if f.node is not None:
             if ("public_key" in f or has_hmac_secret) and has_jwt:
                 r.problem(f.node, "use either public_key with secret_key (hmac) or jwt, not both")
@@ -484,6 +536,9 @@ class _Loader:
             secret_key=secret_key,
             jwt=jwt,
             account_id=account_id,
+            jwt_file=jwt_file,
+            jwt_command=jwt_command,
+            url=account_url,
         )
 
     def _account_id(self, node: Node | None) -> str | None:

@@ -88,9 +88,35 @@ class BalanceUpdate:
     received_at: float
 
     @property
+    def cash_and_realised(self) -> float:
+        """``deposit + realised_pnl + net_funding − fees + referral_rewards`` (USD).
+
+        docs/protocol.md §6: the docs define Cash as deposits + net funding + referral
+        rewards − fees, and Equity as Cash + realised + unrealised; a balance that
+        reports ``fees`` or ``referral_rewards`` apart therefore has them outside
+        ``realised_pnl``. Absent fields count 0 (then fees are inside realised PnL).
+        """
+        return (
+            self.deposit
+            + self.realised_pnl
+            + self.net_funding
+            - (self.fees or 0.0)
+            + (self.referral_rewards or 0.0)
+        )
+
+    @property
     def reported_equity(self) -> float:
         """Equity as the exchange's own figures give it (docs/design.md#precise-points)."""
-        return self.deposit + self.realised_pnl + self.unrealised_pnl + self.net_funding
+        return self.cash_and_realised + self.unrealised_pnl
+
+    @property
+    def available_drift(self) -> float:
+        """``reported_equity − position_margin − order_margin − available_balance``:
+        0 when riskwatch's equity formula (fees included) agrees with the exchange's
+        available balance (docs/protocol.md §6 cross-check)."""
+        return (
+            self.reported_equity - self.position_margin - self.order_margin - self.available_balance
+        )
 
 
 @dataclass(frozen=True, slots=True)

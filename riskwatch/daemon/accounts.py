@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from riskwatch.config import AccountConfig, Config
 from riskwatch.pipeline import AccountCore
 from riskwatch.qfex.client import ConnectionStatus, TradeConnection
+from riskwatch.qfex.link import AccountLink
 from riskwatch.qfex.session import TradeSession
 from riskwatch.rules.model import RuleSet
 
@@ -19,6 +20,7 @@ class AccountRuntime:
 
     config: AccountConfig
     core: AccountCore
+    link: AccountLink
     connection: TradeConnection | None = None
     status: ConnectionStatus | None = None
     reconnects_seen: int = 0
@@ -31,22 +33,18 @@ class AccountRuntime:
 
 
 def build_accounts(config: Config, rules: RuleSet) -> dict[str, AccountRuntime]:
-    """One runtime per configured account, in config order, each with a fresh core."""
-    stale_after = config.exchange.stale_after.seconds
-    return {
-        acc.name: AccountRuntime(
-            config=acc,
-            core=AccountCore(acc.name, stale_after=stale_after, rules=rules, daily=config.daily),
+    """One runtime per configured account, in config order, each with a fresh core whose
+    ``stale_after`` starts at the link's (it then follows the measured pulse cadence)."""
+    out: dict[str, AccountRuntime] = {}
+    for acc in config.accounts:
+        link = AccountLink(acc, config.exchange)
+        core = AccountCore(
+            acc.name, stale_after=link.cadence.stale_after, rules=rules, daily=config.daily
         )
-        for acc in config.accounts
-    }
+        out[acc.name] = AccountRuntime(config=acc, core=core, link=link)
+    return out
 
 
-def session_for(acc: AccountConfig) -> TradeSession:
-    """A fresh sans-I/O trade session with ``acc``'s credentials (one per connection)."""
-    return TradeSession(
-        public_key=acc.public_key if acc.jwt is None else None,
-        secret_key=acc.secret_key.reveal() if acc.secret_key is not None else None,
-        jwt=acc.jwt.reveal() if acc.jwt is not None else None,
-        account_id=acc.account_id,
-    )
+def session_for(rt: AccountRuntime) -> TradeSession:
+    """A fresh sans-I/O trade session with the account's current credentials."""
+    return rt.link.session()

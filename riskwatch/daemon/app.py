@@ -35,6 +35,7 @@ from riskwatch.daemon.commands import Commands
 from riskwatch.daemon.connections import Connections
 from riskwatch.daemon.decisions import Decisions
 from riskwatch.daemon.frames import Frames
+from riskwatch.daemon.jwtwatch import JwtWatch
 from riskwatch.daemon.live import LiveConfig
 from riskwatch.daemon.reload import Reloader
 from riskwatch.daemon.retention import RetentionPurge
@@ -46,6 +47,7 @@ from riskwatch.notify.deliver import DeliveryPolicy
 from riskwatch.notify.inhibit import InhibitPolicy
 from riskwatch.notify.service import NotifyService
 from riskwatch.qfex.client import MarketDataConnection
+from riskwatch.qfex.link import LinkCollector, LinkView
 from riskwatch.qfex.recorder import Recorder
 from riskwatch.rules.engine import Decision
 from riskwatch.rules.model import EMPTY_RULES, RuleSet
@@ -141,6 +143,15 @@ class Daemon:
             last_reload=lambda: self.reloader.last,
         )
         self.registry.register(SnapshotCollector(self.views.scrape))
+        self.registry.register(
+            LinkCollector(
+                lambda: [
+                    LinkView(n, rt.link, rt.status, rt.core.snapshot.balance)
+                    for n, rt in self.accounts.items()
+                ]
+            )
+        )
+        self.jwt_watch = JwtWatch(self.accounts, self.notifier, self.clock, self._stopped)
         self.commands = Commands(
             self.live,
             self.accounts,
@@ -228,6 +239,7 @@ class Daemon:
         log.info("serving /metrics and /api on %s:%s", cfg.http.host, self.http_port)
         self._tasks += self.connections.start_market_data()
         self._tasks.append(asyncio.create_task(self.ticks.run(), name="rule-ticks"))
+        self._tasks.append(asyncio.create_task(self.jwt_watch.run(), name="jwt-watch"))
         self._tasks.append(asyncio.create_task(self.reloader.watch(), name="config-watch"))
         self._tasks.append(asyncio.create_task(self.executor.run(), name="actions"))
         if self.retention is not None:

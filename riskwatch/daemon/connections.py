@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Sequence
 
 from riskwatch.clock import Clock
-from riskwatch.config import AccountConfig, Config
+from riskwatch.config import Config
 from riskwatch.daemon.accounts import AccountRuntime, session_for
 from riskwatch.daemon.frames import Frames
 from riskwatch.logformat import bound_context
@@ -73,13 +73,10 @@ class Connections:
 
     def start_trade(self) -> list[asyncio.Task[None]]:
         """Open one trade connection per account; return their tasks."""
-        cfg = self.config
         options = self._options()
         frames = self.frames
         tasks: list[asyncio.Task[None]] = []
         for name, rt in self.accounts.items():
-            acc = rt.config
-
             # Looked up at each call: a wrapper set on ``frames`` (benches) is honoured.
             def on_events(events: Sequence[Event], now: float, _n: str = name) -> list[str]:
                 return frames.on_trade_events(_n, events, now)
@@ -87,12 +84,16 @@ class Connections:
             def on_status(status: ConnectionStatus, _n: str = name) -> None:
                 frames.on_status(_n, status)
 
-            def make_session(_a: AccountConfig = acc) -> TradeSession:
-                return session_for(_a)
+            def make_session(_rt: AccountRuntime = rt) -> TradeSession:
+                return session_for(_rt)
 
+            # Per-account URL and upgrade credentials; the JWT is fetched again before
+            # every attempt (docs/protocol.md §1, §2.1).
             rt.connection = TradeConnection(
                 account=name,
-                url=cfg.exchange.url,
+                url=rt.link.url,
+                handshake=rt.link.handshake,
+                prepare=rt.link.prepare,
                 session_factory=make_session,
                 on_events=on_events,
                 clock=self.clock,

@@ -53,6 +53,8 @@ class Frames:
     def on_trade_events(self, account: str, events: Sequence[Event], now: float) -> list[str]:
         """Count, log and apply one frame's events; return frames to send at once."""
         rt = self.accounts[account]
+        rt.link.observe(events, now)
+        rt.core.stale_after = rt.link.cadence.stale_after
         messages = self.metrics.messages
         for ev in events:
             messages.labels(account, ev.kind).inc()
@@ -135,6 +137,8 @@ class Frames:
         """A trade connection's link status changed: count reconnects, tell the executor."""
         rt = self.accounts[account]
         rt.status = status
+        if not status.connected:
+            rt.link.cadence.connection_lost()
         if status.reconnects > rt.reconnects_seen:
             self.metrics.reconnects.labels(account).inc(status.reconnects - rt.reconnects_seen)
             rt.reconnects_seen = status.reconnects

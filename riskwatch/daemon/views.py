@@ -78,6 +78,11 @@ class Views:
                 reasons.append(f"account {name}: not authenticated")
             elif rt.core.is_stale(now):
                 reasons.append(f"account {name}: data stale")
+            if st is not None and st.connected and st.unconfirmed_channels:
+                channels = ", ".join(st.unconfirmed_channels)
+                reasons.append(f"account {name}: subscription not confirmed: {channels}")
+            if rt.link.expiry_state == "expired":
+                reasons.append(f"account {name}: JWT expired")
         return (not reasons, reasons)
 
     def alerts_document(self) -> dict[str, Any]:

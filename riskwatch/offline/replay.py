@@ -161,7 +161,7 @@ def replay(
 
 def cores_for(config: Config, rules: RuleSet) -> dict[str, AccountCore]:
     """One fresh core per configured account, as the daemon builds them."""
-    stale_after = config.exchange.stale_after.seconds
+    stale_after = config.exchange.initial_stale_after()
     return {
         acc.name: AccountCore(acc.name, stale_after=stale_after, rules=rules, daily=config.daily)
         for acc in config.accounts

@@ -24,11 +24,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from riskwatch.clock import Clock
 from riskwatch.model import Event
@@ -37,6 +38,7 @@ from riskwatch.qfex import commands
 from riskwatch.qfex.recorder import Recorder
 from riskwatch.qfex.schemas import decode_mds
 from riskwatch.qfex.session import SessionState, TradeSession
+from riskwatch.qfex.upgrade import USER_AGENT, Handshake
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ class ConnectionStatus:
     reconnects: int = 0
     next_attempt_in: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)
+    unconfirmed_channels: tuple[str, ...] = ()
+    """Subscriptions still unconfirmed past the session's timeout (docs/protocol.md §4)."""
+    resubscribes: int = 0
+    """Subscribe frames sent again on this connection for want of a confirmation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,10 @@ class TradeConnection:
     ``session_factory`` builds a fresh :class:`TradeSession` for every connection (it
     re-authenticates and resubscribes by construction). ``on_events`` must not block.
     ``on_reconnect`` is called after each lost connection (for the reconnect counter).
+    ``prepare`` (awaited before every attempt) refreshes credentials, e.g. re-reads a
+    JWT; ``handshake`` gives the upgrade request of one attempt at Unix time ``now``
+    (URL and credential headers, docs/protocol.md §1); without it the plain ``url``.
+    An upgrade refused with HTTP 401 or 403 counts as an authentication rejection.
     """
 
     def __init__(
@@ -91,10 +101,14 @@ class TradeConnection:
         recorder: Recorder | None = None,
         on_status: Callable[[ConnectionStatus], None] | None = None,
         rng: random.Random | None = None,
+        handshake: Callable[[float], Handshake] | None = None,
+        prepare: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.account = account
         self.url = url
         self.status = ConnectionStatus()
+        self._handshake = handshake or (lambda _now: Handshake(url))
+        self._prepare = prepare
         self._session_factory = session_factory
         self._on_events = on_events
         self._clock = clock
@@ -111,8 +125,9 @@ class TradeConnection:
 
     @property
     def live(self) -> bool:
-        """True while authenticated and subscribed on an open socket."""
-        return self._session is not None and self._session.state is SessionState.LIVE
+        """True while commands may go out: authenticated on an open socket, subscribed
+        or with position and balance data flowing (:attr:`TradeSession.actionable`)."""
+        return self._session is not None and self._session.actionable
 
     async def send(self, frame: str) -> float:
         """Write a command frame now; return the time it was written.
@@ -121,7 +136,7 @@ class TradeConnection:
         (an action whose command could not be written is not "sent").
         """
         ws, session = self._ws, self._session
-        if ws is None or session is None or session.state is not SessionState.LIVE:
+        if ws is None or session is None or not session.actionable:
             msg = f"account {self.account!r} is not connected"
             raise ConnectionError(msg)
         now = self._clock.now()
@@ -132,7 +147,7 @@ class TradeConnection:
     def send_nowait(self, frame: str) -> float:
         """Queue ``frame`` on the session and schedule the write; return the time."""
         ws, session = self._ws, self._session
-        if ws is None or session is None or session.state is not SessionState.LIVE:
+        if ws is None or session is None or not session.actionable:
             msg = f"account {self.account!r} is not connected"
             raise ConnectionError(msg)
         now = self._clock.now()
@@ -162,6 +177,12 @@ class TradeConnection:
                 reached_live = await self._connect_once()
             except asyncio.CancelledError:
                 raise
+            except InvalidStatus as exc:
+                code = exc.response.status_code
+                self.status.last_error = f"upgrade refused: HTTP {code}"
+                # 401/403 on the upgrade: the gateway refused the credentials (§1).
+                self.status.auth_rejected = code in (401, 403)
+                log.warning("account %s: %s", self.account, self.status.last_error)
             except Exception as exc:
                 verdict = backoff_mod.classify(exc)
                 self.status.last_error = f"{type(exc).__name__}: {exc}"
@@ -194,7 +215,10 @@ class TradeConnection:
         """Run one connection to its end; return whether it reached LIVE."""
         opts = self._options
         reached_live = False
-        async with _connect(self.url, opts) as ws:
+        if self._prepare is not None:
+            await self._prepare()
+        request = self._handshake(self._clock.now())
+        async with _connect(request.url, opts, request.headers) as ws:
             session = self._session_factory()
             self._ws, self._session = ws, session
             self.status.connected = True
@@ -220,10 +244,26 @@ class TradeConnection:
                         expired.kind,
                         session.pending_timeout,
                     )
-                if session.state is SessionState.LIVE and not self.status.authenticated:
+                if session.actionable and not self.status.authenticated:
                     self.status.authenticated = True
                     reached_live = True
                     self.status.last_error = ""
+                    self._notify_status()
+                unconfirmed = session.unconfirmed_channels
+                resubscribes = sum(session.resubscribes.values())
+                if (unconfirmed, resubscribes) != (
+                    self.status.unconfirmed_channels,
+                    self.status.resubscribes,
+                ):
+                    if unconfirmed:
+                        log.warning(
+                            "account %s: subscription not confirmed: %s (subscribed again %d x)",
+                            self.account,
+                            ", ".join(unconfirmed),
+                            resubscribes,
+                        )
+                    self.status.unconfirmed_channels = unconfirmed
+                    self.status.resubscribes = resubscribes
                     self._notify_status()
                 out: Sequence[str] = ()
                 if events:
@@ -254,6 +294,8 @@ class TradeConnection:
         self._session = None
         self.status.connected = False
         self.status.authenticated = False
+        self.status.unconfirmed_channels = ()
+        self.status.resubscribes = 0
         self._notify_status()
 
     def _notify_status(self) -> None:
@@ -365,13 +407,17 @@ class MarketDataConnection:
             await ws.send(commands.mds_subscribe("mark_price", todo))
 
 
-def _connect(url: str, opts: SocketOptions) -> connect:
+def _connect(url: str, opts: SocketOptions, headers: Sequence[tuple[str, str]] = ()) -> connect:
     """Open a WebSocket the way riskwatch wants it: no compression (it costs latency on
-    small frames), no proxy from the environment, short pings (docs/design.md#libraries)."""
+    small frames), short pings (docs/design.md#libraries), ``User-Agent: riskwatch/<version>``,
+    and the proxy the environment names (``HTTPS_PROXY``/``HTTP_PROXY``, bypassed per
+    ``NO_PROXY``; websockets ≥ 15 reads them, docs/protocol.md §1)."""
     return connect(
         url,
+        additional_headers=list(headers),
+        user_agent_header=USER_AGENT,
         compression=None,
-        proxy=None,
+        proxy=True,
         open_timeout=opts.open_timeout,
         ping_interval=opts.ping_interval,
         ping_timeout=opts.ping_timeout,

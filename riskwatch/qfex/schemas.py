@@ -166,17 +166,21 @@ class _Balance(Struct, kw_only=True, frozen=True, gc=False):
 
 
 class _Order(Struct, kw_only=True, frozen=True, gc=False):
-    """TRADE-AA ``OrderResponse`` (docs/protocol.md §5.3)."""
+    """TRADE-AA ``OrderResponse`` (docs/protocol.md §5.3).
+
+    ``quantity_remaining`` may be absent and ``price`` null (a MARKET order has no
+    price); :func:`_order_event` says what riskwatch reads then.
+    """
 
     order_id: str
     symbol: str
     status: str
     quantity: float
-    quantity_remaining: float
+    quantity_remaining: float | None = None
     side: str = ""
     type: str = ""
     time_in_force: str = ""
-    price: float = 0.0
+    price: float | None = None
     client_order_id: str | None = None
     update_time: float | None = None
 
@@ -373,7 +377,17 @@ def _balance_event(b: _Balance, now: float) -> BalanceUpdate:
     )
 
 
+# Statuses of an order still working: without a remainder, nothing is known filled.
+_WORKING_STATUSES: Final = frozenset({"ACK", "MODIFIED"})
+
+
 def _order_event(o: _Order, now: float) -> OrderUpdate:
+    """The event of one order. docs/protocol.md §5.3: an absent ``quantity_remaining``
+    reads as the whole quantity while the order is working (``ACK``, ``MODIFIED``) and
+    as 0 once it is final; a null ``price`` reads as 0 (no limit price)."""
+    remaining = o.quantity_remaining
+    if remaining is None:
+        remaining = o.quantity if o.status in _WORKING_STATUSES else 0.0
     return OrderUpdate(
         order_id=o.order_id,
         client_order_id=o.client_order_id or "",
@@ -383,8 +397,8 @@ def _order_event(o: _Order, now: float) -> OrderUpdate:
         order_type=o.type,
         time_in_force=o.time_in_force,
         quantity=o.quantity,
-        quantity_remaining=o.quantity_remaining,
-        price=o.price,
+        quantity_remaining=remaining,
+        price=o.price if o.price is not None else 0.0,
         update_time=o.update_time,
         received_at=now,
     )

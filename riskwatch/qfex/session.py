@@ -21,7 +21,13 @@ the socket and calls, for each connection, a fresh session::
 On auth success one ``subscribe`` frame per channel is queued (docs/design.md#precise-points). A
 channel counts as confirmed on ``{"subscribed": ch}``, or on the first data event of
 that channel (a position pulse implies ``positions``), since confirmations of the
-live server are not documented for every case (docs/protocol.md §16, unknowns).
+live server are not documented for every case (docs/protocol.md §4, §16 unknowns).
+A channel still unconfirmed ``subscribe_timeout`` seconds after its subscribe is
+subscribed again (at most ``subscribe_retries`` times) and listed by
+:attr:`TradeSession.unconfirmed_channels`, which the daemon reports. Commands are
+allowed (:attr:`TradeSession.actionable`) once LIVE, or once authenticated with
+``positions`` and ``balances`` data flowing: a missing confirmation never locks
+protection out (docs/protocol.md §4).
 
 Command correlation follows the official CLI (docs/protocol.md §3): every frame sent is
 kept in a FIFO of pending commands until a reply resolves it —
@@ -81,6 +87,12 @@ DEFAULT_CHANNELS: Final = ("positions", "balances", "order_responses", "fills")
 
 DEFAULT_PENDING_TIMEOUT: Final = 10.0
 """Seconds a sent command waits for its reply before leaving the FIFO (CLI: 10 s)."""
+
+DEFAULT_SUBSCRIBE_RETRIES: Final = 3
+"""How many times an unconfirmed channel is subscribed again."""
+
+_PULSED: Final = frozenset({"positions", "balances"})
+"""Channels whose data must flow before commands are allowed without full confirmation."""
 
 # Commands whose reply is an ack (TRADE-AA AckResponse; CLI trade_ws.go expectations).
 _ACKED: Final = frozenset(
@@ -180,6 +192,8 @@ class TradeSession:
         channels: Sequence[str] = DEFAULT_CHANNELS,
         pending_timeout: float = DEFAULT_PENDING_TIMEOUT,
         nonce_factory: Callable[[], str] = new_nonce,
+        subscribe_timeout: float = DEFAULT_PENDING_TIMEOUT,
+        subscribe_retries: int = DEFAULT_SUBSCRIBE_RETRIES,
     ) -> None:
         hmac_given = public_key is not None or secret_key is not None
         if hmac_given and jwt is not None:
@@ -208,6 +222,13 @@ class TradeSession:
         self._resolutions: list[Resolution] = []
         self._awaiting: set[str] = set()
         self.failed_channels: set[str] = set()
+        self.subscribe_timeout = subscribe_timeout
+        self.subscribe_retries = subscribe_retries
+        self._subscribed_at: dict[str, float] = {}
+        self._first_subscribed_at: dict[str, float] = {}
+        self.resubscribes: dict[str, int] = {}
+        self._data_seen: set[str] = set()
+        self._now = 0.0
 
     def __repr__(self) -> str:
         auth = "jwt" if self._jwt is not None else f"hmac public_key={self._public_key!r}"
@@ -243,12 +264,14 @@ class TradeSession:
         self._expire(now)
         for event in decode_trade(data, now):
             self._events.append(self._handle(event))
+        self._retry_subscriptions(now)
 
     def send(self, frame_text: str, now: float) -> None:
         """Queue a command frame (from :mod:`riskwatch.qfex.commands`) for sending.
 
-        Allowed once authenticated (SUBSCRIBING or LIVE). Raises RuntimeError in other
-        states, ValueError for a frame that is not a command object or that is
+        Allowed once authenticated (SUBSCRIBING or LIVE; the asyncio shell further
+        waits for :attr:`actionable`). Raises RuntimeError in other states,
+        ValueError for a frame that is not a command object or that is
         ``cancel_on_disconnect`` (never sent by riskwatch, docs/protocol.md §16.10).
         """
         if self.state not in (SessionState.SUBSCRIBING, SessionState.LIVE):
@@ -294,6 +317,25 @@ class TradeSession:
     def pending(self) -> tuple[PendingCommand, ...]:
         """Commands sent and not yet answered, oldest first."""
         return tuple(self._pending)
+
+    @property
+    def actionable(self) -> bool:
+        """True when protective commands may go out: LIVE, or authenticated with
+        ``positions`` and ``balances`` data flowing (docs/protocol.md §4)."""
+        if self.state is SessionState.LIVE:
+            return True
+        return self.state is SessionState.SUBSCRIBING and _PULSED <= self._data_seen
+
+    @property
+    def unconfirmed_channels(self) -> tuple[str, ...]:
+        """Channels neither confirmed nor seen in data ``subscribe_timeout`` seconds after
+        their first subscribe (as of the last frame received), in subscription order."""
+        late = self._now - self.subscribe_timeout
+        return tuple(
+            ch
+            for ch in self.channels
+            if ch in self._awaiting and self._first_subscribed_at.get(ch, self._now) <= late
+        )
 
     # --- internals ------------------------------------------------------------------
 
@@ -353,6 +395,7 @@ class TradeSession:
                 self._resolve(lambda c: c.kind == wanted, event, ok=True)
         channel = _CHANNEL_OF.get(type(event))
         if channel is not None and self.state is SessionState.SUBSCRIBING:
+            self._data_seen.add(channel)
             self._channel_done(channel)
         return event
 
@@ -369,9 +412,27 @@ class TradeSession:
         self.state = SessionState.SUBSCRIBING
         self._awaiting = set(self.channels)
         for channel in self.channels:
+            self._subscribed_at[channel] = now
+            self._first_subscribed_at[channel] = now
             self._queue(commands.subscribe(channel), now)
         if not self._awaiting:
             self.state = SessionState.LIVE
+
+    def _retry_subscriptions(self, now: float) -> None:
+        """Subscribe again to channels whose confirmation is overdue (bounded)."""
+        self._now = max(self._now, now)
+        if self.state is not SessionState.SUBSCRIBING:
+            return
+        for channel in self.channels:
+            if channel not in self._awaiting:
+                continue
+            if now - self._subscribed_at.get(channel, now) < self.subscribe_timeout:
+                continue
+            if self.resubscribes.get(channel, 0) >= self.subscribe_retries:
+                continue
+            self.resubscribes[channel] = self.resubscribes.get(channel, 0) + 1
+            self._subscribed_at[channel] = now
+            self._queue(commands.subscribe(channel), now)
 
     def _channel_done(self, channel: str) -> None:
         self._awaiting.discard(channel)

@@ -128,6 +128,9 @@ class Ledger:
     orders: dict[str, Order] = field(default_factory=dict)
     marks: dict[str, float] = field(default_factory=dict)
     fees: float = 0.0
+    fees_apart: bool = False
+    """Fees kept out of ``realised_pnl`` and reported in the balance's ``fees``
+    (docs/protocol.md §5.2, §6: the docs' Cash subtracts fees as their own term)."""
 
     # -- setup -------------------------------------------------------------------
 
@@ -169,7 +172,8 @@ class Ledger:
         Increase: the average price becomes the quantity-weighted average. Reduce: the
         closed part realises ``closed × (price − avg)`` (sign of the old position);
         the average stays. Flip: the old position closes entirely and the rest opens at
-        ``price``. ``fee`` (USD) is subtracted from the symbol's realised PnL.
+        ``price``. ``fee`` (USD) is subtracted from the symbol's realised PnL, or kept
+        apart in :attr:`fees` only when :attr:`fees_apart`.
         """
         if not qty > 0:
             msg = f"fill quantity must be positive, got {qty!r}"
@@ -192,7 +196,7 @@ class Ledger:
                 pos.qty = new_qty
             else:
                 pos.qty, pos.average_price = new_qty, price
-        pos.realised_pnl += realised - fee
+        pos.realised_pnl += realised if self.fees_apart else realised - fee
         self.fees += fee
         return FillResult(realised_pnl=realised, fee=fee)
 
@@ -228,6 +232,8 @@ class Ledger:
         funding = sum(p.net_funding for p in self.positions.values())
         unrealised = sum(unreal.values())
         equity = self.deposit + realised + unrealised + funding
+        if self.fees_apart:
+            equity -= self.fees
         used = position_margin + order_margin
         return LedgerFigures(
             equity=equity,
@@ -279,4 +285,5 @@ class Ledger:
             "unrealised_pnl": f.unrealised_pnl,
             "net_funding": f.net_funding,
             "available_balance": f.available_balance,
+            **({"fees": self.fees} if self.fees_apart else {}),
         }

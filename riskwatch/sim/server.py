@@ -7,8 +7,8 @@ Use in-process (same event loop)::
 
 Trade gateway behaviour (docs/protocol.md §15), with the choices QFEX leaves open:
 
-- Any query string is accepted on ``/`` (``?api_key=`` is ignored: the ``auth`` frame
-  decides, §1). Other paths get HTTP 404.
+- Any query string is accepted on ``/`` (``?api_key=`` is ignored unless an upgrade
+  mode asks for it: the ``auth`` frame decides, §1). Other paths get HTTP 404.
 - An ``auth`` frame must arrive within ``auth_deadline`` seconds (default 60) or the
   server closes with 1008. Commands before auth get ``err`` ``PermissionDenied``
   (undocumented upstream) and the deadline keeps running.
@@ -33,6 +33,22 @@ Market-data gateway: ``{"type":"subscribe","channels":["mark_price"|"market_stat
 frames go out on every mark change and at every pulse; ``market_stats`` once per second.
 Other channels are accepted and ignored.
 
+Documented alternatives, each a mode (docs/simulator.md):
+
+- ``upgrade_auth`` ``"api_key"`` | ``"hmac_headers"`` | ``"bearer"``: the HTTP upgrade
+  must carry that credential (``?api_key=``; the CLI's ``x-qfex-*`` headers or a
+  Bearer token; a Bearer token) or it is refused with HTTP 401 (§1).
+- ``sparse_orders``: every ``order_response`` omits ``quantity_remaining`` and carries
+  ``price: null`` (§5.3 allows both).
+- ``unconfirmed_channels``: subscribing to these channels works, but no
+  ``{"subscribed": …}`` is ever sent for them (§4).
+- ``fees_apart``: trading fees are not netted into ``realised_pnl``; the balance
+  reports them in ``fees`` and its ``available_balance`` is net of them (§5.2, §6).
+- ``signed_jwt``: JWTs are HS256 tokens (``sub`` = public key, signed with the
+  account's secret, ``exp`` enforced): an expired token is refused and a connection
+  is closed (1008) when its token expires (§2.1).
+- the cadence: ``pulse_interval`` (1 s or 10 s in the docs, §4.2).
+
 Legacy mode (``legacy=True``): ``{"type":"auth","result":"success"|"failure"}``, v4
 envelopes for positions and balances, ``{"ack_response": true}``, flat errors,
 ``user_orders``; the legacy ``{"api_key": …}`` auth is accepted too.
@@ -54,7 +70,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -62,7 +78,14 @@ from websockets.http11 import Request, Response
 
 from riskwatch.clock import Clock, SystemClock
 from riskwatch.sim import frames
-from riskwatch.sim.authcheck import DEFAULT_SECRET, NonceCache, check_auth
+from riskwatch.sim.authcheck import (
+    DEFAULT_SECRET,
+    NonceCache,
+    UpgradeMode,
+    check_auth,
+    check_upgrade,
+    jwt_claims,
+)
 from riskwatch.sim.exchange import Exchange, Out
 from riskwatch.sim.ledger import Ledger
 from riskwatch.sim.ratelimit import RateLimiter
@@ -144,6 +167,11 @@ class Simulator:
         rate_window: float = 60.0,
         market_stats_interval: float = 1.0,
         clock: Clock | None = None,
+        upgrade_auth: UpgradeMode | None = None,
+        sparse_orders: bool = False,
+        unconfirmed_channels: frozenset[str] = frozenset(),
+        fees_apart: bool = False,
+        signed_jwt: bool = False,
     ) -> None:
         self.scenario = scenario
         self._secrets = dict(secrets or {})
@@ -158,7 +186,15 @@ class Simulator:
         self.legacy = legacy
         self.market_stats_interval = market_stats_interval
         self.clock: Clock = clock or SystemClock()
+        self.upgrade_auth = upgrade_auth
+        self.sparse_orders = sparse_orders
+        self.unconfirmed_channels = frozenset(unconfirmed_channels)
+        self.signed_jwt = signed_jwt
+        self.upgrades_refused: list[str] = []
+        self.upgrade_headers: list[dict[str, str]] = []
         self.exchange = Exchange(scenario, seed=seed, fill_fraction=fill_fraction)
+        for ledger in self.exchange.ledgers.values():
+            ledger.fees_apart = fees_apart
         self.limiter = RateLimiter(limit=rate_limit, window=rate_window)
         self._nonces = NonceCache()
         self._conns: set[_Conn] = set()
@@ -197,7 +233,11 @@ class Simulator:
         self._t0 = loop.time()
         opts: dict[str, Any] = {"ping_interval": None, "compression": None}
         trade = await serve(
-            self._trade_handler, self.host, self._ports[0], process_request=_check_path, **opts
+            self._trade_handler,
+            self.host,
+            self._ports[0],
+            process_request=self._check_upgrade,
+            **opts,
         )
         mds = await serve(self._mds_handler, self.host, self._ports[1], **opts)
         self._servers = [trade, mds]
@@ -403,6 +443,7 @@ class Simulator:
             tolerance=self.ts_tolerance,
             default_secret=self._default_secret,
             allow_api_key=self.legacy,
+            signed_jwt=self.signed_jwt,
         )
         if result.account is None:
             log.info("auth rejected: %s", result.reason)
@@ -410,12 +451,51 @@ class Simulator:
             await conn.ws.close(1008, "authentication failed")
             return
         conn.account = result.account
+        token = params.get("jwt") if isinstance(params := request.get("params"), dict) else None
+        if self.signed_jwt and isinstance(token, str):
+            conn.tasks.append(asyncio.create_task(self._expire_token(conn, token)))
         # Move this connection's frames (auth included) under the account.
         pending = self._received.get(None, [])
         if pending and pending[-1].frame is request:
             self._received.setdefault(result.account, []).append(pending.pop())
         await self._reply(conn, {"authenticated": True})
         conn.tasks.append(asyncio.create_task(self._ping_loop(conn)))
+
+    async def _expire_token(self, conn: _Conn, token: str) -> None:
+        """Close the connection when its JWT expires (the signed-JWT mode's choice)."""
+        claims = jwt_claims(token) or {}
+        exp = claims.get("exp")
+        if isinstance(exp, int):
+            await asyncio.sleep(max(0.0, exp - self.clock.now()))
+            with contextlib.suppress(ConnectionClosed):
+                await conn.ws.close(1008, "token expired")
+
+    def _check_upgrade(self, connection: ServerConnection, request: Request) -> Response | None:
+        """404 off the bare path; in an upgrade mode, 401 without its credentials."""
+        parts = urlsplit(request.path)
+        if parts.path not in ("", "/"):
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        headers = {k.lower(): v for k, v in request.headers.raw_items()}
+        self.upgrade_headers.append(headers)
+        if self.upgrade_auth is None:
+            return None
+        reason = check_upgrade(
+            self.upgrade_auth,
+            dict(parse_qsl(parts.query)),
+            headers,
+            self.scenario.accounts,
+            self._secrets,
+            self._nonces,
+            self.clock.now(),
+            tolerance=self.ts_tolerance,
+            default_secret=self._default_secret,
+            signed_jwt=self.signed_jwt,
+        )
+        if not reason:
+            return None
+        log.info("upgrade refused: %s", reason)
+        self.upgrades_refused.append(reason)
+        return connection.respond(HTTPStatus.UNAUTHORIZED, f"unauthorized: {reason}\n")
 
     async def _ping_loop(self, conn: _Conn) -> None:
         while True:
@@ -489,9 +569,14 @@ class Simulator:
                 conn.channels.add(channel)
             else:
                 conn.channels.discard(channel)
-            await self._reply(conn, {key: channel})
+            if not (on and channel in self.unconfirmed_channels):
+                await self._reply(conn, {key: channel})
 
     async def _reply(self, conn: _Conn, frame: dict[str, Any]) -> None:
+        order = frame.get("order_response")
+        if self.sparse_orders and isinstance(order, dict):
+            body = {k: v for k, v in order.items() if k != "quantity_remaining"}
+            frame = {**frame, "order_response": {**body, "price": None}}
         await _send_text(conn.ws, json.dumps(frames.to_legacy(frame) if self.legacy else frame))
 
     async def _dispatch(self, outs: list[Out], requester: _Conn | None) -> None:
@@ -668,13 +753,6 @@ class Simulator:
             now = self.clock.now()
             for conn in list(self._mds):
                 await self._send_stats(conn, now)
-
-
-def _check_path(connection: ServerConnection, request: Request) -> Response | None:
-    """Accept the bare path (with any query string, e.g. ``?api_key=``); 404 otherwise."""
-    if urlsplit(request.path).path in ("", "/"):
-        return None
-    return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
 
 
 def _port(server: Server) -> int:

@@ -201,7 +201,8 @@ def initial(account: str) -> AccountSnapshot:
 def estimated_equity(snapshot: AccountSnapshot) -> float | None:
     """Equity now, USD: the balance pulse's equity moved by the unrealised PnL since it.
 
-    ``deposit + realised_pnl + net_funding + unrealised_pnl`` (docs/design.md#precise-points) where
+    ``deposit + realised_pnl + net_funding − fees + referral_rewards + unrealised_pnl``
+    (docs/design.md#precise-points, docs/protocol.md §6) where
     ``unrealised_pnl`` is the balance's plus ``totals.unrealised_pnl −
     anchor_unrealised_pnl``. None before the first balance pulse.
     """
@@ -209,9 +210,7 @@ def estimated_equity(snapshot: AccountSnapshot) -> float | None:
     if bal is None:
         return None
     return (
-        bal.deposit
-        + bal.realised_pnl
-        + bal.net_funding
+        bal.cash_and_realised
         + bal.unrealised_pnl
         + snapshot.totals.unrealised_pnl
         - snapshot.anchor_unrealised_pnl

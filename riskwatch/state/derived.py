@@ -23,8 +23,8 @@ Account scope (``Figures.account``); "the balance" is the last accepted balance 
     figure while its mark is the pulse's own, and ``position × (mark − average_price)``
     once a newer market-data mark arrives. At a balance pulse it equals the exchange's.
 ``equity``
-    ``deposit + realised_pnl + unrealised_pnl + net_funding`` (docs/design.md#precise-points,
-    docs/protocol.md §6).
+    ``deposit + realised_pnl + unrealised_pnl + net_funding − fees + referral_rewards``
+    (docs/design.md#precise-points, docs/protocol.md §6; absent fee fields count 0).
 ``reported_equity``
     the same sum over the balance's own figures (no mark adjustment).
 ``equity_drift``

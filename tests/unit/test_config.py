@@ -107,7 +107,8 @@ def test_minimal_config_takes_defaults() -> None:
     config = load_config("good-minimal.yaml", environ={})
     assert config.exchange.url == "wss://trade.qfex.com"
     assert config.exchange.market_data_url is None
-    assert config.exchange.stale_after == Duration(5000)
+    assert config.exchange.stale_after is None  # follows the measured pulse cadence
+    assert config.exchange.initial_stale_after() == 30.0
     assert config.exchange.ping_interval.seconds == 5.0
     assert config.exchange.ping_timeout.seconds == 10.0
     assert config.exchange.allow_insecure is False
@@ -359,7 +360,16 @@ def test_config_can_be_built_in_code() -> None:
     config = Config(accounts=(AccountConfig(name="a", jwt=Secret("j")),))
     assert config.actions.max_attempts == 5
     assert config.redacted_dict()["accounts"] == [
-        {"name": "a", "public_key": None, "secret_key": None, "jwt": MASK, "account_id": None}
+        {
+            "name": "a",
+            "public_key": None,
+            "secret_key": None,
+            "jwt": MASK,
+            "account_id": None,
+            "jwt_file": None,
+            "jwt_command": None,
+            "url": None,
+        }
     ]
 
 

@@ -677,3 +677,18 @@ def test_random_position_payloads_never_raise(payload: dict[str, Any]) -> None:
     events = decode_trade(json.dumps({"position_response": payload}), NOW)
     assert len(events) == 1
     assert isinstance(events[0], PositionUpdate | BadMessage)
+
+
+def test_order_response_without_remainder_or_price() -> None:
+    """docs/protocol.md §5.3: no quantity_remaining and a null price still decode: a working
+    order has nothing filled, a final one nothing left, and no price reads 0."""
+    from riskwatch.qfex.schemas import decode_trade
+
+    base = {"order_id": "o1", "symbol": "AAPL-USD", "quantity": 2.0, "price": None}
+    (ack,) = decode_trade(json.dumps({"order_response": {**base, "status": "ACK"}}), 1.0)
+    assert isinstance(ack, OrderUpdate)
+    assert ack.quantity_remaining == 2.0
+    assert ack.price == 0.0
+    (done,) = decode_trade(json.dumps({"order_response": {**base, "status": "FILLED"}}), 1.0)
+    assert isinstance(done, OrderUpdate)
+    assert done.quantity_remaining == 0.0

@@ -172,9 +172,17 @@ def test_pulse_confirms_the_marked_figures() -> None:
 
 def test_equity_includes_realised_and_funding() -> None:
     """Equity is deposit + realised + unrealised + net funding (docs/design.md#precise-points)."""
-    s = run(bal(deposit=1000.0, realised=50.0, upnl=-20.0, funding=-5.0, fees=3.0))
+    s = run(bal(deposit=1000.0, realised=50.0, upnl=-20.0, funding=-5.0))
     f = compute(s, now=1.0)
     assert f.account["equity"] == pytest.approx(1025.0)
+
+
+def test_equity_subtracts_fees_reported_apart() -> None:
+    """A balance that reports fees apart has them outside realised PnL (docs/protocol.md §6):
+    equity subtracts them, and adds referral rewards."""
+    s = run(bal(deposit=1000.0, realised=50.0, upnl=-20.0, funding=-5.0, fees=3.0))
+    f = compute(s, now=1.0)
+    assert f.account["equity"] == pytest.approx(1022.0)
     assert f.account["fees"] == 3.0
 
 

@@ -1,0 +1,355 @@
+"""The daemon against the simulator in each documented protocol alternative
+(docs/protocol.md §16, docs/simulator.md "Modes"): upgrade credentials, proxies,
+sparse order replies, missing subscription confirmations, a slow pulse cadence, fees
+reported apart, expiring JWTs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from riskwatch import __version__
+from riskwatch.config import load_config
+from riskwatch.daemon.app import Daemon
+from riskwatch.rules.load import load_rule_files
+from riskwatch.sim.scenario import load_scenario
+from riskwatch.sim.server import Simulator
+from riskwatch.store import Store
+from tests.support.asyncapi_schemas import validate_client_message
+from tests.support.daemon_harness import MS, wait_for
+
+ACCOUNT = "desk-a"
+SYMBOL = "AAPL-USD"
+PUBLIC_KEY = "qfex_pub_sim_desk_a"
+
+RULES_CLOSE = """
+rules:
+  - name: LossCritical
+    scope: account
+    when: unrealised_pnl < -1000
+    severity: critical
+    latch: true
+    actions: [{close_position: largest_loss}]
+"""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def make_jwt(secret: str, exp: float, sub: str = PUBLIC_KEY) -> str:
+    """An HS256 JWT as the simulator's signed-JWT mode expects (made here, independently)."""
+    head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = _b64(json.dumps({"sub": sub, "exp": int(exp)}).encode())
+    sig = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{_b64(sig)}"
+
+
+@asynccontextmanager
+async def running(
+    tmp: Path,
+    *,
+    sim_options: dict[str, Any] | None = None,
+    exchange: str = "  stale_after: 3s\n",
+    account: str | None = None,
+    rules: str = "rules: []\n",
+    taker_fee: float = 0.0,
+    before_start: Any = None,
+    wait_pulse: bool = True,
+    secret: str | None = None,
+) -> AsyncIterator[tuple[Simulator, Daemon, str]]:
+    """The crash scenario (paused) on a simulator with ``sim_options``, and a daemon."""
+    scenario = dataclasses.replace(load_scenario("crash"), taker_fee=taker_fee)
+    secret = secret or secrets.token_hex(16)
+    secret_file = tmp / "qfex_secret"
+    secret_file.write_text(secret + "\n", encoding="utf-8")
+    options = {"pulse_interval": 0.1, **(sim_options or {})}
+    async with Simulator(scenario, {PUBLIC_KEY: secret}, **options) as sim:
+        sim.pause()
+        credentials = account or (
+            f"    public_key: {PUBLIC_KEY}\n    secret_key_file: {secret_file}\n"
+        )
+        (tmp / "rules.yaml").write_text(rules, encoding="utf-8")
+        text = (
+            f"exchange:\n  url: {sim.trade_url}\n{exchange}"
+            f"accounts:\n  - name: {ACCOUNT}\n{credentials}"
+            f"rules: [{tmp / 'rules.yaml'}]\n"
+            "actions:\n  mode: armed\n"
+            "http:\n  listen: 127.0.0.1:0\n"
+            f"state:\n  path: {tmp / 'state.db'}\n"
+        )
+        path = tmp / "riskwatch.yaml"
+        path.write_text(text, encoding="utf-8")
+        config = load_config(path)
+        store = Store.open(config.state.path)
+        d = Daemon(config, rules=load_rule_files(list(config.rules.files)), store=store)
+        if before_start is not None:
+            before_start(d)
+        await d.start()
+        try:
+            if wait_pulse:
+                await wait_for(lambda: d.accounts[ACCOUNT].core.snapshot.last_pulse_at is not None)
+            yield sim, d, secret
+        finally:
+            await d.stop()
+            store.close()
+        for f in sim.received_commands(ACCOUNT):
+            validate_client_message(f.frame)
+
+
+def _metric(d: Daemon, name: str, **labels: str) -> float | None:
+    return d.registry.get_sample_value(name, {"account": ACCOUNT, **labels})
+
+
+def _confirmed_closes(d: Daemon) -> float:
+    value = d.registry.get_sample_value(
+        "riskwatch_actions_total",
+        {"account": ACCOUNT, "action": "close_position", "result": "confirmed"},
+    ) or d.registry.get_sample_value(
+        "riskwatch_actions_total", {"action": "close_position", "result": "confirmed"}
+    )
+    return value or 0.0
+
+
+# --- §1 upgrade credentials -------------------------------------------------------------
+
+
+async def test_api_key_on_the_upgrade_is_sent(tmp_path: Path) -> None:
+    """A gateway requiring ``?api_key=`` accepts riskwatch; User-Agent names riskwatch."""
+    async with running(tmp_path, sim_options={"upgrade_auth": "api_key"}) as (sim, d, _):
+        assert not sim.upgrades_refused
+        status = d.accounts[ACCOUNT].status
+        assert status is not None
+        assert status.authenticated
+        assert sim.upgrade_headers[-1]["user-agent"] == f"riskwatch/{__version__}"
+
+
+async def test_hmac_headers_on_the_upgrade_each_nonce_once(tmp_path: Path) -> None:
+    """A gateway requiring the CLI's x-qfex headers accepts riskwatch; the upgrade and the
+    auth frame sign different nonces (the simulator refuses a reused one)."""
+    async with running(tmp_path, sim_options={"upgrade_auth": "hmac_headers"}) as (sim, d, _):
+        assert not sim.upgrades_refused
+        headers = sim.upgrade_headers[-1]
+        auth = sim.received_commands(ACCOUNT)[0].frame
+        assert auth["type"] == "auth"
+        assert headers["x-qfex-nonce"] != auth["params"]["hmac"]["nonce"]
+        assert headers["x-qfex-public-key"] == PUBLIC_KEY
+        status = d.accounts[ACCOUNT].status
+        assert status is not None
+        assert status.authenticated
+
+
+async def test_upgrade_without_credentials_is_refused_loudly(tmp_path: Path) -> None:
+    """``upgrade_auth: none`` against a gateway that wants headers: HTTP 401, reported as an
+    authentication rejection in /readyz."""
+    async with running(
+        tmp_path,
+        sim_options={"upgrade_auth": "hmac_headers"},
+        exchange="  stale_after: 3s\n  upgrade_auth: none\n",
+        wait_pulse=False,
+    ) as (sim, d, _):
+        await wait_for(lambda: bool(sim.upgrades_refused))
+        await wait_for(
+            lambda: (
+                d.accounts[ACCOUNT].status is not None and d.accounts[ACCOUNT].status.auth_rejected
+            )
+        )
+        ok, reasons = d.readiness()
+        assert not ok
+        assert any("authentication rejected" in r for r in reasons)
+        status = d.accounts[ACCOUNT].status
+        assert status is not None
+        assert "401" in status.last_error
+
+
+async def _connect_proxy(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[str]
+) -> None:
+    """A minimal HTTP CONNECT proxy: one tunnel per client connection."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    line = head.split(b"\r\n", 1)[0].decode()
+    seen.append(line)
+    host, port = line.split()[1].rsplit(":", 1)
+    up_reader, up_writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    await writer.drain()
+
+    async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            dst.close()
+
+    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_proxy_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPS_PROXY is honoured: the trade connection goes through the proxy."""
+    seen: list[str] = []
+    server = await asyncio.start_server(lambda r, w: _connect_proxy(r, w, seen), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        async with running(tmp_path) as (sim, _d, _):
+            trade_port = sim.trade_url.rsplit(":", 1)[1].strip("/")
+            assert any(f"127.0.0.1:{trade_port}" in line for line in seen), seen
+            assert all(line.startswith("CONNECT ") for line in seen)
+    finally:
+        server.close()
+
+
+# --- §5.3 sparse order replies ----------------------------------------------------------
+
+
+async def test_order_responses_without_remainder_or_price(tmp_path: Path) -> None:
+    """order_responses without quantity_remaining and with price null decode, and the close
+    they answer is confirmed; no frame counts as bad."""
+    async with running(tmp_path, sim_options={"sparse_orders": True}, rules=RULES_CLOSE) as (
+        sim,
+        d,
+        _,
+    ):
+        await sim.set_mark(SYMBOL, 150.0)
+        await wait_for(lambda: _confirmed_closes(d) == 1)
+        assert sim.ledger(ACCOUNT).position(SYMBOL).qty == 0
+        assert (_metric(d, "riskwatch_messages_total", kind="order") or 0.0) >= 2
+        assert _metric(d, "riskwatch_messages_total", kind="bad") in (None, 0.0)
+
+
+# --- §4 subscriptions -------------------------------------------------------------------
+
+
+def _fast_subscribe_timeout(d: Daemon) -> None:
+    d.accounts[ACCOUNT].link.subscribe_timeout = 0.3
+
+
+async def test_missing_confirmation_is_retried_reported_and_does_not_lock(tmp_path: Path) -> None:
+    """fills and order_responses are never confirmed: they are subscribed again, /readyz and a
+    metric say so, and a protective close still goes out and completes."""
+    async with running(
+        tmp_path,
+        sim_options={"unconfirmed_channels": frozenset({"fills", "order_responses"})},
+        rules=RULES_CLOSE,
+        before_start=_fast_subscribe_timeout,
+    ) as (sim, d, _):
+        await wait_for(
+            lambda: _metric(d, "riskwatch_subscription_unconfirmed", channel="fills") == 1.0
+        )
+        assert _metric(d, "riskwatch_subscription_unconfirmed", channel="positions") == 0.0
+        ok, reasons = d.readiness()
+        assert not ok
+        assert any("subscription not confirmed: order_responses, fills" in r for r in reasons)
+        await wait_for(lambda: (_metric(d, "riskwatch_resubscribes") or 0.0) >= 2)
+        subs = [
+            f.frame["params"]["channels"]
+            for f in sim.received_commands(ACCOUNT)
+            if f.frame.get("type") == "subscribe"
+        ]
+        assert subs.count(["fills"]) >= 2
+        await sim.set_mark(SYMBOL, 150.0)
+        await wait_for(lambda: _confirmed_closes(d) == 1)
+        assert sim.ledger(ACCOUNT).position(SYMBOL).qty == 0
+
+
+# --- §4.2 cadence ------------------------------------------------------------------------
+
+
+async def test_slow_cadence_does_not_flap_stale(tmp_path: Path) -> None:
+    """Pulses 6 s apart (the docs also say 10 s) with no stale_after configured: the data
+    never counts as stale, and stale_after follows the measured cadence (3 × 6 s)."""
+    async with running(
+        tmp_path, sim_options={"pulse_interval": 6.0}, exchange="", wait_pulse=False
+    ) as (_sim, d, _):
+        core = d.accounts[ACCOUNT].core
+        await wait_for(lambda: core.snapshot.last_pulse_at is not None, 8000 * MS)
+        stale_seen = False
+        deadline = time.monotonic() + 13.5
+        while time.monotonic() < deadline:
+            stale_seen = stale_seen or core.is_stale(d.clock.now())
+            await asyncio.sleep(100 * MS)
+        assert not stale_seen
+        interval = _metric(d, "riskwatch_pulse_interval_seconds")
+        assert interval == pytest.approx(6.0, abs=0.5)
+        assert _metric(d, "riskwatch_stale_after_seconds") == pytest.approx(3 * interval)
+
+
+# --- §6 fees -------------------------------------------------------------------------------
+
+
+async def test_fees_reported_apart_enter_equity(tmp_path: Path) -> None:
+    """The simulator keeps fees out of realised PnL and reports them in the balance: the
+    daemon's equity still equals the exchange's, and the available-balance drift is 0."""
+    async with running(
+        tmp_path, sim_options={"fees_apart": True}, rules=RULES_CLOSE, taker_fee=0.001
+    ) as (sim, d, _):
+        await sim.set_mark(SYMBOL, 150.0)
+        await wait_for(lambda: _confirmed_closes(d) == 1)
+        ledger = sim.ledger(ACCOUNT)
+        assert ledger.fees > 30.0  # 0.1 % of 250 × 150
+        expected = ledger.figures().equity
+
+        def agrees() -> bool:
+            figures = d.accounts[ACCOUNT].core.figures_at(d.clock.now())
+            bal = d.accounts[ACCOUNT].core.snapshot.balance
+            return (
+                figures is not None
+                and bal is not None
+                and bal.fees is not None
+                and abs(bal.fees - ledger.fees) < 1e-6
+                and abs(figures.account["equity"] - expected) < 1e-6
+            )
+
+        await wait_for(agrees)
+        drift = _metric(d, "riskwatch_available_balance_drift_usd")
+        assert drift == pytest.approx(0.0, abs=1e-6)
+
+
+# --- §2.1 JWT lifecycle ------------------------------------------------------------------
+
+
+async def test_jwt_file_is_read_again_before_reconnecting(tmp_path: Path) -> None:
+    """The token in jwt_file expires; the gateway closes the connection; riskwatch reads the
+    file again and reconnects with the new token (Bearer on the upgrade too). The expiry is
+    a gauge, and a warning precedes it."""
+    secret = secrets.token_hex(16)
+    jwt_file = tmp_path / "token.jwt"
+    first_exp = int(time.time()) + 3
+    jwt_file.write_text(make_jwt(secret, first_exp) + "\n", encoding="utf-8")
+    async with running(
+        tmp_path,
+        sim_options={"signed_jwt": True, "upgrade_auth": "bearer"},
+        account=f"    jwt_file: {jwt_file}\n",
+        secret=secret,
+    ) as (sim, d, _):
+        assert _metric(d, "riskwatch_jwt_expiry_timestamp_seconds") == first_exp
+        await wait_for(lambda: d.accounts[ACCOUNT].link.expiry_state == "expiring", 3000 * MS)
+        second_exp = int(time.time()) + 3600
+        jwt_file.write_text(make_jwt(secret, second_exp) + "\n", encoding="utf-8")
+
+        def reconnected() -> bool:
+            st = d.accounts[ACCOUNT].status
+            return st is not None and st.reconnects >= 1 and st.authenticated
+
+        await wait_for(reconnected, 10_000 * MS)
+        assert _metric(d, "riskwatch_jwt_expiry_timestamp_seconds") == second_exp
+        await wait_for(lambda: d.accounts[ACCOUNT].link.expiry_state == "ok", 3000 * MS)
+        assert sim.upgrade_headers[-1]["authorization"].startswith("Bearer ")
+        assert "jwt_file" not in repr(sim.upgrade_headers)
