@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from riskwatch.errors import RiskwatchError
 from riskwatch.secret import Secret
 
 __all__ = ["TokenError", "TokenSource", "jwt_expiry"]
@@ -30,8 +31,10 @@ COMMAND_TIMEOUT: Final = 30.0
 """Seconds ``jwt_command`` may run before it is killed and the refresh fails."""
 
 
-class TokenError(Exception):
-    """A token could not be obtained; the message never holds the token."""
+class TokenError(RiskwatchError):
+    """A JWT could not be read from ``jwt_file`` or printed by ``jwt_command``; the
+    message never holds the token. :meth:`TokenSource.refresh` catches it, keeps the
+    last good token and counts the failure."""
 
 
 def jwt_expiry(token: str) -> float | None:
