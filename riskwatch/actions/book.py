@@ -5,8 +5,11 @@ The book is the protective-action core of riskwatch. It owns, for every account,
 actions between the engine's decision and their final outcome: the plan
 (:mod:`riskwatch.actions.plan`), the per-trip dedup, the circuit breaker, the mode and
 the kill switch, the guards at the moment of sending, the flights (one per action,
-through :class:`Phase`), reply correlation, confirmation by pulses, retries with new
-client ids and escalation. It never touches a socket, a file, a database or the clock:
+through :class:`Phase`), confirmation by replies and pulses, retries with new client
+ids and escalation. Replies reach it already correlated by the sans-I/O session
+(riskwatch/qfex/session.py): an ``order_response`` carries the command's
+``client_order_id``, an ``ack`` or ``err`` the command's frame in ``incoming_message``.
+It never touches a socket, a file, a database or the clock:
 every input carries ``now``, and every call returns an :class:`Output` — audit records
 to write, events to publish, counts for ``riskwatch_actions_total`` — which the shell
 (:mod:`riskwatch.actions.executor` in the daemon, :mod:`riskwatch.offline.replay` and
@@ -71,6 +74,7 @@ from riskwatch.model import (
     PositionUpdate,
 )
 from riskwatch.qfex import commands
+from riskwatch.qfex.session import normalised_request
 from riskwatch.rules.engine import ActionIntent
 from riskwatch.state.account import AccountSnapshot
 from riskwatch.store import ActionRecord
@@ -87,7 +91,6 @@ __all__ = [
     "Phase",
     "Record",
     "SentRecord",
-    "normalised",
     "result_of_rejection",
 ]
 
@@ -252,20 +255,6 @@ class Flight:
     audited: bool = True
     held: str = ""
     """Why a queued frame did not leave yet: ``""``, ``"stale"`` or ``"expired"``."""
-
-
-def normalised(value: Any) -> Any:
-    """A request as the exchange may echo it, for comparison: keys sorted, ``null``
-    members dropped, numbers as floats (``10`` and ``10.0`` compare equal)."""
-    if isinstance(value, dict):
-        return {k: normalised(v) for k, v in sorted(value.items()) if v is not None}
-    if isinstance(value, list | tuple):
-        return [normalised(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int | float):
-        return float(value)
-    return value
 
 
 class _Recorded:
@@ -480,7 +469,7 @@ class ActionBook:
         out.records.append(IntentRecord(cmd, cmd.action_id, cmd.attempt, reason, self._mode, now))
         flight = Flight(
             cmd,
-            normalised(json.loads(cmd.frame)),
+            normalised_request(json.loads(cmd.frame)),
             first_at=now,
             decided_at=trigger_at,
             trigger_at=trigger_at,
@@ -735,16 +724,16 @@ class ActionBook:
         return waiting
 
     def _on_order(self, flights: dict[str, Flight], ev: OrderUpdate, now: float) -> None:
+        # The session filled in the client_order_id of a reply that echoed none
+        # (riskwatch/qfex/session.py).
         cid = ev.client_order_id
-        closes = [f for f in flights.values() if f.cmd.action == "close_position"]
-        if cid:
-            target = next((f for f in closes if f.cmd.client_order_id == cid), None)
-        else:
-            # The documented ACK echoes an empty client_order_id (docs/protocol.md §16):
-            # the oldest close_position of that symbol awaiting its reply (the CLI's
-            # oldest-pending rule).
-            waiting = [f for f in self._awaiting(flights) if f in closes]
-            target = next((f for f in waiting if f.cmd.symbol == ev.symbol), None)
+        if not cid:
+            return
+        target = next(
+            (f for f in flights.values()
+             if f.cmd.action == "close_position" and f.cmd.client_order_id == cid),
+            None,
+        )  # fmt: skip
         if target is None:
             return
         if not confirm.is_terminal(ev.status, ev.quantity_remaining):
@@ -756,31 +745,18 @@ class ActionBook:
             retry = ev.status in confirm.RETRYABLE_STATUSES
             self._replied(target, now, f"order_response {ev.status}", retry, ev.status)
 
-    def _echo_target(
-        self, flights: dict[str, Flight], echoed: dict[str, Any] | None, acked: bool
+    def _request_of(
+        self, flights: dict[str, Flight], request: dict[str, Any] | str | None
     ) -> Flight | None:
-        """The flight an ``err``/``ack`` answers: the one whose request equals the echo
-        once both are normalised, else the oldest awaiting one of the echo's command
-        type (or, with no echo, the oldest awaiting one expecting an ack)."""
-        waiting = self._awaiting(flights)
-        if echoed is not None:
-            echo = normalised(echoed)
-            for f in waiting:
-                if f.sent_frame == echo:
-                    return f
-            kind = echoed.get("type")
-            if isinstance(kind, str):
-                return next((f for f in waiting if f.sent_frame.get("type") == kind), None)
+        """The flight whose frame an ``ack``/``err`` answers: the session put the request
+        it correlated in ``incoming_message`` (riskwatch/qfex/session.py)."""
+        if not isinstance(request, dict):
             return None
-        if acked:
-            return next((f for f in waiting if f.cmd.action in _ACKED), None)
-        return None
+        want = normalised_request(request)
+        return next((f for f in self._awaiting(flights) if f.sent_frame == want), None)
 
     def _on_error(self, flights: dict[str, Flight], ev: ErrorReply, now: float) -> None:
-        echoed = ev.incoming_message if isinstance(ev.incoming_message, dict) else None
-        if echoed is None:
-            return
-        f = self._echo_target(flights, echoed, acked=False)
+        f = self._request_of(flights, ev.incoming_message)
         if f is None:
             return
         text = f"err {ev.error_code}" + (f": {ev.message}" if ev.message else "")
@@ -793,7 +769,7 @@ class ActionBook:
         self._replied(f, now, text, retry, ev.error_code)
 
     def _on_ack(self, flights: dict[str, Flight], ev: Ack, now: float) -> None:
-        f = self._echo_target(flights, ev.incoming_message, acked=True)
+        f = self._request_of(flights, ev.incoming_message)
         if f is not None and f.cmd.action in _ACKED:
             self._replied(f, now)
 
@@ -886,7 +862,7 @@ class ActionBook:
                 OutcomeRecord(cmd.action_id, "retried", f.error or "effect not seen", now)
             )
         f.cmd = nxt
-        f.sent_frame = normalised(json.loads(nxt.frame))
+        f.sent_frame = normalised_request(json.loads(nxt.frame))
         f.error = ""
         f.reject_code = ""
         f.retryable = True
@@ -949,7 +925,7 @@ class ActionBook:
                 continue
             flight = Flight(
                 cmd,
-                normalised(json.loads(cmd.frame)),
+                normalised_request(json.loads(cmd.frame)),
                 first_at=first,
                 decided_at=first,
                 trigger_at=None,

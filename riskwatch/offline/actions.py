@@ -4,11 +4,16 @@ The same :class:`~riskwatch.actions.book.ActionBook` as the daemon, over the off
 account cores, with the audit log in memory
 (:class:`~riskwatch.actions.memlog.MemoryAuditLog`) and no exchange: the frames the book
 releases are kept (and counted as written at that moment), and the exchange's answers
-are whatever frames the caller feeds in next — a recording's, or a test's. The caller
-drives it in the daemon's order: :meth:`OfflineActions.connected` when an account's
-first trade frame arrives, :meth:`decided` for every decision, :meth:`events` for every
-trade frame's events after its core took them, :meth:`tick` with the rule ticks. Each
-of them releases what may leave at that time, as the daemon's executor does.
+are whatever frames the caller feeds in next — a recording's, or a test's. Trade frames
+go through the same sans-I/O session as the daemon's (:meth:`OfflineActions.receive`),
+which the released frames are handed to as well, so that replies are correlated with
+commands exactly as they are live (riskwatch/qfex/session.py). A new ``authenticated``
+frame in the stream is a new connection: the old one's commands lose their replies.
+
+The caller drives it in the daemon's order: :meth:`receive` for each trade frame (which
+also marks the account connected), :meth:`decided` for every decision, :meth:`events`
+for every trade frame's events after its core took them, :meth:`tick` with the rule
+ticks. Each of them releases what may leave at that time, as the daemon's executor does.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from riskwatch.actions.book import ActionBook, IntentRecord, Outgoing, Output
 from riskwatch.actions.memlog import MemoryAuditLog
 from riskwatch.actions.model import ActionEvent
 from riskwatch.config import ActionsConfig
-from riskwatch.model import Event
+from riskwatch.model import Authenticated, Event
 from riskwatch.pipeline import AccountCore
+from riskwatch.qfex.session import SessionState, TradeSession
 from riskwatch.rules.engine import Decision
 from riskwatch.state.account import AccountSnapshot
 
@@ -55,9 +61,39 @@ class OfflineActions:
     frames: list[tuple[float, Outgoing]] = field(default_factory=list)
     book: ActionBook = field(init=False)
     _up: set[str] = field(default_factory=set)
+    _sessions: dict[str, TradeSession] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.book = ActionBook(self.config, _CoresView(self.cores))
+
+    def receive(self, account: str, data: str | bytes, now: float) -> list[Event]:
+        """Decode one trade frame of ``account`` through its session; return its events."""
+        session = self._sessions.get(account)
+        if session is None or session.state in (SessionState.CLOSED, SessionState.AUTH_REJECTED):
+            session = self._open(account, now)
+        was_authenticated = session.state is not SessionState.AUTHENTICATING
+        session.receive_text(data, now)
+        events = session.events_received()
+        if was_authenticated and any(isinstance(e, Authenticated) and e.ok for e in events):
+            # A reconnect in the stream: the previous connection and its commands are gone.
+            session.connection_lost()
+            self._apply(self.book.on_status(account, False, now), now)
+            self._up.discard(account)
+            session = self._open(account, now)
+            session.receive_text(data, now)
+            events = session.events_received()
+        session.data_to_send()
+        session.resolutions_received()
+        session.expired_commands()
+        self.connected(account, now)
+        return events
+
+    def _open(self, account: str, now: float) -> TradeSession:
+        # Offline: nothing is signed or sent, the session only correlates.
+        session = TradeSession(public_key="offline", secret_key="offline")  # noqa: S106
+        session.connection_made(now)
+        self._sessions[account] = session
+        return session
 
     def connected(self, account: str, now: float) -> None:
         """The account's link is up (its first trade frame), once."""
@@ -100,3 +136,11 @@ class OfflineActions:
                 more = self.book.write_failed(rec, "already recorded", now, duplicate=True)
                 self._apply(more, now)
         self.frames.extend((now, f) for f in out.frames)
+        for f in out.frames:
+            session = self._sessions.get(f.account)
+            if session is not None and session.state in (
+                SessionState.SUBSCRIBING,
+                SessionState.LIVE,
+            ):
+                session.send(f.frame, now)
+                session.data_to_send()

@@ -46,7 +46,7 @@ from riskwatch.offline.timeline import (
 )
 from riskwatch.pipeline import AccountCore
 from riskwatch.qfex.recorder import RecordedFrame, read_recording
-from riskwatch.qfex.schemas import decode_mds, decode_trade
+from riskwatch.qfex.schemas import decode_mds
 from riskwatch.rules.engine import Decision
 from riskwatch.rules.load import load_rule_files
 from riskwatch.rules.model import RuleSet
@@ -143,8 +143,7 @@ def replay(
         if target is None:
             result.skipped[frame.account] = result.skipped.get(frame.account, 0) + 1
             continue
-        book.connected(frame.account, t)
-        events = decode_trade(frame.frame, t)
+        events = book.receive(frame.account, frame.frame, t)
         keep(target.handle(events, t).decision, t)
         book.events(frame.account, events, t)
         flush()

@@ -29,17 +29,29 @@ allowed (:attr:`TradeSession.actionable`) once LIVE, or once authenticated with
 ``positions`` and ``balances`` data flowing: a missing confirmation never locks
 protection out (docs/protocol.md §4).
 
-Command correlation follows the official CLI (docs/protocol.md §3): every frame sent is
-kept in a FIFO of pending commands until a reply resolves it —
-``order_response`` by ``client_order_id`` (or by ``order_id`` for ``cancel_order``),
-``ack``/``ack_response`` by echoed ``incoming_message`` or else the oldest command that
-expects an ack, ``all_orders_response`` the oldest ``get_user_orders``, the other
-replies their command by name, ``subscribed`` its channel. An ``err`` is attributed to
-the command its ``incoming_message`` echoes, else to the *oldest* pending command;
-the session then replaces the event by an ``ErrorReply`` whose ``incoming_message``
-is that command's frame (a dict), so downstream code can read our ``client_order_id``
-from it. Commands unanswered after ``pending_timeout`` seconds are dropped from the
-FIFO (so that a later ``err`` is not pinned on them) and reported by
+Command correlation follows the official CLI (docs/protocol.md §3), in every form
+the documentation allows, here and only here: every frame sent is kept in a FIFO of
+pending commands until a reply resolves it —
+
+- ``order_response`` by ``client_order_id``; one whose ``client_order_id`` is empty
+  (the documented ACK example) by symbol: the oldest pending ``close_position`` of
+  that symbol (the CLI's oldest-pending rule); ``cancel_order``/``get_order`` by the
+  id they name. A non-final status (``ACK``, ``MODIFIED``, a partial ``FILLED``) leaves
+  the command pending, so that the final one finds it too.
+- ``ack``/``ack_response`` and ``err``: by the echoed ``incoming_message`` compared
+  with the request after normalising both (:func:`normalised_request`: key order,
+  ``null`` members, ``10`` vs ``10.0``), else the oldest pending command of the echoed
+  type; an ``ack`` that echoes nothing resolves the oldest command that expects an
+  ack, an ``err`` that echoes nothing the *oldest* pending command (CLI failPending).
+- ``all_orders_response`` the oldest ``get_user_orders``, the other replies their
+  command by name, ``subscribed`` its channel.
+
+The session then emits the reply *correlated*: an ``order_response`` that matched by
+symbol carries the command's ``client_order_id``, and an ``ack`` or ``err`` carries in
+``incoming_message`` the command's frame exactly as it was sent (a dict) — downstream
+code (the action book) reads which of its commands a reply answers from those fields
+and never correlates again. Commands unanswered after ``pending_timeout`` seconds are
+dropped from the FIFO (so that a later ``err`` is not pinned on them) and reported by
 :meth:`TradeSession.expired_commands`; their outcome is unknown, not failed.
 
 The session never sends ``cancel_on_disconnect`` (docs/protocol.md §16.10): :meth:`send`
@@ -80,6 +92,7 @@ __all__ = [
     "Resolution",
     "SessionState",
     "TradeSession",
+    "normalised_request",
 ]
 
 DEFAULT_CHANNELS: Final = ("positions", "balances", "order_responses", "fills")
@@ -120,6 +133,30 @@ _CHANNEL_OF: Final[dict[type[Any], str]] = {
     OrderUpdate: "order_responses",
     Fill: "fills",
 }
+
+
+_NOT_FINAL: Final = frozenset({"ACK", "MODIFIED"})
+"""``order_response`` statuses after which more follow for the same order (§7)."""
+
+
+def normalised_request(value: Any) -> Any:
+    """A request as the exchange may echo it, for comparison: keys sorted, ``null``
+    members dropped, numbers as floats (``10`` and ``10.0`` compare equal)."""
+    if isinstance(value, dict):
+        return {k: normalised_request(v) for k, v in sorted(value.items()) if v is not None}
+    if isinstance(value, list | tuple):
+        return [normalised_request(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    return value
+
+
+def _final(event: OrderUpdate) -> bool:
+    if event.status in _NOT_FINAL:
+        return False
+    return not (event.status == "FILLED" and event.quantity_remaining > 1e-12)
 
 
 class SessionState(enum.Enum):
@@ -220,6 +257,7 @@ class TradeSession:
         self._pending: deque[PendingCommand] = deque()
         self._expired: list[PendingCommand] = []
         self._resolutions: list[Resolution] = []
+        self._working: deque[PendingCommand] = deque(maxlen=64)
         self._awaiting: set[str] = set()
         self.failed_channels: set[str] = set()
         self.subscribe_timeout = subscribe_timeout
@@ -370,6 +408,7 @@ class TradeSession:
 
     def _handle(self, event: Event) -> Event:
         """Advance state and correlation for one event; return the event to emit."""
+        emitted: Event = event
         if isinstance(event, Authenticated):
             self._on_auth(event)
         elif isinstance(event, Subscribed):
@@ -384,9 +423,9 @@ class TradeSession:
         elif isinstance(event, ErrorReply):
             return self._on_error(event)
         elif isinstance(event, OrderUpdate):
-            self._on_order(event)
+            emitted = self._on_order(event)
         elif isinstance(event, Ack):
-            self._on_ack(event)
+            emitted = self._on_ack(event)
         elif isinstance(event, OpenOrders):
             self._resolve(lambda c: c.kind == "get_user_orders", event, ok=True)
         elif isinstance(event, OtherReply):
@@ -397,7 +436,7 @@ class TradeSession:
         if channel is not None and self.state is SessionState.SUBSCRIBING:
             self._data_seen.add(channel)
             self._channel_done(channel)
-        return event
+        return emitted
 
     def _on_auth(self, event: Authenticated) -> None:
         self._resolve(lambda c: c.kind == "auth", event, ok=event.ok)
@@ -439,43 +478,77 @@ class TradeSession:
         if self.state is SessionState.SUBSCRIBING and not self._awaiting:
             self.state = SessionState.LIVE
 
-    def _on_order(self, event: OrderUpdate) -> None:
-        def match(c: PendingCommand) -> bool:
-            if event.client_order_id and c.client_order_id == event.client_order_id:
+    def _on_order(self, event: OrderUpdate) -> OrderUpdate:
+        cid = event.client_order_id
+
+        def by_id(c: PendingCommand) -> bool:
+            if cid and c.client_order_id == cid:
                 return True
             if c.kind in ("cancel_order", "get_order"):
                 params = _params(c.frame)
                 id_type = params.get("cancel_order_id_type", "order_id")
-                wanted = event.client_order_id if id_type == "client_order_id" else event.order_id
+                wanted = cid if id_type == "client_order_id" else event.order_id
                 return bool(wanted) and params.get("order_id") == wanted
             return False
 
-        self._resolve(match, event, ok=True)
+        def close_of(c: PendingCommand) -> bool:
+            return c.kind == "close_position" and _params(c.frame).get("symbol") == event.symbol
 
-    def _on_ack(self, event: Ack) -> None:
-        echoed = event.incoming_message
-        if echoed is not None and self._resolve(lambda c: c.frame == echoed, event, ok=True):
-            return
-        if echoed is not None and isinstance(echoed.get("type"), str):
-            kind = echoed["type"]
-            if self._resolve(lambda c: c.kind == kind, event, ok=True):
-                return
-        self._resolve(lambda c: c.kind in _ACKED, event, ok=True)
+        target = next((c for c in self._pending if by_id(c)), None)
+        resolved = target is None
+        if target is None and not cid:
+            # The documented ACK echoes "" (docs/protocol.md §3): the oldest pending
+            # close_position of the symbol, or the oldest whose order still works.
+            target = next((c for c in self._pending if close_of(c)), None)
+            resolved = target is None
+            if target is None:
+                target = next((c for c in self._working if close_of(c)), None)
+            if target is not None and target.client_order_id:
+                event = replace(event, client_order_id=target.client_order_id)
+        if target is None:
+            return event
+        if not resolved:
+            self._pending.remove(target)
+            self._resolutions.append(Resolution(command=target, reply=event, ok=True))
+            if target.kind == "close_position":
+                self._working.append(target)
+        if _final(event) and target in self._working:
+            self._working.remove(target)
+        return event
+
+    def _echo_target(self, echoed: dict[str, Any] | None) -> PendingCommand | None:
+        """The pending command an echo names: equal once normalised, else the oldest
+        pending one of the echoed type."""
+        if echoed is None:
+            return None
+        want = normalised_request(echoed)
+        target = next((c for c in self._pending if normalised_request(c.frame) == want), None)
+        if target is None and isinstance(echoed.get("type"), str):
+            target = next((c for c in self._pending if c.kind == echoed["type"]), None)
+        return target
+
+    def _on_ack(self, event: Ack) -> Ack:
+        target = self._echo_target(event.incoming_message)
+        if target is None:
+            target = next((c for c in self._pending if c.kind in _ACKED), None)
+        if target is None:
+            return event
+        self._pending.remove(target)
+        event = replace(event, incoming_message=target.frame)
+        self._resolutions.append(Resolution(command=target, reply=event, ok=True))
+        return event
 
     def _on_error(self, event: ErrorReply) -> Event:
         echoed = event.incoming_message
         target: PendingCommand | None = None
         if isinstance(echoed, dict):
-            target = next((c for c in self._pending if c.frame == echoed), None)
-            if target is None and isinstance(echoed.get("type"), str):
-                target = next((c for c in self._pending if c.kind == echoed["type"]), None)
+            target = self._echo_target(echoed)
         elif self._pending:
             # CLI failPending: an err that echoes nothing belongs to the oldest request.
             target = self._pending[0]
         if target is not None:
             self._pending.remove(target)
-            if echoed is None:
-                event = replace(event, incoming_message=target.frame)
+            event = replace(event, incoming_message=target.frame)
             self._resolutions.append(Resolution(command=target, reply=event, ok=False))
         if self.state is SessionState.AUTHENTICATING:
             if event.error_code == "AlreadyAuthenticated":

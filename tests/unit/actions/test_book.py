@@ -14,13 +14,12 @@ from riskwatch.actions.book import (
     Output,
     Phase,
     SentRecord,
-    normalised,
     result_of_rejection,
 )
 from riskwatch.config import ActionsConfig
 from riskwatch.model import Event
 from riskwatch.pipeline import AccountCore
-from riskwatch.qfex.schemas import decode_trade
+from riskwatch.qfex.session import TradeSession, normalised_request
 from riskwatch.rules.engine import ActionIntent
 from riskwatch.rules.model import Action
 from riskwatch.state.account import AccountSnapshot
@@ -32,10 +31,18 @@ SYM = "AAPL-USD"
 
 
 class CoreView:
-    """A real account core as the book's view, fed with decoded frames."""
+    """A real account core as the book's view, fed through a live session (which
+    correlates replies with the commands written through :meth:`write`)."""
 
     def __init__(self) -> None:
         self.core = AccountCore(ACC, stale_after=5.0)
+        self.session = TradeSession(public_key="pk", secret_key="sk")
+        self.session.connection_made(T0)
+        self.session.receive_text('{"authenticated": true}', T0)
+        for channel in self.session.channels:
+            self.session.receive_text(json.dumps({"subscribed": channel}), T0)
+        self.session.data_to_send()
+        self.session.events_received()
 
     def snapshot(self, account: str) -> AccountSnapshot:
         return self.core.snapshot
@@ -43,8 +50,15 @@ class CoreView:
     def stale(self, account: str, now: float) -> bool:
         return self.core.is_stale(now)
 
+    def write(self, out: Output, now: float) -> Output:
+        for frame in out.frames:
+            self.session.send(frame.frame, now)
+        self.session.data_to_send()
+        return out
+
     def frame(self, doc: dict[str, Any], now: float) -> list[Event]:
-        events = decode_trade(json.dumps(doc), now)
+        self.session.receive_text(json.dumps(doc), now)
+        events = self.session.events_received()
         self.core.handle(events, now)
         return events
 
@@ -227,15 +241,15 @@ def test_a_duplicate_intent_is_never_sent() -> None:
     assert not book.release(T0).frames
 
 
-def _sent(book: ActionBook, *actions: Action) -> list[dict[str, Any]]:
+def _sent(view: CoreView, book: ActionBook, *actions: Action) -> list[dict[str, Any]]:
     book.on_intent(_intent(*actions), T0)
-    return _frames(book.release(T0))
+    return _frames(view.write(book.release(T0), T0))
 
 
 def test_close_reply_without_client_order_id_is_matched_by_symbol() -> None:
     """The documented ACK carries client_order_id "": a rejection still reaches the flight."""
     view, book = _ready()
-    _sent(book, CLOSE)
+    _sent(view, book, CLOSE)
     reply = {
         "order_response": {
             "order_id": "o1", "client_order_id": "", "symbol": SYM, "status": "BAD_SYMBOL",
@@ -257,9 +271,10 @@ def test_close_reply_without_client_order_id_is_matched_by_symbol() -> None:
 
 
 def test_err_with_a_reserialised_echo_is_matched_and_not_retried() -> None:
-    """err PermissionDenied echoing the request with nulls and 10.0: one send, no retry."""
+    """err PermissionDenied echoing the request with nulls added: one send, no retry."""
     view, book = _ready(position=0.0, open_orders=1)
-    (frame,) = _sent(book, CANCEL)
+    (frame,) = _sent(view, book, CANCEL)
+    view.session.send('{"type": "get_user_orders", "params": {}}', T0)  # another pending
     echo = {"params": {**frame["params"], "symbol": None}, "type": frame["type"]}
     err = {"err": {"error_code": "PermissionDenied", "message": "no", "incoming_message": echo}}
     book.on_events(ACC, view.frame(err, T0 + 0.1), T0 + 0.1)
@@ -271,6 +286,30 @@ def test_err_with_a_reserialised_echo_is_matched_and_not_retried() -> None:
     assert not book.release(T0 + 10).frames
 
 
+def test_an_echo_of_another_type_is_not_pinned_on_a_flight() -> None:
+    """An err answering some other command leaves the action waiting for its own reply."""
+    view, book = _ready(position=0.0, open_orders=1)
+    _sent(view, book, CANCEL)
+    view.session.send('{"type": "get_user_orders", "params": {}}', T0)
+    echo = {"type": "get_user_orders", "params": {}}
+    err = {"err": {"error_code": "ServerError", "message": None, "incoming_message": echo}}
+    book.on_events(ACC, view.frame(err, T0 + 0.1), T0 + 0.1)
+    (flight,) = book.flights()
+    assert flight.phase is Phase.REPLY
+    assert not flight.error
+
+
+def test_set_leverage_ack_with_a_reserialised_echo_is_matched() -> None:
+    """An ack echoing set_user_leverage with 10.0 for 10 and added nulls answers it."""
+    view, book = _ready(position=0.0)
+    (frame,) = _sent(view, book, Action("set_leverage", leverage=10))
+    echo = {"type": frame["type"], "params": {**frame["params"], "leverage": 10.0, "x": None}}
+    book.on_events(ACC, view.frame({"ack": {"incoming_message": echo}}, T0 + 0.1), T0 + 0.1)
+    (flight,) = book.flights()
+    assert flight.phase is Phase.PULSE
+    assert flight.replied
+
+
 def test_normalised_compares_as_the_exchange_reserialises() -> None:
     """Key order, added nulls and 10 vs 10.0 do not matter."""
     sent = {"type": "set_user_leverage", "params": {"symbol": SYM, "leverage": 10}}
@@ -278,14 +317,14 @@ def test_normalised_compares_as_the_exchange_reserialises() -> None:
         "params": {"leverage": 10.0, "symbol": SYM, "account_id": None},
         "type": "set_user_leverage",
     }
-    assert normalised(sent) == normalised(echo)
+    assert normalised_request(sent) == normalised_request(echo)
     assert result_of_rejection("NOT_A_CODE") == "rejected_other"
 
 
 def test_partial_fill_retries_with_a_new_client_order_id() -> None:
     """A position still open after the reply: the next attempt has new ids and a new record."""
     view, book = _ready()
-    (first,) = _sent(book, CLOSE)
+    (first,) = _sent(view, book, CLOSE)
     book.on_events(ACC, view.pulse(100.0, T0 + 0.2), T0 + 0.2)  # no reply yet: waits
     book.tick(T0 + 1.5)  # no reply within 1 s → waits for a pulse
     book.on_events(ACC, view.pulse(100.0, T0 + 1.6), T0 + 1.6)  # effect not seen → backoff
