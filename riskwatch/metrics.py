@@ -481,7 +481,7 @@ class Metrics:
             self.impossible_frames.labels(account, reason)
 
 
-class AccountView(NamedTuple):
+class ScrapedAccount(NamedTuple):
     """What the collector reads about one account: its name, link state and figures.
 
     ``figures`` is None before the account's first event.
@@ -496,7 +496,7 @@ class Scrape(NamedTuple):
     """A provider's answer: the time of the scrape (Unix seconds) and every account."""
 
     now: float
-    accounts: Sequence[AccountView]
+    accounts: Sequence[ScrapedAccount]
 
 
 ViewProvider = Callable[[], Scrape]

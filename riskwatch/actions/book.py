@@ -86,7 +86,7 @@ __all__ = [
     "Flight",
     "IntentRecord",
     "OutcomeRecord",
-    "Outgoing",
+    "OutgoingFrame",
     "Output",
     "Phase",
     "Record",
@@ -199,7 +199,7 @@ Record = IntentRecord | OutcomeRecord | SentRecord
 
 
 @dataclass(frozen=True, slots=True)
-class Outgoing:
+class OutgoingFrame:
     """A frame to write on ``account``'s trade connection (``action_id`` None for a query)."""
 
     account: str
@@ -219,7 +219,7 @@ class Output:
     latencies: list[float] = field(default_factory=list)
     """Seconds from a trigger frame to its first command's write."""
     records: list[Record] = field(default_factory=list)
-    frames: list[Outgoing] = field(default_factory=list)
+    frames: list[OutgoingFrame] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.events or self.counts or self.records or self.frames)
@@ -590,7 +590,7 @@ class ActionBook:
         f.since = at
         f.deadline = at + self.reply_timeout
         f.replied = False
-        out.frames.append(Outgoing(cmd.account, cmd.frame, cmd.action_id))
+        out.frames.append(OutgoingFrame(cmd.account, cmd.frame, cmd.action_id))
         if cmd.attempt == 1:
             out.counts.append((cmd.action, "sent"))
             if f.trigger_at is not None:
@@ -658,7 +658,7 @@ class ActionBook:
                 ask = True
             if ask:
                 # docs/protocol.md §10: reconcile with get_user_orders and the next pulse.
-                out.frames.append(Outgoing(account, commands.get_user_orders()))
+                out.frames.append(OutgoingFrame(account, commands.get_user_orders()))
         return out
 
     # --- confirmation ---------------------------------------------------------------

@@ -16,7 +16,7 @@ from riskwatch.actions.executor import ActionExecutor
 from riskwatch.clock import Clock
 from riskwatch.daemon.accounts import AccountRuntime
 from riskwatch.daemon.live import LiveConfig
-from riskwatch.metrics import AccountView, Scrape
+from riskwatch.metrics import Scrape, ScrapedAccount
 from riskwatch.notify.notice import alert_labels
 from riskwatch.notify.service import NotifyService
 from riskwatch.qfex.client import ConnectionStatus, MarketDataConnection
@@ -59,7 +59,7 @@ class Views:
         return Scrape(
             now=now,
             accounts=[
-                AccountView(name, rt.connected, rt.core.figures_at(now))
+                ScrapedAccount(name, rt.connected, rt.core.figures_at(now))
                 for name, rt in self._accounts.items()
             ],
         )

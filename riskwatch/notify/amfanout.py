@@ -24,7 +24,7 @@ from riskwatch.secret import Secret
 
 __all__ = ["AlertmanagerFanout", "split_targets"]
 
-ResultListener = Callable[[str, str, Posting, str, str | None], None]
+FanoutListener = Callable[[str, str, Posting, str, str | None], None]
 """``(route, target display, posting, "sent" | "failed", detail)``."""
 
 
@@ -55,7 +55,7 @@ class AlertmanagerFanout:
         *,
         clock: Clock,
         external_url: str | None = None,
-        on_result: ResultListener | None = None,
+        on_result: FanoutListener | None = None,
         may_post: Callable[[], bool] | None = None,
     ) -> None:
         self.clock = clock

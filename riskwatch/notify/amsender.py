@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 _FIRST_BACKOFF: Final = 1.0
 
-ResultListener = Callable[[Posting, str, str | None], None]
+PostingListener = Callable[[Posting, str, str | None], None]
 """``(posting, "sent" | "failed", detail)``; called on the loop, must not block."""
 
 
@@ -41,7 +41,7 @@ class AlertmanagerSender:
         target: AlertmanagerTarget,
         book: AlertmanagerBook,
         clock: Clock,
-        on_result: ResultListener | None = None,
+        on_result: PostingListener | None = None,
         may_post: Callable[[], bool] | None = None,
     ) -> None:
         self.target = target

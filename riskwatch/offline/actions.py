@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from riskwatch.actions.book import ActionBook, IntentRecord, Outgoing, Output
+from riskwatch.actions.book import ActionBook, IntentRecord, OutgoingFrame, Output
 from riskwatch.actions.memlog import MemoryAuditLog
 from riskwatch.actions.model import ActionEvent
 from riskwatch.config import ActionsConfig
@@ -58,7 +58,7 @@ class OfflineActions:
     cores: Mapping[str, AccountCore]
     log: MemoryAuditLog = field(default_factory=MemoryAuditLog)
     events_seen: list[ActionEvent] = field(default_factory=list)
-    frames: list[tuple[float, Outgoing]] = field(default_factory=list)
+    frames: list[tuple[float, OutgoingFrame]] = field(default_factory=list)
     book: ActionBook = field(init=False)
     _up: set[str] = field(default_factory=set)
     _sessions: dict[str, TradeSession] = field(default_factory=dict)

@@ -109,19 +109,19 @@ _MAX_SAMPLES: Final = 1_000_000
 _EPS: Final = 1e-9
 _DEFAULT_ACCOUNT: Final = "test"
 
-Value = float | None
+SeriesValue = float | None
 
 
 # --------------------------------------------------------------------------- notation
 
 
-def parse_values(text: str) -> tuple[list[Value], list[tuple[int, str]]]:
+def parse_values(text: str) -> tuple[list[SeriesValue], list[tuple[int, str]]]:
     """Expand promtool's notation (module docstring) into samples (None = missing).
 
     Returns ``(samples, problems)``: ``problems`` are ``(offset in text, message)`` for
     bad terms; the samples are meaningful only when there is none.
     """
-    out: list[Value] = []
+    out: list[SeriesValue] = []
     problems: list[tuple[int, str]] = []
     for m in re.finditer(r"\S+", text):
         term, offset = m.group(), m.start()
@@ -163,7 +163,7 @@ class SeriesInput:
 
     name: str
     symbol: str | None
-    values: tuple[Value, ...]
+    values: tuple[SeriesValue, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +400,7 @@ def _series(r: Reader, node: Node) -> SeriesInput | None:
     return SeriesInput(named[0], named[1], values)
 
 
-def _samples(r: Reader, node: Node | None) -> tuple[Value, ...] | None:
+def _samples(r: Reader, node: Node | None) -> tuple[SeriesValue, ...] | None:
     if not isinstance(node, Scalar):
         if node is not None:
             r.problem(node, f"expected samples as a string, found {node.kind}")

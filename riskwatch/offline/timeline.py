@@ -31,7 +31,7 @@ __all__ = [
     "to_json",
 ]
 
-Kind = Literal["alert", "action", "outcome"]
+EntryKind = Literal["alert", "action", "outcome"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ class Entry:
     """
 
     at: float
-    kind: Kind
+    kind: EntryKind
     account: str
     rule: str
     symbol: str | None

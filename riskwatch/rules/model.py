@@ -20,7 +20,7 @@ from riskwatch.rules.expr import CheckedExpr, WindowSpec
 from riskwatch.rules.expr.compile import Evaluator
 from riskwatch.rules.lifecycle import LifecycleParams
 from riskwatch.rules.templates import Template
-from riskwatch.state.catalogue import POSITION_NAMES
+from riskwatch.state.catalogue import POSITION_NAMES, Scope
 
 __all__ = [
     "CLOSE_TARGETS",
@@ -35,7 +35,6 @@ __all__ = [
     "Severity",
 ]
 
-Scope = Literal["account", "position"]
 Severity = Literal["info", "warning", "critical"]
 Mode = Literal["enforce", "shadow"]
 Confirm = Literal["pulse", "mark"]

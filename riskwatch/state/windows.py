@@ -58,8 +58,10 @@ BUCKETS: Final = 1000
 MIN_RESOLUTION: Final = 0.1
 """Finest bucket width, seconds: at most one record per 100 ms."""
 
-FUNCTIONS: Final = frozenset({"max_over", "min_over", "avg_over", "change", "rate", "drawdown"})
-"""The window functions :meth:`Windows.window` answers."""
+WINDOW_FUNCTIONS: Final = frozenset(
+    {"max_over", "min_over", "avg_over", "change", "rate", "drawdown"}
+)
+"""The window functions of the rule language; :meth:`Windows.window` answers each."""
 
 _SNAPSHOT_VERSION: Final = 2
 _COLUMNS: Final = ("t_first", "v_first", "t_last", "v_last", "v_max", "v_min", "count", "total")
@@ -271,7 +273,7 @@ class Windows:
         """
         series = self._series.get(key)
         one = series.get(name) if series is not None else None
-        if one is None or func not in FUNCTIONS:
+        if one is None or func not in WINDOW_FUNCTIONS:
             return None
         return one.tier_for(seconds).query(func, seconds, now)
 

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.validation import get_legacy_validation
 
-from riskwatch.metrics import AccountView, Metrics, Scrape, SnapshotCollector
+from riskwatch.metrics import Metrics, Scrape, ScrapedAccount, SnapshotCollector
 from riskwatch.model import BalanceUpdate, MarkPrice, PositionUpdate
 from riskwatch.state.account import AccountSnapshot, initial, reduce
 from riskwatch.state.derived import Figures, compute
@@ -62,7 +62,7 @@ class Views:
 
     def __init__(self) -> None:
         self.now = 0.0
-        self.views: list[AccountView] = []
+        self.views: list[ScrapedAccount] = []
 
     def __call__(self) -> Scrape:
         return Scrape(self.now, self.views)
@@ -159,7 +159,7 @@ def test_legacy_name_validation_is_on(registry: CollectorRegistry) -> None:
 def test_snapshot_gauges(registry: CollectorRegistry, views: Views) -> None:
     """The collector exports account and position gauges from the provider's figures."""
     views.now = 4.0
-    views.views = [AccountView("desk-a", True, figures_long(at=1.0))]
+    views.views = [ScrapedAccount("desk-a", True, figures_long(at=1.0))]
     get = registry.get_sample_value
     acc = {"account": "desk-a"}
     assert get("riskwatch_equity_usd", acc) == pytest.approx(900.0)
@@ -187,7 +187,7 @@ def test_snapshot_gauges(registry: CollectorRegistry, views: Views) -> None:
 def test_none_is_not_exported(registry: CollectorRegistry, views: Views) -> None:
     """Figures that are None have no series; connected is still exported."""
     s = run(pos("AAPL-USD", 10.0))
-    views.views = [AccountView("desk-a", False, compute(s, now=1.0))]
+    views.views = [ScrapedAccount("desk-a", False, compute(s, now=1.0))]
     get = registry.get_sample_value
     acc = {"account": "desk-a"}
     assert get("riskwatch_equity_usd", acc) is None
@@ -205,7 +205,7 @@ def test_account_without_figures_exports_only_connected(
     registry: CollectorRegistry, views: Views
 ) -> None:
     """An account with no event yet exports connected and nothing else."""
-    views.views = [AccountView("desk-c", False, None)]
+    views.views = [ScrapedAccount("desk-c", False, None)]
     assert registry.get_sample_value("riskwatch_connected", {"account": "desk-c"}) == 0.0
     assert registry.get_sample_value("riskwatch_data_age_seconds", {"account": "desk-c"}) is None
 
@@ -213,14 +213,14 @@ def test_account_without_figures_exports_only_connected(
 def test_flat_position_disappears(registry: CollectorRegistry, views: Views) -> None:
     """A position that goes flat has no series in the next scrape."""
     s = run(pos("AAPL-USD", 10.0), pos("TSLA-USD", -3.0, avg=300.0), bal())
-    views.views = [AccountView("desk-a", True, compute(s, now=1.0))]
+    views.views = [ScrapedAccount("desk-a", True, compute(s, now=1.0))]
     get = registry.get_sample_value
     aapl = {"account": "desk-a", "symbol": "AAPL-USD"}
     tsla = {"account": "desk-a", "symbol": "TSLA-USD"}
     assert get("riskwatch_position_size", aapl) == 10.0
     assert get("riskwatch_position_size", tsla) == -3.0
     s = run(pos("AAPL-USD", 0.0, avg=0.0, at=2.0), start=s)
-    views.views = [AccountView("desk-a", True, compute(s, now=2.0))]
+    views.views = [ScrapedAccount("desk-a", True, compute(s, now=2.0))]
     assert get("riskwatch_position_size", aapl) is None
     assert get("riskwatch_position_notional_usd", aapl) is None
     assert get("riskwatch_position_size", tsla) == -3.0
@@ -229,7 +229,7 @@ def test_flat_position_disappears(registry: CollectorRegistry, views: Views) -> 
 def test_infinite_usage_is_exported_as_inf(registry: CollectorRegistry, views: Views) -> None:
     """Margin usage with negative equity exports +Inf."""
     s = run(pos("AAPL-USD", 10.0), bal(deposit=100.0), MarkPrice("AAPL-USD", 185.0, None, 70.0))
-    views.views = [AccountView("desk-a", True, compute(s, now=70.0))]
+    views.views = [ScrapedAccount("desk-a", True, compute(s, now=70.0))]
     assert (
         registry.get_sample_value("riskwatch_margin_usage_ratio", {"account": "desk-a"}) == math.inf
     )
@@ -238,7 +238,7 @@ def test_infinite_usage_is_exported_as_inf(registry: CollectorRegistry, views: V
 def test_equity_drift_exported(registry: CollectorRegistry, views: Views) -> None:
     """equity_drift_usd is exported once two balance pulses were seen."""
     s = run(pos("AAPL-USD", 10.0), bal(deposit=1000.0), bal(deposit=990.0, at=2.0))
-    views.views = [AccountView("desk-a", True, compute(s, now=2.0))]
+    views.views = [ScrapedAccount("desk-a", True, compute(s, now=2.0))]
     assert registry.get_sample_value(
         "riskwatch_equity_drift_usd", {"account": "desk-a"}
     ) == pytest.approx(10.0)
@@ -250,7 +250,7 @@ def test_exposition_parses_in_classic_text_format(
     """The whole registry renders to the classic text format and parses back."""
     m = Metrics(registry, version="0.1.0")
     m.init_account("desk-a")
-    views.views = [AccountView("desk-a", True, figures_long())]
+    views.views = [ScrapedAccount("desk-a", True, figures_long())]
     text = generate_latest(registry).decode()
     names = {f.name for f in text_string_to_metric_families(text)}
     assert "riskwatch_equity_usd" in names
@@ -282,7 +282,7 @@ def test_hand_built_figures_with_plain_dicts(registry: CollectorRegistry, views:
         exchange_confirmed=True,
         last_pulse_at=None,
     )
-    views.views = [AccountView("desk-d", True, figures)]
+    views.views = [ScrapedAccount("desk-d", True, figures)]
     get = registry.get_sample_value
     assert get("riskwatch_equity_usd", {"account": "desk-d"}) == 500.0
     assert get("riskwatch_margin_usage_ratio", {"account": "desk-d"}) is None

@@ -9,10 +9,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from riskwatch.metrics import (
     CHUNK_LINES,
-    AccountView,
     Metrics,
     Registry,
     Scrape,
+    ScrapedAccount,
     SnapshotCollector,
     escape_label_value,
     exposition_chunks,
@@ -48,10 +48,10 @@ def build(accounts: int, positions: int) -> Registry:
     registry = Registry()
     m = Metrics(registry, version="9.9")
     views = [
-        AccountView(f'acct-{a} "q"\\\n', a % 2 == 0, figures(1000.0 + a, positions))
+        ScrapedAccount(f'acct-{a} "q"\\\n', a % 2 == 0, figures(1000.0 + a, positions))
         for a in range(accounts)
     ]
-    views.append(AccountView("fresh", False, None))
+    views.append(ScrapedAccount("fresh", False, None))
     for v in views:
         m.init_account(v.account)
         m.messages.labels(v.account, "position").inc(3)

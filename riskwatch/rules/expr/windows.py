@@ -42,7 +42,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
+
+from riskwatch.state.windows import WINDOW_FUNCTIONS, WindowSource
 
 __all__ = [
     "MAX_WINDOW_SECONDS",
@@ -54,9 +56,6 @@ __all__ = [
     "compute_window",
 ]
 
-WINDOW_FUNCTIONS: Final = frozenset(
-    {"max_over", "min_over", "avg_over", "change", "rate", "drawdown"}
-)
 
 MAX_WINDOW_SECONDS: Final = 90 * 86400.0
 """Longest accepted window (90 days): keeps the history a store must hold bounded."""
@@ -69,14 +68,6 @@ class WindowSpec:
     func: str
     name: str
     seconds: float
-
-
-class WindowSource(Protocol):
-    """Answers window functions over recorded history; see the module docstring."""
-
-    def window(self, func: str, name: str, seconds: float, now: float) -> float | None:
-        """Return `func` over `name`'s samples in `[now - seconds, now]`, or None."""
-        ...
 
 
 class _NoWindows:
