@@ -35,9 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def bundled_rules_dir() -> Path | None:
-    """The default rule pack: ``rules/`` of a source checkout, or the packaged copy."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / "rules", here.parent / "rulepack"):
+    """The default rule pack: the copy packaged in the wheel (``riskwatch/rulepack``), or
+    ``rules/`` of a source checkout (pyproject's ``force-include`` makes the first)."""
+    package = Path(__file__).resolve().parents[1]  # riskwatch/
+    for candidate in (package / "rulepack", package.parent / "rules"):
         if candidate.is_dir() and any(candidate.glob("*.yaml")):
             return candidate
     return None
@@ -46,11 +47,18 @@ def bundled_rules_dir() -> Path | None:
 def write_demo_config(
     folder: Path, scenario: Scenario, sim: Simulator, secret: str, port: int
 ) -> Path:
-    """Write the daemon's config (and its secret file) for ``scenario`` into ``folder``."""
+    """Write the daemon's config (and its secret file) for ``scenario`` into ``folder``.
+
+    Raises :class:`FileNotFoundError` when the default rule pack is missing (a packaging
+    fault): a demo without rules would show a crash that nothing reacts to.
+    """
+    rules_dir = bundled_rules_dir()
+    if rules_dir is None:
+        msg = "the default rule pack is missing: no *.yaml in riskwatch/rulepack or rules/"
+        raise FileNotFoundError(msg)
     secret_file = folder / "qfex_secret"
     secret_file.write_text(secret + "\n", encoding="utf-8")
     secret_file.chmod(0o600)
-    rules_dir = bundled_rules_dir()
     lines = [
         "exchange:",
         f"  url: {sim.trade_url}",
@@ -64,8 +72,7 @@ def write_demo_config(
             f"    public_key: {acc.public_key}",
             f"    secret_key_file: {secret_file}",
         ]
-    if rules_dir is not None:
-        lines += ["rules:", f"  - {rules_dir}/*.yaml"]
+    lines += ["rules:", f"  - {rules_dir}/*.yaml"]
     lines += [
         "notifications:",
         "  group_interval: 1s",
