@@ -21,8 +21,8 @@ Measured, per trip:
   starts (``ws.send``), stamped in this process;
 - ``daemon_burst``: the daemon receives the *first* frame of the breaching pulse → the
   command's write (includes receiving the rest of the burst);
-- ``pulse_to_action``: the raw values behind ``riskwatch_pulse_to_action_seconds``
-  (``ActionExecutor.latencies``: trigger frame received → command handed to the socket).
+- ``pulse_to_action``: the values ``riskwatch_pulse_to_action_seconds`` observes
+  (trigger frame received → command handed to the socket), kept by the bench's probe.
 
 The floors, measured in the same run before the daemon starts: a bare websockets echo
 round trip in one process (``bench_echo.echo_rtts``) and between this process and an
@@ -94,8 +94,20 @@ class Probe:
         self.burst: dict[str, float] = {}
         self.trigger: list[float] = []
         self.from_burst: list[float] = []
+        self.latencies: list[float] = []
 
     def wrap(self, daemon: Daemon) -> None:
+        histogram = daemon.metrics.pulse_to_action_seconds
+        latencies = self.latencies
+
+        class Observed:
+            """The pulse-to-action histogram, its observations kept for percentiles."""
+
+            def observe(self, value: float) -> None:
+                latencies.append(value)
+                histogram.observe(value)
+
+        daemon.metrics.pulse_to_action_seconds = Observed()  # type: ignore[assignment]
         inner = daemon.frames.on_trade_events
 
         def on_events(account: str, events: Sequence[Event], now: float) -> list[str]:
@@ -204,7 +216,7 @@ async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
         "wire": summary_ms(wire["wire"]),
         "daemon_trigger": summary_ms(probe.trigger[warm:]),
         "daemon_burst": summary_ms(probe.from_burst[warm:]),
-        "pulse_to_action": summary_ms(list(daemon.executor.latencies)[warm:]),
+        "pulse_to_action": summary_ms(probe.latencies[warm:]),
         "late_trips": len(wire["late"]),
     }
     for name, echo in (("echo", local), ("cross_echo", remote), ("paced_echo", paced)):

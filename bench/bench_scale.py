@@ -1,8 +1,9 @@
 """Scale: N accounts × 20 symbols pulsed every second, scraped by a real Prometheus.
 
-Run: ``.venv/bin/python bench/bench_scale.py [--accounts 10 100 1000] [--seconds 30]``
-(about 1 min per N, then a few shorter runs to bisect the largest N that keeps the
-event-loop lag under 10 ms). Writes ``build/bench/scale.json``.
+Run: ``.venv/bin/python bench/bench_scale.py [--accounts 10 100 1000] [--seconds 30]
+[--scrape-interval 1 15] [--loop default|uvloop|asyncio] [--profile DIR]`` (about 1 min
+per N and interval, then a few shorter runs to bisect the largest N that keeps the
+event-loop lag under 10 ms at the first interval). Writes ``build/bench/scale.json``.
 
 Three processes, as in production:
 
@@ -14,25 +15,32 @@ Three processes, as in production:
   armed, state database on disk, the default rule pack of ``rules/`` plus the trip
   rule, ``gc.freeze()`` after start-up as ``riskwatch run`` does);
 - Prometheus (the ``prometheus`` binary) scraping the daemon's ``/metrics`` every
-  second (``scrape_timeout`` 1 s), storage in a temporary folder.
+  ``--scrape-interval`` seconds (default 1; ``scrape_timeout`` 1 s), storage in a
+  temporary folder.
 
 Measured over ``--seconds`` after a warm-up, per N:
 
-- the daemon's CPU share of one core (utime + stime of this process, /proc) and its
-  resident memory at the end;
+- the daemon's CPU share of one core (utime + stime of this process, /proc), the
+  frames it received per second (``riskwatch_messages_total``) and so its CPU per
+  frame, all in (scrapes included), and its resident memory at the end;
 - scrape durations as Prometheus measured them (``scrape_duration_seconds`` samples of
   the window, read back through its HTTP API) and the scrapes that failed (``up`` 0);
 - event-loop lag: a task on the daemon's loop sleeps ``LAG_PERIOD`` and records how
   late it wakes (its own cost: ~200 wake-ups per second);
 - pulse-to-action under that load, per trip: ``daemon_trigger`` (trigger frame
   received → the command's socket write starts, stamped in the daemon's process),
-  ``pulse_to_action`` (``ActionExecutor.latencies``, as the histogram) and ``wire``
+  ``pulse_to_action`` (the values the ``riskwatch_pulse_to_action_seconds`` histogram
+  observes) and ``wire``
   (the simulator writes the breaching pulse's first frame → reads ``close_position``,
   both stamped in the simulator's process); see bench/bench_pulse_to_action.py.
 
 N "keeps up" when the lag p99 stays under ``LAG_LIMIT`` (10 ms); the max is reported
 beside it. The largest such N is bisected between the highest N that kept up and the
 lowest that did not (``--bisect`` shorter runs).
+
+With ``--profile DIR``, py-spy samples the daemon during each window and the CPU per
+frame is split by stage (receive, decode, reduce, figures, evaluation, metrics, scrape,
+timers…: ``bench/stages.py``); the raw stacks stay in DIR.
 """
 
 from __future__ import annotations
@@ -50,15 +58,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from bench_pulse_to_action import Probe, daemon_config
 from common import ROOT, SIM_SECRET, ProcStat, free_port, summary_ms, wait_http, write_result
+from stages import per_frame_us, stage_samples
 
 from riskwatch.config import load_config
 from riskwatch.daemon.app import Daemon
+from riskwatch.daemon.eventloop import run as run_loop
 from riskwatch.rules.load import load_rule_files
 from riskwatch.store import Store
 
@@ -76,11 +87,13 @@ async def lag_probe(out: list[float], period: float = LAG_PERIOD) -> None:
         out.append(max(0.0, time.perf_counter() - t - period))
 
 
-def prometheus_config(folder: Path, target_port: int) -> Path:
-    """A Prometheus config scraping ``127.0.0.1:target_port`` every second."""
+def prometheus_config(folder: Path, target_port: int, interval: float) -> Path:
+    """A Prometheus config scraping ``127.0.0.1:target_port`` every ``interval`` seconds
+    (``scrape_timeout`` 1 s: what a 1 s interval allows, and a scrape that needs more
+    stalls reactions anyway)."""
     path = folder / "prometheus.yml"
     path.write_text(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        f"global:\n  scrape_interval: {interval:g}s\n  scrape_timeout: 1s\n"
         f"scrape_configs:\n  - job_name: {JOB}\n"
         f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
     )
@@ -120,8 +133,55 @@ async def start_sim(folder: Path, n: int, gap: float) -> tuple[asyncio.subproces
     return sim, ready[1]
 
 
-async def run(n: int, seconds: float, warmup: float, gap: float, folder: Path) -> dict[str, Any]:
-    sim, trade_url = await start_sim(folder, n, gap)
+@dataclass(frozen=True)
+class Options:
+    """One measured run: N accounts, the window, the scrape interval, the event loop."""
+
+    accounts: int
+    seconds: float
+    warmup: float
+    gap: float
+    scrape_interval: float
+    loop: str
+    profile: Path | None = None
+
+
+def message_count(daemon: Daemon) -> float:
+    """Frames received so far by every account (``riskwatch_messages_total``)."""
+    return sum(
+        value
+        for (account, _), value in daemon.metrics.messages.values().items()
+        if account  # market data has no account label; there is none here
+    )
+
+
+def start_profiler(out: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy sampling this process for ``seconds`` (raw stacks, idle samples dropped,
+    never stopping the process: ``--nonblocking``)."""
+    exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if exe is None:
+        msg = "--profile needs py-spy (pip install py-spy)"
+        raise SystemExit(msg)
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            f"--pid={os.getpid()}",
+            f"--duration={math.ceil(seconds)}",
+            "--rate=250",
+            "--nonblocking",
+            "--gil",  # samples that hold the GIL: CPU work, not waits in epoll or fsync
+            "--format=raw",
+            f"--output={out}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def run(opts: Options, folder: Path) -> dict[str, Any]:
+    n, seconds = opts.accounts, opts.seconds
+    sim, trade_url = await start_sim(folder, n, opts.gap)
     prom: subprocess.Popen[bytes] | None = None
     daemon: Daemon | None = None
     store: Store | None = None
@@ -140,10 +200,11 @@ async def run(n: int, seconds: float, warmup: float, gap: float, folder: Path) -
         ready_s = time.monotonic() - started
         prom_port = free_port()
         prom_base = f"http://127.0.0.1:{prom_port}"
+        prom_yml = prometheus_config(folder, daemon.http_port or 0, opts.scrape_interval)
         prom = subprocess.Popen(
             [
                 "prometheus",
-                f"--config.file={prometheus_config(folder, daemon.http_port or 0)}",
+                f"--config.file={prom_yml}",
                 f"--storage.tsdb.path={folder / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}",
             ],
@@ -152,22 +213,39 @@ async def run(n: int, seconds: float, warmup: float, gap: float, folder: Path) -
         )
         await wait_http(f"{prom_base}/-/ready", timeout=60)
         probe_task = asyncio.create_task(lag_probe(lags))
-        await asyncio.sleep(warmup)
+        await asyncio.sleep(opts.warmup)
         me = ProcStat(os.getpid())
         lags.clear()
         k_trips = len(probe.trigger)
-        k_lat = len(daemon.executor.latencies)
+        k_lat = len(probe.latencies)
+        profiler = None
+        if opts.profile is not None:
+            profiler = start_profiler(opts.profile, seconds)
+        m0 = message_count(daemon)
         c0, t0, w0 = me.cpu_seconds(), time.monotonic(), time.time()
         await asyncio.sleep(seconds)
         w1 = time.time()
-        cpu = (me.cpu_seconds() - c0) / (time.monotonic() - t0)
+        elapsed = time.monotonic() - t0
+        cpu = (me.cpu_seconds() - c0) / elapsed
+        frames_per_s = (message_count(daemon) - m0) / elapsed
         window_lags = list(lags)
         trigger = probe.trigger[k_trips:]
-        latencies = list(daemon.executor.latencies)[k_lat:]
+        latencies = probe.latencies[k_lat:]
         rss = me.rss_mb()
         probe_task.cancel()
         sim.terminate()  # writes sim.json: the wire time of every trip so far
         await sim.wait()
+        profile: dict[str, Any] | None = None
+        if profiler is not None and opts.profile is not None:
+            await asyncio.to_thread(profiler.wait)
+            samples = stage_samples(opts.profile)
+            profile = {
+                "raw": str(opts.profile),
+                "samples": dict(samples),
+                "us_per_frame": {
+                    k: round(v, 2) for k, v in per_frame_us(samples, cpu, frames_per_s).items()
+                },
+            }
         wire_doc = json.loads((folder / "sim.json").read_text())
         wire = [
             w
@@ -181,7 +259,7 @@ async def run(n: int, seconds: float, warmup: float, gap: float, folder: Path) -
                 http, prom_base, f'scrape_duration_seconds{{job="{JOB}"}}{window}'
             )
             up = await prom_samples(http, prom_base, f'up{{job="{JOB}"}}{window}')
-            samples = await prom_samples(
+            series = await prom_samples(
                 http, prom_base, f'scrape_samples_scraped{{job="{JOB}"}}{window}'
             )
         lag = summary_ms(window_lags)
@@ -189,12 +267,17 @@ async def run(n: int, seconds: float, warmup: float, gap: float, folder: Path) -
             "accounts": n,
             "symbols": SYMBOLS,
             "seconds": seconds,
+            "scrape_interval_s": opts.scrape_interval,
+            "loop": opts.loop,
             "ready_after_s": round(ready_s, 1),
             "cpu_share_of_one_core": round(cpu, 3),
+            "frames_per_s": round(frames_per_s, 1),
+            "cpu_us_per_frame": round(cpu / frames_per_s * 1e6, 2) if frames_per_s else None,
             "rss_mb": round(rss, 1),
             "scrape_prometheus": summary_ms(durations),
+            "scrapes": len(up),
             "scrapes_failed": sum(1 for u in up if u == 0.0),
-            "scrape_series": int(samples[-1]) if samples else 0,
+            "scrape_series": int(series[-1]) if series else 0,
             "loop_lag": lag,
             "keeps_up": bool(window_lags) and pct_ms(lag, "p99_ms") < LAG_LIMIT * 1e3,
             "trips": len(trigger),
@@ -202,6 +285,8 @@ async def run(n: int, seconds: float, warmup: float, gap: float, folder: Path) -
             "pulse_to_action": summary_ms(latencies),
             "wire": summary_ms(wire),
             "late_trips": late,
+            "load_average": os.getloadavg(),
+            "profile": profile,
         }
     finally:
         if probe_task is not None:
@@ -227,41 +312,57 @@ def pct_ms(summary: dict[str, float | int], key: str) -> float:
     return float(summary.get(key, math.inf))
 
 
-def measure(n: int, seconds: float, warmup: float, gap: float) -> dict[str, Any]:
-    """One run at N accounts in a fresh process (its RSS is that N's alone); printed."""
+def measure(opts: Options) -> dict[str, Any]:
+    """One run in a fresh process (its RSS is that N's alone); printed."""
     with tempfile.TemporaryDirectory(prefix="rw-scale-") as tmp:
         out = Path(tmp) / "result.json"
-        subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                f"--one={n}",
-                f"--seconds={seconds}",
-                f"--warmup={warmup}",
-                f"--gap={gap}",
-                f"--out={out}",
-            ],
-            check=True,
-        )
+        args = [
+            sys.executable,
+            __file__,
+            f"--one={opts.accounts}",
+            f"--seconds={opts.seconds}",
+            f"--warmup={opts.warmup}",
+            f"--gap={opts.gap}",
+            f"--scrape-interval={opts.scrape_interval}",
+            f"--loop={opts.loop}",
+            f"--out={out}",
+        ]
+        if opts.profile is not None:
+            args.append(f"--profile={opts.profile}")
+        subprocess.run(args, check=True)
         r: dict[str, Any] = json.loads(out.read_text())
     s, lag = r["scrape_prometheus"], r["loop_lag"]
+    load = ", ".join(f"{x:.2f}" for x in r["load_average"])
     print(
-        f"N={n:5d} ({r['seconds']:.0f} s): CPU {r['cpu_share_of_one_core'] * 100:5.1f}% of a core,"
+        f"N={opts.accounts:5d} scrape every {opts.scrape_interval:g} s, {opts.loop}"
+        f" ({r['seconds']:.0f} s, load {load}):"
+        f" CPU {r['cpu_share_of_one_core'] * 100:5.1f}% of a core"
+        f" ({r['cpu_us_per_frame']} µs per frame, {r['frames_per_s']:.0f} frames/s),"
         f" RSS {r['rss_mb']:.0f} MB, scrape p50 {pct_ms(s, 'p50_ms'):.1f}"
-        f" p99 {pct_ms(s, 'p99_ms'):.1f} ms ({r['scrapes_failed']} failed),"
+        f" p99 {pct_ms(s, 'p99_ms'):.1f} ms ({r['scrapes_failed']} of {r['scrapes']} failed,"
+        f" {r['scrape_series']} series),"
         f" lag p99 {pct_ms(lag, 'p99_ms'):.1f} max {pct_ms(lag, 'max_ms'):.1f} ms,"
         f" trigger→write p99 {pct_ms(r['daemon_trigger'], 'p99_ms'):.2f} ms,"
+        f" pulse_to_action p99 {pct_ms(r['pulse_to_action'], 'p99_ms'):.2f} ms,"
         f" wire p99 {pct_ms(r['wire'], 'p99_ms'):.2f} ms ({r['trips']} trips,"
         f" {r['late_trips']} late)",
         flush=True,
     )
+    if r.get("profile"):
+        us = r["profile"]["us_per_frame"]
+        print(
+            "  µs of CPU per frame by stage: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in us.items() if v >= 0.005)
+            + f" (total {sum(us.values()):.2f}; {r['profile']['raw']})",
+            flush=True,
+        )
     return r
 
 
-def run_one(n: int, seconds: float, warmup: float, gap: float, out: Path) -> None:
+def run_one(opts: Options, out: Path) -> None:
     """``--one N``: the run of :func:`measure`, in this (fresh) process."""
     with tempfile.TemporaryDirectory(prefix="rw-scale-") as tmp:
-        r = asyncio.run(run(n, seconds, warmup, gap, Path(tmp)))
+        r = run_loop(run(opts, Path(tmp)), opts.loop)
     out.write_text(json.dumps(r) + "\n")
 
 
@@ -271,6 +372,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="measured window per N")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before the window")
     parser.add_argument("--gap", type=float, default=0.25, help="seconds between two trips")
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="Prometheus scrape interval(s), seconds; each N is run at each (the window"
+        " is at least 3 intervals); the bisection uses the first",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=["default", "uvloop", "asyncio"],
+        default="default",
+        help="the daemon's event loop: as `riskwatch run` picks it (default), or forced",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="folder: sample the daemon with py-spy during each window and print the"
+        " CPU per frame by stage (bench/stages.py)",
+    )
     parser.add_argument("--bisect", type=int, default=3, help="extra runs for the largest N")
     parser.add_argument("--bisect-seconds", type=float, default=15.0)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
@@ -284,13 +405,36 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         filename=str(Path(tempfile.gettempdir()) / "rw-bench-scale.log"),
     )
+
+    def options(n: int, seconds: float, interval: float) -> Options:
+        profile = None
+        if args.profile is not None and args.one is not None:
+            profile = args.profile  # the file measure() chose
+        elif args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            profile = (args.profile / f"scale-{n}-{interval:g}s.txt").resolve()
+        return Options(
+            accounts=n,
+            seconds=max(seconds, 3 * interval),
+            warmup=args.warmup,
+            gap=args.gap,
+            scrape_interval=interval,
+            loop=args.loop,
+            profile=profile,
+        )
+
     if args.one is not None:
-        run_one(args.one, args.seconds, args.warmup, args.gap, args.out)
+        run_one(options(args.one, args.seconds, args.scrape_interval[0]), args.out)
         return
-    results = [measure(n, args.seconds, args.warmup, args.gap) for n in sorted(args.accounts)]
+    results = [
+        measure(options(n, args.seconds, interval))
+        for interval in args.scrape_interval
+        for n in sorted(args.accounts)
+    ]
+    first = [r for r in results if r["scrape_interval_s"] == args.scrape_interval[0]]
     bisect: list[dict[str, Any]] = []
-    ok = [r["accounts"] for r in results if r["keeps_up"]]
-    bad = [r["accounts"] for r in results if not r["keeps_up"]]
+    ok = [r["accounts"] for r in first if r["keeps_up"]]
+    bad = [r["accounts"] for r in first if not r["keeps_up"]]
     lo, hi = (max(ok) if ok else 0), (min(bad) if bad else 0)
     for _ in range(args.bisect):
         if not hi or hi - lo <= max(10, lo // 10):
@@ -298,16 +442,18 @@ def main() -> None:
         mid = round(math.sqrt(max(lo, 1) * hi) / 10) * 10 or 10
         if mid in (lo, hi):
             break
-        r = measure(mid, args.bisect_seconds, args.warmup, args.gap)
+        r = measure(options(mid, args.bisect_seconds, args.scrape_interval[0]))
         bisect.append(r)
         lo, hi = (mid, hi) if r["keeps_up"] else (lo, mid)
     largest = {
         "accounts": lo,
         "first_failing": hi or None,
         "criterion": f"event-loop lag p99 < {LAG_LIMIT * 1e3:.0f} ms",
+        "scrape_interval_s": args.scrape_interval[0],
     }
     print(
-        f"largest N that keeps the lag p99 under {LAG_LIMIT * 1e3:.0f} ms: {lo}"
+        f"largest N that keeps the lag p99 under {LAG_LIMIT * 1e3:.0f} ms"
+        f" (scrape every {args.scrape_interval[0]:g} s): {lo}"
         + (f" (N = {hi} does not)" if hi else " (every N tried)")
     )
     write_result("scale", {"results": results, "bisect": bisect, "largest_n": largest})

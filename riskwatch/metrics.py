@@ -35,11 +35,13 @@ Exposition (docs/performance.md): the body is the classic text format
 20 positions, all on the event loop). So the series that grow with the number of
 accounts are rendered straight to text:
 
-- the per-account counters and gauges of :class:`Metrics` (``messages_total``,
-  ``reconnects_total``, ``impossible_frames_total``, ``alert_state``,
-  ``alerts_fired_total``, ``latched``) are :class:`LabelledCounter` /
-  :class:`LabelledGauge` families, a dict of label values → float, which also keeps
+- the per-account counters of :class:`Metrics` (``messages_total``,
+  ``reconnects_total``, ``impossible_frames_total``, ``alerts_fired_total``) are
+  :class:`LabelledCounter` families, a dict of label values → float, which also keeps
   the per-frame ``labels(...).inc()`` cheap;
+- :class:`AlertStateCollector` reads ``alert_state`` and ``latched`` from the rule
+  states at scrape time and keeps each account's rendered lines until its rule state
+  changes;
 - :class:`SnapshotCollector` renders its gauges from one consistent set of views;
 - :func:`exposition_chunks` yields the body in pieces of bounded work, so the HTTP
   handler can give the event loop back between pieces: a scrape never holds the
@@ -297,6 +299,10 @@ class _LabelledFamily(Generic[S]):
             self._series[values] = series
         return series
 
+    def values(self) -> dict[tuple[str, ...], float]:
+        """Every series' value by its label values (a copy)."""
+        return {labels: series.value for labels, series in self._series.items()}
+
     def _family(self) -> CounterMetricFamily | GaugeMetricFamily:
         if self._kind == "counter":
             return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -352,16 +358,16 @@ class Metrics:
     - ``pulse_to_action_seconds``: histogram, deciding frame's receive time → action sent.
     - ``config_reload``: ``riskwatch_config_reload_total{result}`` (``success``/``failure``).
     - ``build_info``: ``riskwatch_build_info{version} 1``.
-    - ``alert_state``: ``riskwatch_alert_state{rule,account,symbol,severity}``
-      (0 inactive, 1 pending, 2 firing; symbol empty at account scope).
     - ``alerts_fired``: ``riskwatch_alerts_fired_total{rule,account,severity}``.
-    - ``latched``: ``riskwatch_latched{rule,account,symbol}`` (0/1).
     - ``actions``: ``riskwatch_actions_total{action,result}`` (result: sent, dry_run,
       refused, confirmed, failed).
     - ``action_retries``: ``riskwatch_action_retries_total{action}``.
     - ``notifications``: ``riskwatch_notifications_total{route,result}`` (result: sent,
       failed, silenced, inhibited).
     - ``unauthorized``: ``riskwatch_http_unauthorized_total{reason}`` (missing, wrong).
+
+    The alert-state gauges (``riskwatch_alert_state``, ``riskwatch_latched``) are read
+    from the rule states at scrape time by :class:`AlertStateCollector`.
 
     Constructing it turns on the library's legacy name validation and turns its
     ``_created`` series off (process-wide settings; see the module docstring). The
@@ -416,22 +422,10 @@ class Metrics:
             registry=registry,
         )
         self.build_info.labels(version).set(1)
-        self.alert_state = LabelledGauge(
-            PREFIX + "alert_state",
-            "Alert state: 0 inactive, 1 pending, 2 firing.",
-            ["rule", "account", "symbol", "severity"],
-            registry,
-        )
         self.alerts_fired = LabelledCounter(
             PREFIX + "alerts_fired_total",
             "Alerts that went firing.",
             ["rule", "account", "severity"],
-            registry,
-        )
-        self.latched = LabelledGauge(
-            PREFIX + "latched",
-            "Whether a latched rule is tripped (1) or not (0).",
-            ["rule", "account", "symbol"],
             registry,
         )
         self.actions = Counter(
@@ -713,3 +707,144 @@ class SnapshotCollector:
                     if value is not None:
                         samples.append(Sample(metric, pos_labels, value, None))
         return every
+
+
+class AlertGauges(NamedTuple):
+    """What :class:`AlertStateCollector` reads about one account's alerts.
+
+    ``version`` changes whenever a row may have changed (equal versions: the account's
+    lines of the previous scrape are reused); ``rows`` yields ``(rule, symbol,
+    severity, state value, latched)`` (symbol empty at account scope; latched None for
+    a rule that cannot latch: no ``riskwatch_latched`` series).
+    """
+
+    account: str
+    version: object
+    rows: Callable[[], Iterable[tuple[str, str, str, int, bool | None]]]
+
+
+AlertProvider = Callable[[], Iterable[AlertGauges]]
+"""Returns every account's alert gauges; called once per scrape."""
+
+_ALERT_STATE: Final = PREFIX + "alert_state"
+_ALERT_STATE_HELP: Final = "Alert state: 0 inactive, 1 pending, 2 firing."
+_LATCHED: Final = PREFIX + "latched"
+_LATCHED_HELP: Final = "Whether a latched rule is tripped (1) or not (0)."
+_ACCOUNTS_PER_PIECE: Final = 50
+"""Accounts per piece of the cached texts (a handful of lines each)."""
+
+
+class _AlertLines:
+    """One account's rendered alert gauges and the label sets they hold."""
+
+    __slots__ = ("latched", "latched_text", "state", "state_text", "version")
+
+    def __init__(self, version: object) -> None:
+        self.version = version
+        self.state: dict[tuple[str, str, str], float] = {}
+        self.latched: dict[tuple[str, str], float] = {}
+        self.state_text = ""
+        self.latched_text = ""
+
+
+class AlertStateCollector:
+    """``riskwatch_alert_state{rule,account,symbol,severity}`` (0 inactive, 1 pending,
+    2 firing) and ``riskwatch_latched{rule,account,symbol}`` (0/1), read from the rule
+    states at scrape time.
+
+    A series that existed once stays, at 0, when its alert is no longer listed (a rule
+    removed or its severity changed by a reload): a dashboard never shows a firing
+    alert frozen in its last value. An account's lines are rendered again only when
+    its ``version`` changed since the previous scrape.
+    """
+
+    def __init__(self, provider: AlertProvider) -> None:
+        self._provider = provider
+        self._cache: dict[str, _AlertLines] = {}
+
+    def _lines(self, view: AlertGauges) -> _AlertLines:
+        cached = self._cache.get(view.account)
+        if cached is not None and cached.version == view.version:
+            return cached
+        out = _AlertLines(view.version)
+        account = view.account
+        for rule, symbol, severity, state, latched in view.rows():
+            out.state[(rule, symbol, severity)] = float(state)
+            if latched is not None:
+                out.latched[(rule, symbol)] = 1.0 if latched else 0.0
+        if cached is not None:
+            for key in cached.state.keys() - out.state.keys():
+                out.state[key] = 0.0
+            for lkey in cached.latched.keys() - out.latched.keys():
+                out.latched[lkey] = 0.0
+        esc = escape_label_value
+        acc = esc(account)
+        out.state_text = "".join(
+            f'{_ALERT_STATE}{{rule="{esc(rule)}",account="{acc}",symbol="{esc(symbol)}",'
+            f'severity="{esc(severity)}"}} {format_value(value)}\n'
+            for (rule, symbol, severity), value in out.state.items()
+        )
+        out.latched_text = "".join(
+            f'{_LATCHED}{{rule="{esc(rule)}",account="{acc}",symbol="{esc(symbol)}"}} '
+            f"{format_value(value)}\n"
+            for (rule, symbol), value in out.latched.items()
+        )
+        self._cache[account] = out
+        return out
+
+    def _all(self) -> list[tuple[str, _AlertLines]]:
+        views = list(self._provider())
+        lines = [(v.account, self._lines(v)) for v in views]
+        if len(self._cache) > len(lines):  # accounts removed by a reload
+            keep = {account for account, _ in lines}
+            self._cache = {a: c for a, c in self._cache.items() if a in keep}
+        return lines
+
+    def render_chunks(self) -> Iterator[str]:
+        """Both families as text-format lines, about :data:`CHUNK_LINES` per piece."""
+        every = self._all()
+        for name, help_text, attr in (
+            (_ALERT_STATE, _ALERT_STATE_HELP, "state_text"),
+            (_LATCHED, _LATCHED_HELP, "latched_text"),
+        ):
+            parts = [_header(name, help_text, "gauge")]
+            for _, lines in every:
+                parts.append(getattr(lines, attr))
+                if len(parts) >= _ACCOUNTS_PER_PIECE:
+                    yield "".join(parts)
+                    parts = []
+            if parts:
+                yield "".join(parts)
+
+    def describe(self) -> Iterable[Metric]:
+        """The two families without samples."""
+        return self._families()
+
+    def _families(self) -> list[Metric]:
+        return [
+            GaugeMetricFamily(
+                _ALERT_STATE, _ALERT_STATE_HELP, labels=["rule", "account", "symbol", "severity"]
+            ),
+            GaugeMetricFamily(_LATCHED, _LATCHED_HELP, labels=["rule", "account", "symbol"]),
+        ]
+
+    def collect(self) -> Iterable[Metric]:
+        """Both families with every series (for ``get_sample_value``, ``generate_latest``)."""
+        state, latched = self._families()
+        for account, lines in self._all():
+            for (rule, symbol, severity), value in lines.state.items():
+                state.samples.append(
+                    Sample(
+                        _ALERT_STATE,
+                        {"rule": rule, "account": account, "symbol": symbol, "severity": severity},
+                        value,
+                        None,
+                    )
+                )
+            for (rule, symbol), value in lines.latched.items():
+                latched.samples.append(
+                    Sample(
+                        _LATCHED, {"rule": rule, "account": account, "symbol": symbol}, value, None
+                    )
+                )
+        return [state, latched]

@@ -31,7 +31,6 @@ import os
 import signal
 import sqlite3
 import tempfile
-from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -196,7 +195,6 @@ class ActionExecutor:
             backoff_cap=backoff_cap,
         )
         self.listeners: list[ActionListener] = []
-        self.latencies: deque[float] = deque(maxlen=100_000)
         self._receiving: str | None = None
         self._fault = os.environ.get(FAULT_ENV, "")
 
@@ -488,7 +486,6 @@ class ActionExecutor:
             self.metrics.action_retries.labels(action).inc()
         for latency in out.latencies:
             self.metrics.pulse_to_action_seconds.observe(latency)
-            self.latencies.append(latency)
         for event in out.events:
             _log_event(event)
             for listener in self.listeners:

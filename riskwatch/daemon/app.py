@@ -42,7 +42,7 @@ from riskwatch.daemon.retention import RetentionPurge
 from riskwatch.daemon.rulestate import init_alert_series, restore_rule_state
 from riskwatch.daemon.ticks import TickLoop
 from riskwatch.daemon.views import Views
-from riskwatch.metrics import Metrics, Registry, SnapshotCollector
+from riskwatch.metrics import AlertStateCollector, Metrics, Registry, SnapshotCollector
 from riskwatch.notify.deliver import DeliveryPolicy
 from riskwatch.notify.inhibit import InhibitPolicy
 from riskwatch.notify.service import NotifyService
@@ -152,6 +152,7 @@ class Daemon:
             )
         )
         self.jwt_watch = JwtWatch(self.accounts, self.notifier, self.clock, self._stopped)
+        self.registry.register(AlertStateCollector(self.views.alert_gauges))
         self.commands = Commands(
             self.live,
             self.accounts,

@@ -81,9 +81,6 @@ class Decisions:
         m = self.metrics
         rows = []
         for t in decision.transitions:
-            symbol = t.symbol or ""
-            m.alert_state.labels(t.rule, t.account, symbol, t.severity).set(t.state.value)
-            m.latched.labels(t.rule, t.account, symbol).set(1 if t.latched else 0)
             if t.reason is TransitionReason.FIRING:
                 m.alerts_fired.labels(t.rule, t.account, t.severity).inc()
             rows.append((t.rule, t.account, t.symbol, dict(t.record)))

@@ -280,35 +280,17 @@ class Reloader:
                 " (running values kept)",
                 section,
             )
-        before = {
-            (a.rule, a.account, a.symbol or "", a.severity): a
-            for rt in accounts.values()
-            for a in rt.core.alerts()
-        }
         old_names = set(live.rules.by_name)
         live.rules = rules
         for rt in accounts.values():
             rt.core.set_rules(rules)
-        after = {
-            (a.rule, a.account, a.symbol or "", a.severity): a
-            for rt in accounts.values()
-            for a in rt.core.alerts()
-        }
+        # riskwatch_alert_state follows the rule states at the next scrape
+        # (metrics.AlertStateCollector); counters of new rules appear at 0.
         m = self.metrics
-        for rule, account, symbol, severity in before.keys() - after.keys():
-            # The rule is gone (or changed severity or scope): its series must not
-            # stay at "firing" for ever.
-            m.alert_state.labels(rule, account, symbol, severity).set(0)
-            if before[(rule, account, symbol, severity)].latched:
-                m.latched.labels(rule, account, symbol).set(0)
-        for (rule, account, symbol, severity), a in after.items():
-            m.alert_state.labels(rule, account, symbol, severity).set(a.state.value)
         for r in rules.rules:
             if r.name in old_names:
                 continue
             for account in accounts:
-                if r.scope == "account" and (r.name, account, "", r.severity) not in after:
-                    m.alert_state.labels(r.name, account, "", r.severity).set(0)
                 m.alerts_fired.labels(r.name, account, r.severity)
         merged = hot_config(old, new)
         if merged.notifications != old.notifications:

@@ -2,7 +2,8 @@
 
 Alert states, pending timers, latches, daily baselines and window history live in
 the state database (:class:`riskwatch.store.Store`); this module moves them between
-the accounts' cores and the store, and sets the alert gauges they imply.
+the accounts' cores and the store. The alert gauges read the restored states at scrape
+time (``metrics.AlertStateCollector``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def init_alert_series(metrics: Metrics, rules: RuleSet, account: str) -> None:
-    """``alert_state`` exists at 0 for every account-scope rule once the account is."""
-    for rule in rules.account_rules:
-        metrics.alert_state.labels(rule.name, account, "", rule.severity).set(0)
-    metrics.alert_state.labels(DATA_STALE_RULE, account, "", "critical").set(0)
-    # Counters appear at 0 so that increase() sees their first rise.
+    """Counters appear at 0 so that increase() sees their first rise."""
     for rule in rules.rules:
         metrics.alerts_fired.labels(rule.name, account, rule.severity)
     metrics.alerts_fired.labels(DATA_STALE_RULE, account, "critical")
@@ -46,13 +43,6 @@ def restore_rule_state(store: Store, accounts: dict[str, AccountRuntime], metric
             rt.core.restore(records)
         except ValueError as exc:
             log.error("account %s: stored rule state unreadable, starting fresh: %s", name, exc)
-            continue
-        for alert in rt.core.alerts():
-            metrics.alert_state.labels(alert.rule, name, alert.symbol or "", alert.severity).set(
-                alert.state.value
-            )
-            if alert.latched:
-                metrics.latched.labels(alert.rule, name, alert.symbol or "").set(1)
 
 
 def save_rule_state(

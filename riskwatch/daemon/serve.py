@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from riskwatch.config import Config, load_config
+from riskwatch.daemon import eventloop
 from riskwatch.daemon.app import Daemon, secrets_of
 from riskwatch.errors import ConfigError, StateStoreError
 from riskwatch.logredact import install_redaction
@@ -82,6 +83,6 @@ def run_daemon(config_path: Path, *, record: Path | None = None, shard: Shard = 
         print(f"{config.state.path}: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(serve(config, rules, store, record=record, shard=shard))
+        return eventloop.run(serve(config, rules, store, record=record, shard=shard))
     finally:
         store.close()

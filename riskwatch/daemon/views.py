@@ -16,7 +16,7 @@ from riskwatch.actions.executor import ActionExecutor
 from riskwatch.clock import Clock
 from riskwatch.daemon.accounts import AccountRuntime
 from riskwatch.daemon.live import LiveConfig
-from riskwatch.metrics import Scrape, ScrapedAccount
+from riskwatch.metrics import AlertGauges, Scrape, ScrapedAccount
 from riskwatch.notify.notice import alert_labels
 from riskwatch.notify.service import NotifyService
 from riskwatch.qfex.client import ConnectionStatus, MarketDataConnection
@@ -63,6 +63,15 @@ class Views:
                 for name, rt in self._accounts.items()
             ],
         )
+
+    def alert_gauges(self) -> list[AlertGauges]:
+        """What ``/metrics`` reads of each account's alerts at scrape time (the rule
+        state object and its change count are the version)."""
+        out = []
+        for name, rt in self._accounts.items():
+            rules = rt.core.rules_state
+            out.append(AlertGauges(name, (rules, rules.changes), rules.gauge_rows))
+        return out
 
     def readiness(self) -> tuple[bool, list[str]]:
         """Ready when every account is connected, authenticated and its data fresh."""

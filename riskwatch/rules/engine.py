@@ -50,7 +50,7 @@ account names. See ``bench/bench_rules.py``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -258,6 +258,9 @@ class RulesState:
         self._view_dirty = False
         self._symbols: tuple[str, ...] = ()
         self._bound: dict[str, WindowSource] = {}
+        self.changes = 0
+        """Counts the changes of what :meth:`gauge_rows` shows (transitions, rebinds):
+        equal counts of the same object mean equal rows (the scrape's cache key)."""
         self.rules = rules
         self._bind(rules)
 
@@ -305,6 +308,7 @@ class RulesState:
                 if st.state is not _INACTIVE and (name, sym) not in self._active:
                     self._active[(name, sym)] = self._alert_view(name, sym, st, "", "")
         self._view_dirty = True
+        self.changes += 1
 
     def rebind(self, rules: RuleSet) -> None:
         """Switch to another rule set (a reload), keeping states, daily figures, history."""
@@ -340,6 +344,24 @@ class RulesState:
             )
             self._view_dirty = False
         return self._view
+
+    def gauge_rows(self) -> Iterator[tuple[str, str, Severity, int, bool | None]]:
+        """``(rule, symbol, severity, state value, latched)`` of every alert that the
+        ``riskwatch_alert_state`` gauge shows: each account-scope rule of the current set
+        (inactive until it first holds) and ``DataStale``, and every position alert
+        evaluated as holding at least once (kept at 0 once inactive). ``latched`` is
+        None for a rule that does not latch (it has no ``riskwatch_latched`` series)."""
+        for entry in self._account_entries:
+            st = entry.states.get("", INACTIVE)
+            latched = st.latched if entry.params.latch else None
+            yield entry.name, "", entry.rule.severity, st.state.value, latched
+        st = self.alerts[DATA_STALE].get("", INACTIVE)
+        yield DATA_STALE, "", "critical", st.state.value, None
+        for entry in self._position_entries:
+            severity = entry.rule.severity
+            latches = entry.params.latch
+            for sym, st in entry.states.items():
+                yield entry.name, sym, severity, st.state.value, st.latched if latches else None
 
     def state_of(self, rule: str, symbol: str | None = None) -> AlertState:
         """The lifecycle state of ``(rule, symbol)`` (inactive if never evaluated)."""
@@ -552,6 +574,7 @@ class _Run:
         else:
             state._active[key] = state._alert_view(rule.name, sym, new, summary, description)
         state._view_dirty = True
+        state.changes += 1
         if pay:
             self.intent(entry, sym, tr.trip_id)
 
@@ -784,6 +807,7 @@ def _data_stale(run: _Run, figures: Figures | None, stale: bool) -> None:
     else:
         state._active[key] = state._alert_view(DATA_STALE_RULE, "", new, summary, description)
     state._view_dirty = True
+    state.changes += 1
 
 
 def reset_latch(

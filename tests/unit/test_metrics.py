@@ -9,7 +9,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.validation import get_legacy_validation
 
-from riskwatch.metrics import Metrics, Scrape, ScrapedAccount, SnapshotCollector
+from riskwatch.metrics import (
+    AlertGauges,
+    AlertStateCollector,
+    Metrics,
+    Registry,
+    Scrape,
+    ScrapedAccount,
+    SnapshotCollector,
+    exposition_chunks,
+)
 from riskwatch.model import BalanceUpdate, MarkPrice, PositionUpdate
 from riskwatch.state.account import AccountSnapshot, initial, reduce
 from riskwatch.state.derived import Figures, compute
@@ -97,8 +106,11 @@ def test_counters_have_the_product_names(registry: CollectorRegistry) -> None:
     m.actions.labels("cancel_all_orders", "dry_run").inc()
     m.action_retries.labels("close_position").inc()
     m.notifications.labels("critical", "sent").inc()
-    m.alert_state.labels("MarginUsageHigh", "desk-a", "", "warning").set(2)
-    m.latched.labels("DailyLoss", "desk-a", "").set(1)
+    rows = [
+        ("MarginUsageHigh", "", "warning", 2, None),
+        ("DailyLoss", "", "critical", 2, True),
+    ]
+    registry.register(AlertStateCollector(lambda: [AlertGauges("desk-a", 1, lambda: iter(rows))]))
     get = registry.get_sample_value
     assert get("riskwatch_messages_total", {"account": "desk-a", "kind": "position"}) == 2.0
     assert get("riskwatch_reconnects_total", {"account": "desk-a"}) == 1.0
@@ -289,3 +301,39 @@ def test_hand_built_figures_with_plain_dicts(registry: CollectorRegistry, views:
     assert get("riskwatch_data_age_seconds", {"account": "desk-d"}) is None
     assert get("riskwatch_position_notional_usd", {"account": "desk-d", "symbol": "X-USD"}) == 40.0
     assert get("riskwatch_position_size", {"account": "desk-d", "symbol": "Y-USD"}) is None
+
+
+def test_alert_gauges_are_read_at_scrape_time() -> None:
+    """The collector reads the rows at each scrape; an unchanged version reuses the
+    previous scrape's lines; a row no longer listed stays exported at 0."""
+    registry = Registry()
+    Metrics(registry)
+    rows = [("Cap", "S1", "critical", 1, False), ("Loss", "", "warning", 2, None)]
+    version = [1]
+    reads = []
+
+    def read() -> list[tuple[str, str, str, int, bool | None]]:
+        reads.append(1)
+        return list(rows)
+
+    registry.register(AlertStateCollector(lambda: [AlertGauges("a", version[0], read)]))
+    get = registry.get_sample_value
+    cap = {"rule": "Cap", "account": "a", "symbol": "S1", "severity": "critical"}
+    loss = {"rule": "Loss", "account": "a", "symbol": "", "severity": "warning"}
+    assert get("riskwatch_alert_state", cap) == 1.0
+    assert get("riskwatch_alert_state", loss) == 2.0
+    assert get("riskwatch_latched", {"rule": "Cap", "account": "a", "symbol": "S1"}) == 0.0
+    assert get("riskwatch_latched", {"rule": "Loss", "account": "a", "symbol": ""}) is None
+    n = len(reads)
+    rows[0] = ("Cap", "S1", "critical", 2, True)
+    assert get("riskwatch_alert_state", cap) == 1.0  # same version: the cached lines
+    assert len(reads) == n
+    version[0] = 2
+    assert get("riskwatch_alert_state", cap) == 2.0
+    assert get("riskwatch_latched", {"rule": "Cap", "account": "a", "symbol": "S1"}) == 1.0
+    del rows[1]  # e.g. the rule was removed by a reload
+    version[0] = 3
+    assert get("riskwatch_alert_state", loss) == 0.0
+    body = b"".join(exposition_chunks(registry)).decode()
+    assert 'riskwatch_alert_state{rule="Loss",account="a",symbol="",severity="warning"} 0.0' in body
+    assert 'riskwatch_latched{rule="Cap",account="a",symbol="S1"} 1.0' in body

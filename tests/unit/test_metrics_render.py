@@ -9,6 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from riskwatch.metrics import (
     CHUNK_LINES,
+    AlertGauges,
+    AlertStateCollector,
     Metrics,
     Registry,
     Scrape,
@@ -55,9 +57,12 @@ def build(accounts: int, positions: int) -> Registry:
     for v in views:
         m.init_account(v.account)
         m.messages.labels(v.account, "position").inc(3)
-        m.alert_state.labels("R", v.account, "", "critical").set(2)
     m.rule_evaluation_seconds.observe(0.0001)
     registry.register(SnapshotCollector(lambda: Scrape(130.0, views)))
+    rows = [("R", "", "critical", 2, None), ("L", "", "critical", 2, True)]
+    registry.register(
+        AlertStateCollector(lambda: [AlertGauges(v.account, 0, lambda: iter(rows)) for v in views])
+    )
     return registry
 
 
