@@ -355,8 +355,8 @@ class RulesState:
             st = entry.states.get("", INACTIVE)
             latched = st.latched if entry.params.latch else None
             yield entry.name, "", entry.rule.severity, st.state.value, latched
-        st = self.alerts[DATA_STALE].get("", INACTIVE)
-        yield DATA_STALE, "", "critical", st.state.value, None
+        st = self.alerts[DATA_STALE_RULE].get("", INACTIVE)
+        yield DATA_STALE_RULE, "", "critical", st.state.value, None
         for entry in self._position_entries:
             severity = entry.rule.severity
             latches = entry.params.latch
