@@ -89,6 +89,7 @@ _ZERO = Duration(0)
 _5S = Duration(5_000)
 _10S = Duration(10_000)
 _60S = Duration(60_000)
+_5M = Duration(300_000)
 _4H = Duration(4 * 3_600_000)
 _30D = Duration(30 * 86_400_000)
 
@@ -119,6 +120,8 @@ class ExchangeConfig:
     ping_timeout: Duration = _10S
     allow_insecure: bool = False
     upgrade_auth: UpgradeAuth = "both"
+    rest_url: str = "https://api.qfex.com"
+    refdata_interval: Duration = _5M
 
     def initial_stale_after(self) -> float:
         """Seconds of silence after which data is stale, before any cadence is measured:
@@ -411,6 +414,8 @@ class _Loader:
                 "allow_insecure",
                 "stale_after_pulses",
                 "upgrade_auth",
+                "rest_url",
+                "refdata_interval",
             },
         )
         insecure = r.as_bool(f.get("allow_insecure"), d.allow_insecure)
@@ -425,6 +430,10 @@ class _Loader:
             if f.get("stale_after") is not None
             else None,
             stale_after_pulses=pulses,
+            rest_url=self._http_url(f.get("rest_url"), insecure) or d.rest_url,
+            refdata_interval=r.as_duration(
+                f.get("refdata_interval"), d.refdata_interval, minimum=Duration(1000)
+            ),
             upgrade_auth=next(u for u in _UPGRADE_AUTH if u == upgrade),
             ping_interval=r.as_duration(f.get("ping_interval"), d.ping_interval, minimum=positive),
             ping_timeout=r.as_duration(f.get("ping_timeout"), d.ping_timeout, minimum=positive),
@@ -448,6 +457,18 @@ class _Loader:
             return None
         if "jwt=" in parts.query:
             self.r.problem(node, f"{key} must not carry a jwt; use the account's jwt or jwt_file")
+            return None
+        return text
+
+    def _http_url(self, node: Node | None, insecure: bool) -> str | None:
+        """The REST base URL (docs/protocol.md §13): https, or http on loopback/insecure."""
+        text = self.r.as_str(node)
+        if node is None or text is None:
+            return None
+        parts = urlsplit(text)
+        allowed = ("https", "http") if insecure or _is_loopback(parts.hostname) else ("https",)
+        if parts.scheme not in allowed or not parts.hostname:
+            self.r.problem(node, f"rest_url must be an https:// URL with a host, found '{text}'")
             return None
         return text
 

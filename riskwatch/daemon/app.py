@@ -49,6 +49,8 @@ from riskwatch.notify.service import NotifyService
 from riskwatch.qfex.client import MarketDataConnection
 from riskwatch.qfex.link import LinkCollector, LinkView
 from riskwatch.qfex.recorder import Recorder
+from riskwatch.refdata.collector import HeldPosition, RefdataCollector
+from riskwatch.refdata.fetch import RefdataSource
 from riskwatch.rules.engine import Decision
 from riskwatch.rules.model import EMPTY_RULES, RuleSet
 from riskwatch.store import Store
@@ -153,6 +155,14 @@ class Daemon:
         )
         self.jwt_watch = JwtWatch(self.accounts, self.notifier, self.clock, self._stopped)
         self.registry.register(AlertStateCollector(self.views.alert_gauges))
+        # Reference data (docs/protocol.md §11): REST, fetched at start and periodically;
+        # leverage levels come over each account's trade connection.
+        self.refdata = RefdataSource(
+            config.exchange.rest_url, self.clock, config.exchange.refdata_interval.seconds
+        )
+        for rt in self.accounts.values():
+            rt.link.on_levels = self.refdata.set_levels
+        self.registry.register(RefdataCollector(self.refdata, self._held_positions))
         self.commands = Commands(
             self.live,
             self.accounts,
@@ -199,6 +209,15 @@ class Daemon:
         """``/api/alerts`` (:meth:`riskwatch.daemon.views.Views.alerts_document`)."""
         return self.views.alerts_document()
 
+    def _held_positions(self) -> list[HeldPosition]:
+        """Every non-flat position with its leverage and notional (refdata gauges)."""
+        return [
+            HeldPosition(name, symbol, st.pulse.leverage, st.notional)
+            for name, rt in self.accounts.items()
+            for symbol, st in rt.core.snapshot.positions.items()
+            if st.pulse.position != 0
+        ]
+
     def readiness(self) -> tuple[bool, list[str]]:
         """``/readyz`` (:meth:`riskwatch.daemon.views.Views.readiness`)."""
         return self.views.readiness()
@@ -241,6 +260,7 @@ class Daemon:
         self._tasks += self.connections.start_market_data()
         self._tasks.append(asyncio.create_task(self.ticks.run(), name="rule-ticks"))
         self._tasks.append(asyncio.create_task(self.jwt_watch.run(), name="jwt-watch"))
+        self._tasks.append(asyncio.create_task(self.refdata.run(self._stopped), name="refdata"))
         self._tasks.append(asyncio.create_task(self.reloader.watch(), name="config-watch"))
         self._tasks.append(asyncio.create_task(self.executor.run(), name="actions"))
         if self.retention is not None:

@@ -94,6 +94,7 @@ class Connections:
                 url=rt.link.url,
                 handshake=rt.link.handshake,
                 prepare=rt.link.prepare,
+                on_live=rt.link.on_live,
                 session_factory=make_session,
                 on_events=on_events,
                 clock=self.clock,

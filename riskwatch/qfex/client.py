@@ -83,6 +83,7 @@ class TradeConnection:
     ``session_factory`` builds a fresh :class:`TradeSession` for every connection (it
     re-authenticates and resubscribes by construction). ``on_events`` must not block.
     ``on_reconnect`` is called after each lost connection (for the reconnect counter).
+    ``on_live`` gives frames to send once per connection, when commands become allowed.
     ``prepare`` (awaited before every attempt) refreshes credentials, e.g. re-reads a
     JWT; ``handshake`` gives the upgrade request of one attempt at Unix time ``now``
     (URL and credential headers, docs/protocol.md §1); without it the plain ``url``.
@@ -103,12 +104,14 @@ class TradeConnection:
         rng: random.Random | None = None,
         handshake: Callable[[float], Handshake] | None = None,
         prepare: Callable[[], Awaitable[None]] | None = None,
+        on_live: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         self.account = account
         self.url = url
         self.status = ConnectionStatus()
         self._handshake = handshake or (lambda _now: Handshake(url))
         self._prepare = prepare
+        self._on_live = on_live
         self._session_factory = session_factory
         self._on_events = on_events
         self._clock = clock
@@ -249,6 +252,8 @@ class TradeConnection:
                     reached_live = True
                     self.status.last_error = ""
                     self._notify_status()
+                    for frame in self._on_live() if self._on_live is not None else ():
+                        session.send(frame, now)
                 unconfirmed = session.unconfirmed_channels
                 resubscribes = sum(session.resubscribes.values())
                 if (unconfirmed, resubscribes) != (

@@ -280,6 +280,12 @@ def get_user_leverage() -> str:
     return _frame("get_user_leverage", {})
 
 
+def get_available_leverage_levels() -> str:
+    """``get_available_leverage_levels`` with empty params: every level of every symbol
+    (docs/protocol.md §7, §11)."""
+    return _frame("get_available_leverage_levels", {})
+
+
 def add_twap(
     symbol: str,
     side: Side,

@@ -19,12 +19,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from riskwatch.config import AccountConfig, ExchangeConfig
-from riskwatch.model import BalanceUpdate, Event
+from riskwatch.model import BalanceUpdate, Event, OtherReply
+from riskwatch.qfex import commands
 from riskwatch.qfex.cadence import PulseCadence
 from riskwatch.qfex.client import ConnectionStatus
 from riskwatch.qfex.credentials import TokenSource
 from riskwatch.qfex.session import DEFAULT_CHANNELS, DEFAULT_PENDING_TIMEOUT, TradeSession
 from riskwatch.qfex.upgrade import Handshake, handshake
+from riskwatch.refdata.model import LeverageLevel, parse_leverage_levels
 
 __all__ = ["JWT_WARN_BEFORE", "AccountLink", "LinkCollector", "LinkView"]
 
@@ -54,6 +56,8 @@ class AccountLink:
         )
         self.expiry_state: ExpiryState = "ok"
         self.subscribe_timeout = DEFAULT_PENDING_TIMEOUT
+        self.on_levels: Callable[[dict[str, tuple[LeverageLevel, ...]]], None] | None = None
+        """Called with the leverage levels each connection learns (docs/protocol.md §11)."""
         """Seconds a subscription may stay unconfirmed before it is sent again."""
 
     def _jwt(self) -> str | None:
@@ -95,11 +99,23 @@ class AccountLink:
             jwt=jwt,
         )
 
+    def on_live(self) -> list[str]:
+        """Frames to send once per connection when commands are allowed: ask for the
+        symbols' leverage levels (``set_leverage`` snaps to one)."""
+        return [commands.get_available_leverage_levels()]
+
     def observe(self, events: Sequence[Event], now: float) -> None:
-        """Feed one frame's events: a balance pulse times the cadence."""
+        """Feed one frame's events: a balance pulse times the cadence; a leverage-levels
+        reply goes to :attr:`on_levels`."""
         for ev in events:
             if isinstance(ev, BalanceUpdate):
                 self.cadence.observe(now)
+            elif (
+                isinstance(ev, OtherReply)
+                and ev.name == "available_leverage_levels_response"
+                and self.on_levels is not None
+            ):
+                self.on_levels(parse_leverage_levels(ev.payload))
 
     @property
     def jwt_expires_at(self) -> float | None:

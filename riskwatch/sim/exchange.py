@@ -44,7 +44,6 @@ from riskwatch.sim.scenario import PricePath, Scenario, SymbolSpec
 ORDER_RESPONSES = "order_responses"
 FILLS = "fills"
 LEVERAGE_LEVELS = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 25.0, 30.0, 50.0)
-MIN_QUANTITY = 0.001
 MIN_TWAP_INTERVAL = 30.0
 _EPS = 1e-9
 
@@ -103,6 +102,14 @@ class InvalidParams(RiskwatchError):
 
     Raised and caught inside the simulated exchange; it never leaves it.
     """
+
+
+def _is_lot_multiple(qty: float, lot: float) -> bool:
+    """Whether ``qty`` is a whole number of lots (docs/protocol.md §11 ``lot_size``)."""
+    if lot <= 0:
+        return True
+    lots = qty / lot
+    return abs(lots - round(lots)) < 1e-6
 
 
 def _num(params: dict[str, Any], key: str, default: float | None = None) -> float:
@@ -420,8 +427,10 @@ class Exchange:
             status = "INVALID_ORDER_TYPE"
         elif tif not in ("GTC", "IOC", "FOK") or (order_type == "MARKET" and tif == "GTC"):
             status = "INVALID_TIME_IN_FORCE"
-        elif qty < MIN_QUANTITY:
+        elif qty < self.spec(symbol).min_quantity - 1e-12:
             status = "QUANTITY_LESS_THAN_MIN_QUANTITY"
+        elif not _is_lot_multiple(qty, self.spec(symbol).lot_size):
+            status = "INVALID_TICK_SIZE_PRECISION_QUANTITY"
         elif order_type != "MARKET" and price <= 0:
             status = "PRICE_LESS_THAN_MIN_PRICE"
         if status is not None or symbol is None:
@@ -723,8 +732,12 @@ class Exchange:
         if interval < MIN_TWAP_INTERVAL:
             msg = f"order_interval_secs must be >= 30, got {interval!r}"
             raise InvalidParams(msg)
-        if total / num < MIN_QUANTITY:
+        spec = self.spec(symbol)
+        if total / num < spec.min_quantity - 1e-12:
             msg = f"total_quantity / num_orders below the minimum quantity: {total!r}"
+            raise InvalidParams(msg)
+        if not _is_lot_multiple(total, spec.lot_size):
+            msg = f"total_quantity is not a multiple of the lot size {spec.lot_size:g}: {total!r}"
             raise InvalidParams(msg)
         client_twap_id = params.get("client_twap_id")
         if client_twap_id is not None and (

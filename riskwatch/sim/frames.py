@@ -7,8 +7,11 @@ older docs generation (docs/protocol.md §16: ``{"type":"auth","result":…}``, 
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime
 from typing import Any
+
+from riskwatch.sim.scenario import SymbolSpec
 
 
 def err(code: str, message: str | None, incoming: object = None) -> dict[str, Any]:
@@ -91,3 +94,29 @@ def to_legacy(frame: dict[str, Any]) -> dict[str, Any]:
         orders = frame["all_orders_response"]["orders"]
         return {"user_orders": orders, "count": len(orders)}
     return frame
+
+
+def refdata_symbol(spec: SymbolSpec, mark: float) -> dict[str, Any]:
+    """One ``RefdataSymbol`` of ``GET /refdata`` (OpenAPI; docs/protocol.md §11)."""
+    base = spec.symbol.split("-")[0]
+    return {
+        "clobPairId": str(zlib.crc32(spec.symbol.encode()) % 1000),
+        "symbol": spec.symbol,
+        "underlier_price": f"{mark:g}",
+        "price_change_24h": "0",
+        "default_max_leverage": int(spec.max_leverage),
+        "tick_size": f"{spec.tick_size:g}",
+        "lot_size": f"{spec.lot_size:g}",
+        "min_price": f"{mark * 0.5:g}",
+        "max_price": f"{mark * 1.5:g}",
+        "min_quantity": f"{spec.min_quantity:g}",
+        "max_quantity": "100000000",
+        "base_asset": base,
+        "quote_asset": "USD",
+        "margin_asset": "USD",
+        "order_time_in_force": ["GTC", "IOC", "FOK"],
+        "order_types": ["LIMIT", "MARKET", "ALO"],
+        "market_hours": spec.market_hours or {},
+        "status": spec.status,
+        "product_category": "equity",
+    }

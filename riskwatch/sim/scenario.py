@@ -134,7 +134,9 @@ class Funding:
 
 @dataclass(frozen=True, slots=True)
 class SymbolSpec:
-    """A listed symbol: start mark, price path, tick size, leverage cap, funding."""
+    """A listed symbol: start mark, price path, tick size, leverage cap, funding, and the
+    rest of its reference data (``GET /refdata``, docs/protocol.md §11): lot size,
+    minimum quantity, status and ``market_hours`` (as the REST answer writes them)."""
 
     symbol: str
     mark: float
@@ -143,6 +145,10 @@ class SymbolSpec:
     path: tuple[Keyframe, ...] = ()
     generators: tuple[Generator, ...] = ()
     funding: Funding | None = None
+    lot_size: float = 0.001
+    min_quantity: float = 0.001
+    status: str = "ACTIVE"
+    market_hours: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +308,10 @@ def _generator(raw: object, where: str) -> Generator:
 
 
 def _symbol(raw: object, where: str) -> SymbolSpec:
-    keys = {"symbol", "mark", "tick_size", "max_leverage", "path", "generators", "funding"}
+    keys = {
+        "symbol", "mark", "tick_size", "max_leverage", "path", "generators", "funding",
+        "lot_size", "min_quantity", "status", "market_hours",
+    }  # fmt: skip
     m = _mapping(raw, where, keys, {"symbol", "mark"})
     path = []
     for i, item in enumerate(_list(m.get("path"), f"{where}.path")):
@@ -339,6 +348,10 @@ def _symbol(raw: object, where: str) -> SymbolSpec:
         path=tuple(path),
         generators=gens,
         funding=funding,
+        lot_size=_number(m.get("lot_size", 0.001), f"{where}.lot_size"),
+        min_quantity=_number(m.get("min_quantity", 0.001), f"{where}.min_quantity"),
+        status=str(m.get("status", "ACTIVE")),
+        market_hours=dict(m["market_hours"]) if isinstance(m.get("market_hours"), dict) else None,
     )
 
 

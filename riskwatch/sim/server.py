@@ -49,6 +49,12 @@ Documented alternatives, each a mode (docs/simulator.md):
   is closed (1008) when its token expires (§2.1).
 - the cadence: ``pulse_interval`` (1 s or 10 s in the docs, §4.2).
 
+REST (docs/protocol.md §11, §13): ``GET /refdata`` on ``rest_url`` answers the
+scenario's symbols as the OpenAPI ``RefdataResponse`` (numbers as strings,
+``default_max_leverage`` an integer, ``market_hours`` as written in the scenario), no
+credentials needed; :meth:`Simulator.fail_refdata` makes the next requests fail with
+HTTP 503.
+
 Legacy mode (``legacy=True``): ``{"type":"auth","result":"success"|"failure"}``, v4
 envelopes for positions and balances, ``{"ack_response": true}``, flat errors,
 ``user_orders``; the legacy ``{"api_key": …}`` auth is accepted too.
@@ -72,6 +78,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -167,6 +174,7 @@ class Simulator:
         rate_window: float = 60.0,
         market_stats_interval: float = 1.0,
         clock: Clock | None = None,
+        rest_port: int = 0,
         upgrade_auth: UpgradeMode | None = None,
         sparse_orders: bool = False,
         unconfirmed_channels: frozenset[str] = frozenset(),
@@ -187,6 +195,11 @@ class Simulator:
         self.market_stats_interval = market_stats_interval
         self.clock: Clock = clock or SystemClock()
         self.upgrade_auth = upgrade_auth
+        self._rest_port = rest_port
+        self._rest: web.AppRunner | None = None
+        self.rest_url = ""
+        self.refdata_requests = 0
+        self._refdata_failures = 0
         self.sparse_orders = sparse_orders
         self.unconfirmed_channels = frozenset(unconfirmed_channels)
         self.signed_jwt = signed_jwt
@@ -241,6 +254,14 @@ class Simulator:
         )
         mds = await serve(self._mds_handler, self.host, self._ports[1], **opts)
         self._servers = [trade, mds]
+        app = web.Application()
+        app.router.add_get("/refdata", self._refdata)
+        self._rest = web.AppRunner(app, access_log=None)
+        await self._rest.setup()
+        site = web.TCPSite(self._rest, self.host, self._rest_port)
+        await site.start()
+        rest_sockets = getattr(site._server, "sockets", None) or []
+        self.rest_url = f"http://{self.host}:{rest_sockets[0].getsockname()[1]}"
         self.trade_url = f"ws://{self.host}:{_port(trade)}/"
         self.mds_url = f"ws://{self.host}:{_port(mds)}/"
         self._tasks = [
@@ -266,7 +287,34 @@ class Simulator:
             server.close()
         for server in self._servers:
             await server.wait_closed()
+        if self._rest is not None:
+            await self._rest.cleanup()
+            self._rest = None
         self._tasks, self._servers = [], []
+
+    # -- REST --------------------------------------------------------------------------
+
+    def fail_refdata(self, times: int) -> None:
+        """Answer the next ``times`` ``GET /refdata`` requests with HTTP 503."""
+        self._refdata_failures = times
+
+    async def _refdata(self, request: web.Request) -> web.Response:
+        self.refdata_requests += 1
+        if self._refdata_failures > 0:
+            self._refdata_failures -= 1
+            return web.json_response(
+                {"title": "Service Unavailable", "status": 503}, status=503,
+                content_type="application/problem+json",
+            )  # fmt: skip
+        ticker = request.query.get("ticker")
+        data = [
+            frames.refdata_symbol(spec, self.exchange.marks.get(spec.symbol, spec.mark))
+            for spec in self.scenario.symbols
+            if ticker is None or spec.symbol == ticker
+        ]
+        resp = web.json_response({"type": "refdata", "data": data})
+        resp.headers["Cache-Control"] = "max-age=60"
+        return resp
 
     # -- scenario time ------------------------------------------------------------------
 

@@ -71,13 +71,18 @@ async def running(
     secret: str | None = None,
 ) -> AsyncIterator[tuple[Simulator, Daemon, str]]:
     """The crash scenario (paused) on a simulator with ``sim_options``, and a daemon."""
-    scenario = dataclasses.replace(load_scenario("crash"), taker_fee=taker_fee)
+    base = load_scenario("crash")
+    symbols = tuple(dataclasses.replace(spec, market_hours=ALL_WEEK) for spec in base.symbols)
+    scenario = dataclasses.replace(base, taker_fee=taker_fee, symbols=symbols)
     secret = secret or secrets.token_hex(16)
     secret_file = tmp / "qfex_secret"
     secret_file.write_text(secret + "\n", encoding="utf-8")
     options = {"pulse_interval": 0.1, **(sim_options or {})}
+    fail_refdata = int(options.pop("fail_refdata_first", 0))
     async with Simulator(scenario, {PUBLIC_KEY: secret}, **options) as sim:
         sim.pause()
+        sim.fail_refdata(fail_refdata)
+        exchange = exchange.replace("{rest}", sim.rest_url)
         credentials = account or (
             f"    public_key: {PUBLIC_KEY}\n    secret_key_file: {secret_file}\n"
         )
@@ -353,3 +358,50 @@ async def test_jwt_file_is_read_again_before_reconnecting(tmp_path: Path) -> Non
         await wait_for(lambda: d.accounts[ACCOUNT].link.expiry_state == "ok", 3000 * MS)
         assert sim.upgrade_headers[-1]["authorization"].startswith("Bearer ")
         assert "jwt_file" not in repr(sim.upgrade_headers)
+
+
+# --- §11 reference data -------------------------------------------------------------------
+
+ALL_WEEK = {
+    "tz": "UTC",
+    **{
+        day: {"open": "00:00:00", "close": "24:00:00"}
+        for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    },
+}
+
+
+async def test_refdata_fetched_over_http_retried_and_reported(tmp_path: Path) -> None:
+    """GET /refdata fails twice (HTTP 503): the failures are counted, the daemon keeps
+    running, and the data arrives on a later attempt; leverage levels come over the trade
+    connection; the market and position-limit gauges follow."""
+
+    async with running(
+        tmp_path,
+        sim_options={"fail_refdata_first": 2},
+        exchange="  stale_after: 3s\n  rest_url: {rest}\n  refdata_interval: 1s\n",
+    ) as (sim, d, _):
+        await wait_for(lambda: (_scalar(d, "riskwatch_refdata_symbols") or 0.0) == 2.0, 12_000 * MS)
+        assert (_scalar(d, "riskwatch_refdata_fetch_failures") or 0.0) >= 2.0
+        assert sim.refdata_requests >= 3
+        assert d.refdata.refdata.symbols[SYMBOL].lot_size == 0.001
+        await wait_for(lambda: SYMBOL in d.refdata.refdata.levels)
+        assert _scalar(d, "riskwatch_market_open", symbol=SYMBOL) == 1.0
+        to_close = _scalar(d, "riskwatch_seconds_to_market_close", symbol=SYMBOL)
+        assert to_close is not None
+        assert 0 < to_close <= 86400
+        limit = _metric(d, "riskwatch_position_limit_at_close_usd", symbol=SYMBOL)
+        headroom = _metric(d, "riskwatch_position_limit_headroom_at_close_usd", symbol=SYMBOL)
+        # The simulator's 10x level caps 1 000 000 USD; the close is overnight (50 %).
+        assert limit == pytest.approx(500_000.0)
+        assert headroom == pytest.approx(500_000.0 - 250 * 200.0)
+        levels = [
+            f.frame
+            for f in sim.received_commands(ACCOUNT)
+            if f.frame.get("type") == "get_available_leverage_levels"
+        ]
+        assert len(levels) == 1
+
+
+def _scalar(d: Daemon, name: str, **labels: str) -> float | None:
+    return d.registry.get_sample_value(name, labels)
