@@ -47,6 +47,11 @@ Documented alternatives, each a mode (docs/simulator.md):
 - ``signed_jwt``: JWTs are HS256 tokens (``sub`` = public key, signed with the
   account's secret, ``exp`` enforced): an expired token is refused and a connection
   is closed (1008) when its token expires (§2.1).
+- ``blank_order_ids``: every ``order_response`` carries ``"client_order_id": ""``, as
+  the docs' ACK example does (§3): replies are matched by symbol and order.
+- ``reserialised_echoes``: the request echoed in ``err`` and ``ack`` is the server's
+  re-serialisation, as in the docs' error example (§9.1): keys in another order,
+  the command's unset optional fields as ``null``, every number as a float (``10.0``).
 - the cadence: ``pulse_interval`` (1 s or 10 s in the docs, §4.2).
 
 REST (docs/protocol.md §11, §13): ``GET /refdata`` on ``rest_url`` answers the
@@ -180,6 +185,8 @@ class Simulator:
         unconfirmed_channels: frozenset[str] = frozenset(),
         fees_apart: bool = False,
         signed_jwt: bool = False,
+        blank_order_ids: bool = False,
+        reserialised_echoes: bool = False,
     ) -> None:
         self.scenario = scenario
         self._secrets = dict(secrets or {})
@@ -201,6 +208,8 @@ class Simulator:
         self.refdata_requests = 0
         self._refdata_failures = 0
         self.sparse_orders = sparse_orders
+        self.blank_order_ids = blank_order_ids
+        self.reserialised_echoes = reserialised_echoes
         self.unconfirmed_channels = frozenset(unconfirmed_channels)
         self.signed_jwt = signed_jwt
         self.upgrades_refused: list[str] = []
@@ -625,6 +634,10 @@ class Simulator:
         if self.sparse_orders and isinstance(order, dict):
             body = {k: v for k, v in order.items() if k != "quantity_remaining"}
             frame = {**frame, "order_response": {**body, "price": None}}
+        if self.blank_order_ids and isinstance(order, dict):
+            frame = {**frame, "order_response": {**frame["order_response"], "client_order_id": ""}}
+        if self.reserialised_echoes:
+            frame = _reserialise_echo(frame)
         await _send_text(conn.ws, json.dumps(frames.to_legacy(frame) if self.legacy else frame))
 
     async def _dispatch(self, outs: list[Out], requester: _Conn | None) -> None:
@@ -801,6 +814,43 @@ class Simulator:
             now = self.clock.now()
             for conn in list(self._mds):
                 await self._send_stats(conn, now)
+
+
+_ECHO_NULLS: dict[str, tuple[str, ...]] = {
+    "add_order": ("take_profit", "stop_loss"),
+    "close_position": ("client_order_id",),
+    "add_twap": ("client_twap_id",),
+    "cancel_all_orders": ("symbol",),
+    "set_user_leverage": ("account_id",),
+}
+"""Unset optional fields a re-serialised echo shows as ``null`` (the docs' error example
+echoes ``add_order`` with ``take_profit`` and ``stop_loss`` null)."""
+
+
+def _as_floats(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _as_floats(v) for k, v in reversed(list(value.items()))}
+    if isinstance(value, list):
+        return [_as_floats(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _reserialise_echo(frame: dict[str, Any]) -> dict[str, Any]:
+    """``frame`` with the request its ``err``/``ack`` echoes re-serialised (module docstring)."""
+    for key in ("err", "ack"):
+        body = frame.get(key)
+        echoed = body.get("incoming_message") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not isinstance(echoed, dict):
+            continue
+        params = echoed.get("params")
+        if isinstance(params, dict):
+            nulls = _ECHO_NULLS.get(str(echoed.get("type")), ())
+            params = {**params, **{n: None for n in nulls if n not in params}}
+            echoed = {**echoed, "params": params}
+        return {**frame, key: {**body, "incoming_message": _as_floats(echoed)}}
+    return frame
 
 
 def _port(server: Server) -> int:
