@@ -674,11 +674,11 @@ class ActionBook:
             if isinstance(ev, PositionUpdate | BalanceUpdate):
                 pulse = True
             elif isinstance(ev, OrderUpdate):
-                self._on_order(flights, ev, now)
+                self._on_order(flights, ev, now, out)
             elif isinstance(ev, ErrorReply):
-                self._on_error(flights, ev, now)
+                self._on_error(flights, ev, now, out)
             elif isinstance(ev, Ack):
-                self._on_ack(flights, ev, now)
+                self._on_ack(flights, ev, now, out)
             elif isinstance(ev, OtherReply) and ev.name == "twap_response":
                 self._on_twap(flights, ev, now, out)
             elif isinstance(ev, OpenOrders):
@@ -702,7 +702,13 @@ class ActionBook:
         return out
 
     def _replied(
-        self, f: Flight, now: float, error: str = "", retryable: bool = True, code: str = ""
+        self,
+        f: Flight,
+        now: float,
+        out: Output,
+        error: str = "",
+        retryable: bool = True,
+        code: str = "",
     ) -> None:
         if f.phase not in (Phase.REPLY, Phase.PULSE):
             return
@@ -714,6 +720,10 @@ class ActionBook:
             f.error = error
             f.retryable = retryable
             f.reject_code = code
+            if not retryable:
+                # A retry would be rejected the same way (docs/protocol.md §9): the
+                # operator learns the reason now, whatever the pulses show next.
+                self._fail(f, now, model.REJECTED, error, out)
 
     def _awaiting(self, flights: dict[str, Flight]) -> list[Flight]:
         """Flights written and not yet replied to, oldest write first."""
@@ -723,7 +733,9 @@ class ActionBook:
         waiting.sort(key=lambda f: f.since)
         return waiting
 
-    def _on_order(self, flights: dict[str, Flight], ev: OrderUpdate, now: float) -> None:
+    def _on_order(
+        self, flights: dict[str, Flight], ev: OrderUpdate, now: float, out: Output
+    ) -> None:
         # The session filled in the client_order_id of a reply that echoed none
         # (riskwatch/qfex/session.py).
         cid = ev.client_order_id
@@ -740,10 +752,10 @@ class ActionBook:
             return
         if ev.status in ("FILLED", "CANCELLED"):
             left = f" ({ev.quantity_remaining:g} left unfilled)" if ev.status == "CANCELLED" else ""
-            self._replied(target, now, f"IOC {ev.status.lower()}{left}" if left else "")
+            self._replied(target, now, out, f"IOC {ev.status.lower()}{left}" if left else "")
         else:
             retry = ev.status in confirm.RETRYABLE_STATUSES
-            self._replied(target, now, f"order_response {ev.status}", retry, ev.status)
+            self._replied(target, now, out, f"order_response {ev.status}", retry, ev.status)
 
     def _request_of(
         self, flights: dict[str, Flight], request: dict[str, Any] | str | None
@@ -755,7 +767,9 @@ class ActionBook:
         want = normalised_request(request)
         return next((f for f in self._awaiting(flights) if f.sent_frame == want), None)
 
-    def _on_error(self, flights: dict[str, Flight], ev: ErrorReply, now: float) -> None:
+    def _on_error(
+        self, flights: dict[str, Flight], ev: ErrorReply, now: float, out: Output
+    ) -> None:
         f = self._request_of(flights, ev.incoming_message)
         if f is None:
             return
@@ -766,12 +780,12 @@ class ActionBook:
                 "position or open orders)"
             )
         retry = ev.error_code in confirm.RETRYABLE_ERRORS
-        self._replied(f, now, text, retry, ev.error_code)
+        self._replied(f, now, out, text, retry, ev.error_code)
 
-    def _on_ack(self, flights: dict[str, Flight], ev: Ack, now: float) -> None:
+    def _on_ack(self, flights: dict[str, Flight], ev: Ack, now: float, out: Output) -> None:
         f = self._request_of(flights, ev.incoming_message)
         if f is not None and f.cmd.action in _ACKED:
-            self._replied(f, now)
+            self._replied(f, now, out)
 
     def _on_twap(self, flights: dict[str, Flight], ev: OtherReply, now: float, out: Output) -> None:
         payload = ev.payload if isinstance(ev.payload, dict) else {}

@@ -61,8 +61,11 @@ def effect(cmd: PlannedCommand, snapshot: AccountSnapshot, since: float) -> bool
     """Whether the pulses received after ``since`` show ``cmd``'s effect.
 
     None: no pulse after ``since`` says yet. ``close_position``: the symbol is flat
-    (or absent from a later pulse); ``cancel_all_orders``: no open order in any symbol
-    pulsed after ``since`` nor in the order book riskwatch tracks; ``set_leverage``:
+    (or absent from a later pulse); ``cancel_all_orders``: once a whole pulse came
+    after ``since`` (its balance frame, which closes the pulse, was received), no open
+    order in any symbol pulsed after ``since`` nor in the order book riskwatch tracks
+    (judged on the pulse's first frames alone, a symbol with orders later in the same
+    pulse would be missed); ``set_leverage``:
     the symbol's leverage equals the target. ``reduce_position`` is confirmed by the
     exchange accepting the TWAP (its slices run for minutes), never here: None.
     """
@@ -76,6 +79,8 @@ def effect(cmd: PlannedCommand, snapshot: AccountSnapshot, since: float) -> bool
         return abs(st.pulse.position) <= EPSILON
     if cmd.action == "cancel_all_orders":
         if last is None or last <= since:
+            return None
+        if snapshot.last_balance_at is None or snapshot.last_balance_at <= since:
             return None
         fresh = [st for st in snapshot.positions.values() if st.pulse.received_at > since]
         if not fresh:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from riskwatch.actions import model
+from riskwatch.actions import confirm, model
 from riskwatch.actions.book import (
     ActionBook,
     IntentRecord,
@@ -258,14 +258,10 @@ def test_close_reply_without_client_order_id_is_matched_by_symbol() -> None:
         }
     }  # fmt: skip
     events = view.frame(reply, T0 + 0.1)
-    book.on_events(ACC, events, T0 + 0.1)
-    (flight,) = book.flights()
-    assert flight.error == "order_response BAD_SYMBOL"
-    assert not flight.retryable
-    out = book.on_events(ACC, view.pulse(250.0, T0 + 0.5), T0 + 0.5)
+    out = book.on_events(ACC, events, T0 + 0.1)  # not retryable: fails at the reply
     failed = [e for e in out.events if e.kind == "escalation"]
     assert failed[0].code == model.REJECTED
-    assert "BAD_SYMBOL" in failed[0].detail
+    assert failed[0].detail == "order_response BAD_SYMBOL"
     assert ("close_position", "rejected_bad_symbol") in out.counts
     assert not book.flights()
 
@@ -277,8 +273,7 @@ def test_err_with_a_reserialised_echo_is_matched_and_not_retried() -> None:
     view.session.send('{"type": "get_user_orders", "params": {}}', T0)  # another pending
     echo = {"params": {**frame["params"], "symbol": None}, "type": frame["type"]}
     err = {"err": {"error_code": "PermissionDenied", "message": "no", "incoming_message": echo}}
-    book.on_events(ACC, view.frame(err, T0 + 0.1), T0 + 0.1)
-    out = book.on_events(ACC, view.pulse(0.0, T0 + 0.5, open_orders=1), T0 + 0.5)
+    out = book.on_events(ACC, view.frame(err, T0 + 0.1), T0 + 0.1)
     (esc,) = [e for e in out.events if e.kind == "escalation"]
     assert esc.detail == "err PermissionDenied: no"
     assert ("cancel_all_orders", "rejected_permissiondenied") in out.counts
@@ -353,3 +348,18 @@ def test_max_decision_age_comes_from_the_config() -> None:
     view = CoreView()
     book = ActionBook(ActionsConfig(mode="armed", max_decision_age=Duration(2_000)), view)
     assert book.max_decision_age == 2.0
+
+
+def test_cancel_is_judged_on_a_whole_pulse_only() -> None:
+    """A pulse's first position frame alone does not confirm a cancel: its balance
+    frame, which closes the pulse, must have come too (a later symbol may hold orders)."""
+    view, book = _ready(position=0.0, open_orders=1)
+    _sent(view, book, CANCEL)
+    (flight,) = book.flights()
+    events = view.pulse(0.0, T0 + 1)
+    position_frame, balance_frame = events[:1], events[1:]
+    before_balance = view.core.snapshot._replace(last_balance_at=T0)
+    assert position_frame
+    assert balance_frame
+    assert confirm.effect(flight.cmd, before_balance, T0 + 0.5) is None
+    assert confirm.effect(flight.cmd, view.core.snapshot, T0 + 0.5) is True
