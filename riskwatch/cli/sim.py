@@ -14,8 +14,9 @@ import logging
 import signal
 
 from riskwatch.durations import seconds_argument
+from riskwatch.sim.authcheck import UPGRADE_MODES
 from riskwatch.sim.scenario import ScenarioError, list_scenarios, load_scenario
-from riskwatch.sim.server import Simulator
+from riskwatch.sim.server import CHANNELS, Simulator
 
 __all__ = ["configure_parser", "list_scenarios", "load_scenario", "run"]
 
@@ -48,6 +49,38 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="share of a close_position that fills (the rest cancels, like IOC)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for order ids")
+    p.add_argument(
+        "--rest-port", type=int, default=8767, help="REST port for GET /refdata (0 = any)"
+    )
+    p.add_argument(
+        "--upgrade-auth",
+        choices=UPGRADE_MODES,
+        default=None,
+        help="refuse the WebSocket upgrade (HTTP 401) without this credential",
+    )
+    p.add_argument(
+        "--sparse-orders",
+        action="store_true",
+        help="order responses without quantity_remaining and with price null",
+    )
+    p.add_argument(
+        "--unconfirmed-channel",
+        action="append",
+        choices=CHANNELS,
+        default=[],
+        metavar="CHANNEL",
+        help="never confirm a subscription to CHANNEL (repeatable)",
+    )
+    p.add_argument(
+        "--fees-apart",
+        action="store_true",
+        help="report fees in the balance instead of netting them into realised PnL",
+    )
+    p.add_argument(
+        "--signed-jwt",
+        action="store_true",
+        help="JWTs are HS256 tokens with an enforced exp (connections close at expiry)",
+    )
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -70,6 +103,12 @@ async def _serve(args: argparse.Namespace) -> int:
         legacy=args.legacy,
         fill_fraction=args.fill_fraction,
         seed=args.seed,
+        rest_port=args.rest_port,
+        upgrade_auth=args.upgrade_auth,
+        sparse_orders=args.sparse_orders,
+        unconfirmed_channels=frozenset(args.unconfirmed_channel),
+        fees_apart=args.fees_apart,
+        signed_jwt=args.signed_jwt,
     )
     async with sim:  # Simulator.start logs the scenario and both URLs
         await stop.wait()

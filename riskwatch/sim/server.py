@@ -279,10 +279,11 @@ class Simulator:
             asyncio.create_task(self._stats_loop(), name="sim-stats"),
         ]
         log.info(
-            "simulator scenario=%s trade=%s mds=%s",
+            "simulator scenario=%s trade=%s mds=%s rest=%s",
             self.scenario.name,
             self.trade_url,
             self.mds_url,
+            self.rest_url,
         )
 
     async def stop(self) -> None:
