@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -30,12 +31,15 @@ from riskwatch.errors import StateStoreError
 from riskwatch.metrics import Metrics
 from riskwatch.store import Store
 
-__all__ = ["PURGE_INTERVAL", "Purged", "RetentionPurge", "notification_log_cutoff"]
+__all__ = ["PURGE_BATCH", "PURGE_INTERVAL", "Purged", "RetentionPurge", "notification_log_cutoff"]
 
 log = logging.getLogger(__name__)
 
 PURGE_INTERVAL: Final = 3600.0
 """Seconds between two purges."""
+
+PURGE_BATCH: Final = 1000
+"""Most notification-log entries deleted in one transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +71,14 @@ class RetentionPurge:
         clock: Clock,
         *,
         interval: float = PURGE_INTERVAL,
+        batch: int = PURGE_BATCH,
     ) -> None:
         self.store = store
         self.config = config
         self.metrics = metrics
         self.clock = clock
         self.interval = interval
+        self.batch = batch
 
     def purge(self, now: float) -> Purged:
         """Delete what is past retention at ``now``; count it; return the counts.
@@ -80,7 +86,15 @@ class RetentionPurge:
         Raises :class:`~riskwatch.errors.StateStoreError` when the database refuses.
         """
         config = self.config()
-        log_rows = self.store.purge_notifications(notification_log_cutoff(config, now))
+        cutoff = notification_log_cutoff(config, now)
+        log_rows = 0
+        while True:
+            # Short transactions: an action's audit write waits for one batch at most.
+            deleted = self.store.purge_notifications(cutoff, limit=self.batch)
+            log_rows += deleted
+            if deleted < self.batch:
+                break
+            time.sleep(0.001)  # let a waiting writer take the database lock
         silences = self.store.purge_silences(now - config.state.retention.silences.seconds)
         self.metrics.retention_purged.labels("notification_log").inc(log_rows)
         self.metrics.retention_purged.labels("silences").inc(silences)

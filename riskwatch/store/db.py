@@ -539,10 +539,20 @@ class Store:
             row = conn.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return None if row is None else _notification(row)
 
-    def purge_notifications(self, before: float) -> int:
-        """Delete notification log entries older than ``before``; return how many."""
+    def purge_notifications(self, before: float, limit: int | None = None) -> int:
+        """Delete notification log entries older than ``before``; return how many.
+
+        With ``limit``, at most that many (the oldest first) in this one transaction, so
+        that a large purge can be done in short transactions between other writes.
+        """
         with self._tx() as conn:
-            return conn.execute("DELETE FROM notification WHERE at < ?", (before,)).rowcount
+            if limit is None:
+                return conn.execute("DELETE FROM notification WHERE at < ?", (before,)).rowcount
+            return conn.execute(
+                "DELETE FROM notification WHERE id IN"
+                " (SELECT id FROM notification WHERE at < ? ORDER BY at LIMIT ?)",
+                (before, limit),
+            ).rowcount
 
     # -- silences --------------------------------------------------------------------
 

@@ -126,6 +126,28 @@ def test_the_log_is_kept_as_long_as_the_longest_repeat_interval(tmp_path: Path) 
         assert [n.at for n in store.notifications()] == [now - 45 * DAY]
 
 
+def test_a_large_purge_goes_in_short_transactions(tmp_path: Path) -> None:
+    """Batches of ``batch`` entries, oldest first, until nothing past retention is left."""
+    now = T0 + 100 * DAY
+    with Store.open(tmp_path / "state.db") as store:
+        for i in range(7):
+            log_entry(store, now - (40 + i) * DAY, key=f"old/{i}")
+        log_entry(store, now - DAY, key="young")
+        calls: list[int] = []
+        purge_notifications = store.purge_notifications
+
+        def counted(before: float, limit: int | None = None) -> int:
+            deleted = purge_notifications(before, limit)
+            calls.append(deleted)
+            return deleted
+
+        store.purge_notifications = counted  # type: ignore[method-assign]
+        purge = RetentionPurge(store, config, Metrics(Registry()), ManualClock(now), batch=3)
+        assert purge.purge(now).notification_log == 7
+        assert calls == [3, 3, 1]
+        assert [n.alert_key for n in store.notifications()] == ["young"]
+
+
 def test_a_refused_purge_raises_a_state_store_error(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "state.db")
     store.close()
