@@ -166,7 +166,8 @@ class RuleFiles:
 
 @dataclass(frozen=True, slots=True)
 class ActionsConfig:
-    """Protective actions: mode, circuit breaker, kill switch, retry bounds (docs/rules.md, §10).
+    """Protective actions: mode, circuit breaker, kill switch, retry bounds
+    (docs/configuration.md; docs/rules.md, "Actions").
 
     ``max_decision_age``: a command's frame leaves only this long after its decision;
     an older one waits for the account's next fresh pulse (docs/actions.md).

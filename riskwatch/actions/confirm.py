@@ -1,7 +1,7 @@
 """Reading the exchange's answers (pure): did a command take effect, may it be retried?
 
 An action counts as confirmed only when the state the exchange pulses shows its
-effect (docs/rules.md): :func:`effect` answers from the account snapshot, looking only
+effect (docs/rules.md, "Actions"): :func:`effect` answers from the account snapshot, looking only
 at pulses received after ``since`` (the reply's receive time, or the reconnect time
 when the outcome of a command cut by a disconnect is being reconciled).
 

@@ -40,7 +40,7 @@ stopped it before any send; ``escalation``: a critical notice a person must act 
 ``breaker_open``: the per-account circuit breaker has just opened.
 """
 
-# Stable reason codes (docs/rules.md, §10; docs/design.md item 11).
+# Stable reason codes (docs/rules.md, "Actions"; docs/design.md item 11).
 CIRCUIT_BREAKER_OPEN: Final = "CIRCUIT_BREAKER_OPEN"
 KILL_SWITCH: Final = "KILL_SWITCH"
 DATA_STALE: Final = "DATA_STALE"
@@ -157,7 +157,7 @@ class ActionEvent:
     ``code`` a reason code from :data:`CODES` (empty when there is none); ``detail``
     free text; ``at`` Unix seconds; ``mode`` ``"armed"`` or ``"dry-run"``.
     ``critical`` is True for escalations and the breaker: they must reach a person
-    whatever silences say (docs/rules.md).
+    whatever silences say (docs/notifications.md, "Silences").
     """
 
     kind: ActionEventKind

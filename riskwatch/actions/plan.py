@@ -13,7 +13,7 @@ Decisions taken here:
   ``confirm: pulse``
   intent whose figures are not exchange-confirmed (``NOT_EXCHANGE_CONFIRMED``).
 - ``close_position`` targets: a symbol; ``None`` = the intent's symbol (position scope);
-  ``all`` = every non-flat symbol (one command each, docs/metrics.md); ``largest_loss`` =
+  ``all`` = every non-flat symbol (one command each, docs/rules.md "Actions"); ``largest_loss`` =
   the non-flat symbol with the most negative unrealised PnL (a refusal ``NO_POSITION``
   when none is losing); ``largest_notional`` = the largest ``|position| × mark``. A
   flat target is refused ``NO_POSITION``: there is nothing to send.

@@ -4,7 +4,7 @@ The daemon builds a :class:`NotifyService`, ``await start()``s it, and feeds it 
 :meth:`NotifyService.enqueue_decision` (every rule-engine decision) and
 :meth:`NotifyService.enqueue_action` (every action outcome). Both are ``put_nowait`` on
 a bounded queue: O(1), never awaiting, never blocking evaluation or actions (docs/design.md
-§7). A worker task drains the queue into the pure :class:`~riskwatch.notify.dispatch.
+item 10). A worker task drains the queue into the pure :class:`~riskwatch.notify.dispatch.
 Dispatcher` and hands what it decides to the :class:`~riskwatch.notify.deliver.Deliverer`
 (one lane per URL). Outcomes are counted in ``riskwatch_notifications_total{route,
 result}`` and written to the store's notification log off the event loop.

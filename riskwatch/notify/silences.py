@@ -5,7 +5,7 @@ match the whole label value (as in alertmanager). A silence applies to an alert 
 ``t`` when it is active (``starts_at <= t < ends_at``) and every matcher holds for the
 alert's labels (a missing label is ``""``). A silenced alert stays visible in
 ``/api/alerts``; it is only not notified. Silences never mute an escalation of a
-failed action or the circuit breaker (docs/rules.md).
+failed action or the circuit breaker (docs/notifications.md, "Silences").
 
 :func:`parse_silence` validates an API/CLI request; :func:`parse_matcher` reads the
 ``name=value`` / ``name=~regex`` text form the CLI takes.

@@ -1,9 +1,10 @@
 """Reconnection policy: pure backoff delays and a retry-or-fatal verdict on exceptions.
 
-docs/reliability.md: reconnect with capped exponential backoff and jitter; §10: rejected
-credentials are retried on a slow backoff (at least 30 s apart), never treated as
-fatal. The caller starts a fresh :func:`backoff_delays` generator after every
-connection that reached LIVE (the "reset after success" of docs/design.md).
+docs/reliability.md: reconnect with capped exponential backoff and jitter;
+docs/design.md#precise-points: rejected credentials are retried on a slow backoff (at
+least 30 s apart), never treated as fatal. The caller starts a fresh
+:func:`backoff_delays` generator after every connection that reached LIVE (the "reset
+after success" of docs/design.md item 4).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ __all__ = [
 ]
 
 AUTH_REJECTED_MIN_DELAY: Final = 30.0
-"""Seconds between two attempts after the exchange rejected the credentials (§10)."""
+"""Seconds between two attempts after the exchange rejected the credentials
+(docs/design.md#precise-points)."""
 
 
 def backoff_delays(

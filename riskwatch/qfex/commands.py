@@ -335,7 +335,7 @@ def add_twap(
     return _frame("add_twap", params)
 
 
-# --- deterministic ids (docs/rules.md, §10) -----------------------------------------
+# --- deterministic ids (docs/design.md#precise-points) -----------------------------------------
 
 
 def client_order_id(rule: str, account: str, symbol: str, trip: int | str, attempt: int) -> str:

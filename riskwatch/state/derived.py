@@ -120,8 +120,8 @@ class Figures(NamedTuple):
     :class:`PositionRows`, which builds a row on first access (a rule that reads one
     symbol pays for one row, not twenty); any mapping will do for a hand-built Figures.
     ``exchange_confirmed``: True when no non-flat position is marked by market data newer
-    than its pulse, i.e. every figure rests on the exchange's own numbers (docs/rules.md:
-    actions fire on exchange-confirmed data). ``last_pulse_at``: the snapshot's, so that
+    than its pulse, i.e. every figure rests on the exchange's own numbers (docs/rules.md,
+    "Actions": actions act on the exchange's own data). ``last_pulse_at``: the snapshot's, so that
     a reader can recompute ``data_age`` at its own ``now``.
     """
 

@@ -2,8 +2,8 @@
 
 A frame that fails a check is flagged with a stable reason code, counted in the account
 snapshot (and by the caller in ``riskwatch_impossible_frames_total{reason}``) and NOT
-applied to the account state. Rules therefore never act on it (docs/rules.md: "never on
-a frame flagged as impossible").
+applied to the account state. Rules therefore never act on it (docs/rules.md, "Actions":
+"never on a frame flagged as impossible").
 
 Reason codes (stable; used as metric labels):
 

@@ -1,5 +1,6 @@
 """The state database: alert states and latches, daily baselines and peaks, window
-history, silences, and the action and notification audit logs (docs/configuration.md, §7).
+history, silences, and the action and notification audit logs (docs/configuration.md,
+"The state database").
 
 Open it with :meth:`Store.open`; see :mod:`riskwatch.store.db` for the durability and
 threading contract and :mod:`riskwatch.store.schema` for what files are refused.

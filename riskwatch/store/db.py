@@ -1,4 +1,4 @@
-"""The state database: what makes a restart safe (docs/configuration.md, §7).
+"""The state database: what makes a restart safe (docs/configuration.md, "The state database").
 
 One SQLite file holds alert states (with pending ``for`` timers, trip ids and latches,
 inside the caller's records), daily baselines and peaks, downsampled window history,
@@ -11,7 +11,7 @@ to the protective command: :meth:`Store.record_intent` commits with
 ``synchronous=NORMAL`` (:data:`INTENT_SYNCHRONOUS`). ``COMMIT`` then appends the row
 to the WAL with ``write()`` without an fsync: once it returns the row is in the
 operating system, so a crash of the process (SIGKILL included) cannot lose it and
-the intent still precedes the send (docs/design.md item 11; tests/unit/test_store_crash.py,
+the intent still precedes the send (docs/design.md item 11; tests/unit/store/test_db_crash.py,
 tests/integration/test_actions_sim.py). The next FULL commit, i.e. the
 :meth:`Store.mark_sent` that follows the send on the next loop turn, fsyncs the WAL
 and the intent with it. Only a power loss or a kernel crash within that turn can drop

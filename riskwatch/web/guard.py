@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 class AdminGuard:
-    """Checks the admin token of a request (docs/configuration.md, §6)."""
+    """Checks the admin token of a request (``http.admin_token``, docs/configuration.md;
+    docs/metrics.md, "HTTP endpoints")."""
 
     def __init__(self, token: Secret | None, on_denied: Callable[[str], None] | None = None):
         self._token = token.reveal().encode() if token is not None else None
