@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from pathlib import Path
 from types import MappingProxyType
@@ -17,11 +16,11 @@ from riskwatch.config import NotificationsConfig, RouteConfig
 from riskwatch.durations import Duration
 from riskwatch.metrics import Metrics
 from riskwatch.notify.deliver import DeliveryPolicy
-from riskwatch.notify.notice import ActionNotice, AlertNotice
+from riskwatch.notify.notice import ActionNotice
 from riskwatch.notify.service import NotifyService
 from riskwatch.notify.silences import parse_silence
-from riskwatch.secret import Secret
 from riskwatch.store import Store
+from tests.support.factories import T0, alert_notice, route_config
 from tests.support.notify_sinks import (
     SMTP_PASSWORD,
     WEBHOOK_TOKEN,
@@ -32,34 +31,7 @@ from tests.support.notify_sinks import (
 )
 
 MS = 0.001
-T0 = 1_700_000_000.0
 FAST = DeliveryPolicy(timeout=300 * MS, attempts=2, backoff=20 * MS, queue_size=64)
-
-
-def route(urls: list[str], **kw: object) -> RouteConfig:
-    match = kw.pop("match", {})
-    match_re = {k: re.compile(v) for k, v in kw.pop("match_re", {}).items()}  # type: ignore[attr-defined]
-    return RouteConfig(
-        urls=tuple(Secret(u) for u in urls),
-        match=MappingProxyType(match),  # type: ignore[arg-type]
-        match_re=MappingProxyType(match_re),
-        **kw,  # type: ignore[arg-type]
-    )
-
-
-def notice(rule: str = "MarginUsageHigh", **kw: object) -> AlertNotice:
-    base: dict[str, object] = {
-        "rule": rule,
-        "account": "desk-a",
-        "symbol": None,
-        "status": "firing",
-        "severity": "warning",
-        "at": T0,
-        "trip_id": 1,
-        "summary": f"{rule} on desk-a at 91.0 %",
-    }
-    base.update(kw)
-    return AlertNotice(**base)  # type: ignore[arg-type]
 
 
 def service(
@@ -97,14 +69,14 @@ async def test_firing_repeat_resolved_through_webhook_and_smtp(tmp_path: Path) -
     store = Store.open(tmp_path / "state.db")
     async with webhook() as hook, smtp_server() as (box, mail_url):
         svc, reg = service(
-            route([hook.url(), mail_url], repeat_interval=Duration(60_000)),
+            route_config([hook.url(), mail_url], repeat_interval=Duration(60_000)),
             clock=clock,
             store=store,
             delivery=DeliveryPolicy(timeout=3.0, attempts=2, backoff=20 * MS),
         )
         await svc.start()
         try:
-            svc.enqueue_alert(notice())
+            svc.enqueue_alert(alert_notice())
             (msg,) = await hook.wait_for(1)
             assert msg["title"] == "[WARNING] MarginUsageHigh on desk-a"
             assert "MarginUsageHigh on desk-a at 91.0 %" in msg["message"]
@@ -118,7 +90,7 @@ async def test_firing_repeat_resolved_through_webhook_and_smtp(tmp_path: Path) -
             await hook.wait_for(2)
             assert hook.received[1]["title"].endswith("(still firing)")
             clock.advance(5)
-            svc.enqueue_alert(notice(status="resolved", at=clock.now()))
+            svc.enqueue_alert(alert_notice(status="resolved", at=clock.now()))
             await hook.wait_for(3)
             assert hook.received[2]["title"] == "[RESOLVED] [warning] MarginUsageHigh on desk-a"
             assert hook.received[2]["type"] == "success"
@@ -139,16 +111,16 @@ async def test_grouped_routed_and_continue() -> None:
     clock = ManualClock(T0)
     async with webhook() as hook:
         svc, _ = service(
-            route([hook.url("crit")], match={"severity": "critical"}, continue_=True),
-            route([hook.url("desk")], match={"desk": "a"}),
-            route([hook.url("rest")]),
+            route_config([hook.url("crit")], match={"severity": "critical"}, continue_=True),
+            route_config([hook.url("desk")], match={"desk": "a"}),
+            route_config([hook.url("rest")]),
             clock=clock,
         )
         await svc.start()
         try:
             for i in range(10):
-                svc.enqueue_alert(notice("LeverageCap", symbol=f"S{i}-USD"))
-            svc.enqueue_alert(notice("DailyLoss", severity="critical", labels={"desk": "a"}))
+                svc.enqueue_alert(alert_notice("LeverageCap", symbol=f"S{i}-USD"))
+            svc.enqueue_alert(alert_notice("DailyLoss", severity="critical", labels={"desk": "a"}))
             await hook.wait_for(3)
             await settle(svc)
         finally:
@@ -168,7 +140,7 @@ async def test_silenced_inhibited_and_escalation_bypass(tmp_path: Path) -> None:
     clock = ManualClock(T0)
     store = Store.open(tmp_path / "state.db")
     async with webhook() as hook:
-        svc, reg = service(route([hook.url()]), clock=clock, store=store)
+        svc, reg = service(route_config([hook.url()]), clock=clock, store=store)
         await svc.start()
         try:
             await svc.add_silence(
@@ -176,16 +148,16 @@ async def test_silenced_inhibited_and_escalation_bypass(tmp_path: Path) -> None:
                     {"matchers": ["rule=~Daily.*"], "duration": 600, "created_by": "ops"}, T0
                 )
             )
-            svc.enqueue_alert(notice("DailyLoss", severity="critical"))
-            svc.enqueue_alert(notice("MarginUsageCritical", severity="critical"))
-            svc.enqueue_alert(notice("MarginUsageHigh", severity="warning"))
+            svc.enqueue_alert(alert_notice("DailyLoss", severity="critical"))
+            svc.enqueue_alert(alert_notice("MarginUsageCritical", severity="critical"))
+            svc.enqueue_alert(alert_notice("MarginUsageHigh", severity="warning"))
             (first,) = await hook.wait_for(1)
             assert first["title"] == "[CRITICAL] MarginUsageCritical on desk-a"
             assert (
-                svc.mute_of(notice("DailyLoss", severity="critical").all_labels)["muted"]
+                svc.mute_of(alert_notice("DailyLoss", severity="critical").all_labels)["muted"]
                 == "silenced"
             )
-            assert svc.mute_of(notice().all_labels) == {"muted": "inhibited"}
+            assert svc.mute_of(alert_notice().all_labels) == {"muted": "inhibited"}
             svc.enqueue_action(
                 ActionNotice(
                     "failed", "DailyLoss", "desk-a", "close_position all", T0, detail="err 1004"
@@ -209,14 +181,14 @@ async def test_hanging_channel_never_delays_enqueue_and_fails_counted() -> None:
     clock = ManualClock(T0)
     async with hanging_server() as port, webhook() as hook:
         svc, reg = service(
-            route([f"json://127.0.0.1:{port}/hook/{WEBHOOK_TOKEN}", hook.url()]),
+            route_config([f"json://127.0.0.1:{port}/hook/{WEBHOOK_TOKEN}", hook.url()]),
             clock=clock,
         )
         await svc.start()
         try:
             costs = []
             for i in range(200):
-                n = notice("Lev", symbol=f"S{i}", trip_id=1)
+                n = alert_notice("Lev", symbol=f"S{i}", trip_id=1)
                 t = time.perf_counter()
                 svc.enqueue_alert(n)
                 costs.append(time.perf_counter() - t)
@@ -248,7 +220,9 @@ async def test_no_secret_in_logs_outcomes_or_store(
     dead_hook = f"json://127.0.0.1:1/hook/{WEBHOOK_TOKEN}"
     async with smtp_server() as (_box, mail_url):
         svc, _ = service(
-            route([mail_url.replace(SMTP_PASSWORD, SMTP_PASSWORD + "x"), bad_mail, dead_hook]),
+            route_config(
+                [mail_url.replace(SMTP_PASSWORD, SMTP_PASSWORD + "x"), bad_mail, dead_hook]
+            ),
             clock=clock,
             store=store,
         )
@@ -256,7 +230,7 @@ async def test_no_secret_in_logs_outcomes_or_store(
         logging.getLogger("apprise").setLevel(logging.DEBUG)  # the worst case: apprise verbose
         logging.getLogger("urllib3").setLevel(logging.DEBUG)
         try:
-            svc.enqueue_alert(notice())
+            svc.enqueue_alert(alert_notice())
             await eventually(lambda: sum(o.result == "failed" for o in svc.outcomes) == 3)
             await settle(svc)
         finally:
@@ -297,7 +271,9 @@ async def test_engine_decision_and_restart_without_renotify(tmp_path: Path) -> N
         for restart in range(2):
             store = Store.open(path)
             svc, _ = service(
-                route([hook.url()], repeat_interval=Duration(3_600_000)), clock=clock, store=store
+                route_config([hook.url()], repeat_interval=Duration(3_600_000)),
+                clock=clock,
+                store=store,
             )
             await svc.start()
             try:

@@ -19,51 +19,9 @@ from riskwatch.metrics import (
     SnapshotCollector,
     exposition_chunks,
 )
-from riskwatch.model import BalanceUpdate, MarkPrice, PositionUpdate
-from riskwatch.state.account import AccountSnapshot, initial, reduce
+from riskwatch.model import MarkPrice
 from riskwatch.state.derived import Figures, compute
-
-
-def pos(
-    symbol: str, qty: float, avg: float = 200.0, upnl: float = 0.0, at: float = 1.0
-) -> PositionUpdate:
-    return PositionUpdate(
-        symbol=symbol,
-        position=qty,
-        average_price=avg,
-        unrealised_pnl=upnl,
-        realised_pnl=0.0,
-        net_funding=0.0,
-        margin_alloc=0.0,
-        open_orders=0,
-        open_quantity=0.0,
-        leverage=20.0,
-        initial_margin_rate=0.05,
-        maintenance_margin_rate=0.05 * 2 / 3,
-        received_at=at,
-    )
-
-
-def bal(deposit: float = 1000.0, at: float = 1.0) -> BalanceUpdate:
-    return BalanceUpdate(
-        deposit=deposit,
-        realised_pnl=0.0,
-        unrealised_pnl=0.0,
-        net_funding=0.0,
-        order_margin=0.0,
-        position_margin=100.0,
-        available_balance=900.0,
-        fees=None,
-        referral_rewards=None,
-        received_at=at,
-    )
-
-
-def run(*events: object, start: AccountSnapshot | None = None) -> AccountSnapshot:
-    s = start if start is not None else initial("desk-a")
-    for ev in events:
-        s = reduce(s, ev).snapshot  # type: ignore[arg-type]
-    return s
+from tests.support.factories import balance_update, position_update, snapshot_of
 
 
 class Views:
@@ -90,7 +48,11 @@ def views(registry: CollectorRegistry) -> Views:
 
 
 def figures_long(at: float = 1.0) -> Figures:
-    s = run(pos("AAPL-USD", 10.0, at=at), bal(at=at), MarkPrice("AAPL-USD", 190.0, None, at + 0.5))
+    s = snapshot_of(
+        position_update("AAPL-USD", 10.0, at=at),
+        balance_update(at=at),
+        MarkPrice("AAPL-USD", 190.0, None, at + 0.5),
+    )
     return compute(s, now=at + 0.5, pnl_baseline=1000.0)
 
 
@@ -198,7 +160,7 @@ def test_snapshot_gauges(registry: CollectorRegistry, views: Views) -> None:
 
 def test_none_is_not_exported(registry: CollectorRegistry, views: Views) -> None:
     """Figures that are None have no series; connected is still exported."""
-    s = run(pos("AAPL-USD", 10.0))
+    s = snapshot_of(position_update("AAPL-USD", 10.0))
     views.views = [ScrapedAccount("desk-a", False, compute(s, now=1.0))]
     get = registry.get_sample_value
     acc = {"account": "desk-a"}
@@ -224,14 +186,18 @@ def test_account_without_figures_exports_only_connected(
 
 def test_flat_position_disappears(registry: CollectorRegistry, views: Views) -> None:
     """A position that goes flat has no series in the next scrape."""
-    s = run(pos("AAPL-USD", 10.0), pos("TSLA-USD", -3.0, avg=300.0), bal())
+    s = snapshot_of(
+        position_update("AAPL-USD", 10.0),
+        position_update("TSLA-USD", -3.0, avg=300.0),
+        balance_update(),
+    )
     views.views = [ScrapedAccount("desk-a", True, compute(s, now=1.0))]
     get = registry.get_sample_value
     aapl = {"account": "desk-a", "symbol": "AAPL-USD"}
     tsla = {"account": "desk-a", "symbol": "TSLA-USD"}
     assert get("riskwatch_position_size", aapl) == 10.0
     assert get("riskwatch_position_size", tsla) == -3.0
-    s = run(pos("AAPL-USD", 0.0, avg=0.0, at=2.0), start=s)
+    s = snapshot_of(position_update("AAPL-USD", 0.0, avg=0.0, at=2.0), start=s)
     views.views = [ScrapedAccount("desk-a", True, compute(s, now=2.0))]
     assert get("riskwatch_position_size", aapl) is None
     assert get("riskwatch_position_notional_usd", aapl) is None
@@ -240,7 +206,11 @@ def test_flat_position_disappears(registry: CollectorRegistry, views: Views) -> 
 
 def test_infinite_usage_is_exported_as_inf(registry: CollectorRegistry, views: Views) -> None:
     """Margin usage with negative equity exports +Inf."""
-    s = run(pos("AAPL-USD", 10.0), bal(deposit=100.0), MarkPrice("AAPL-USD", 185.0, None, 70.0))
+    s = snapshot_of(
+        position_update("AAPL-USD", 10.0),
+        balance_update(deposit=100.0),
+        MarkPrice("AAPL-USD", 185.0, None, 70.0),
+    )
     views.views = [ScrapedAccount("desk-a", True, compute(s, now=70.0))]
     assert (
         registry.get_sample_value("riskwatch_margin_usage_ratio", {"account": "desk-a"}) == math.inf
@@ -249,7 +219,11 @@ def test_infinite_usage_is_exported_as_inf(registry: CollectorRegistry, views: V
 
 def test_equity_drift_exported(registry: CollectorRegistry, views: Views) -> None:
     """equity_drift_usd is exported once two balance pulses were seen."""
-    s = run(pos("AAPL-USD", 10.0), bal(deposit=1000.0), bal(deposit=990.0, at=2.0))
+    s = snapshot_of(
+        position_update("AAPL-USD", 10.0),
+        balance_update(deposit=1000.0),
+        balance_update(deposit=990.0, at=2.0),
+    )
     views.views = [ScrapedAccount("desk-a", True, compute(s, now=2.0))]
     assert registry.get_sample_value(
         "riskwatch_equity_drift_usd", {"account": "desk-a"}

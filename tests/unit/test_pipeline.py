@@ -11,6 +11,7 @@ from riskwatch.rules.engine import DATA_STALE_RULE
 from riskwatch.rules.lifecycle import State, TransitionReason
 from riskwatch.rules.load import load_rules_text
 from riskwatch.state.daily import DailyConfig
+from tests.support.factories import balance_update, mark_price, position_update
 
 T0 = 1_767_225_600.0
 
@@ -28,40 +29,20 @@ RULES = load_rules_text(
 
 
 def balance(t: float, deposit: float = 10_000.0) -> BalanceUpdate:
-    return BalanceUpdate(
-        deposit=deposit,
-        realised_pnl=0.0,
-        unrealised_pnl=0.0,
-        net_funding=0.0,
-        order_margin=0.0,
-        position_margin=2_500.0,
-        available_balance=7_500.0,
-        fees=None,
-        referral_rewards=None,
-        received_at=t,
-    )
+    """The account's balance pulse at ``t``: 2 500 USD of position margin."""
+    return balance_update(deposit, position_margin=2_500.0, at=t)
 
 
 def short_btc(t: float) -> PositionUpdate:
-    return PositionUpdate(
-        symbol="BTC-USD",
-        position=-1.0,
-        average_price=50_000.0,
-        unrealised_pnl=0.0,
-        realised_pnl=0.0,
-        net_funding=0.0,
-        margin_alloc=2_500.0,
-        open_orders=0,
-        open_quantity=0.0,
-        leverage=20.0,
-        initial_margin_rate=0.05,
-        maintenance_margin_rate=0.0333,
-        received_at=t,
+    """A 1 BTC short at 50 000, 20×."""
+    return position_update(
+        "BTC-USD", -1.0, 50_000.0, at=t, margin_alloc=2_500.0, maintenance_margin_rate=0.0333
     )
 
 
 def mark(t: float, price: float) -> MarkPrice:
-    return MarkPrice(symbol="BTC-USD", price=price, exchange_time=None, received_at=t)
+    """A BTC mark price at ``t``."""
+    return mark_price(price, t, "BTC-USD")
 
 
 def test_trigger_kind_from_events() -> None:

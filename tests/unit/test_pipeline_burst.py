@@ -6,6 +6,7 @@ from riskwatch.model import BalanceUpdate, PositionUpdate
 from riskwatch.pipeline import EAGER_AFTER, QUIET_TICK_INTERVAL, AccountCore
 from riskwatch.rules.lifecycle import State
 from riskwatch.rules.load import load_rules_text
+from tests.support.factories import balance_update, position_update
 
 T0 = 1_767_225_600.0
 
@@ -21,35 +22,21 @@ RULES = load_rules_text(
 
 
 def balance(t: float) -> BalanceUpdate:
-    return BalanceUpdate(
-        deposit=10_000.0,
-        realised_pnl=0.0,
-        unrealised_pnl=0.0,
-        net_funding=0.0,
-        order_margin=0.0,
-        position_margin=1_000.0,
-        available_balance=9_000.0,
-        fees=None,
-        referral_rewards=None,
-        received_at=t,
-    )
+    """The account's balance pulse at ``t``: 10 000 USD, 1 000 of position margin."""
+    return balance_update(10_000.0, position_margin=1_000.0, at=t)
 
 
 def position(t: float, symbol: str, qty: float) -> PositionUpdate:
-    return PositionUpdate(
-        symbol=symbol,
-        position=qty,
-        average_price=100.0,
-        unrealised_pnl=0.0,
-        realised_pnl=0.0,
-        net_funding=0.0,
-        margin_alloc=10.0 * abs(qty),
-        open_orders=0,
-        open_quantity=0.0,
+    """A 10× position of ``qty`` at 100 pulsed at ``t``."""
+    return position_update(
+        symbol,
+        qty,
+        100.0,
+        at=t,
         leverage=10.0,
+        margin_alloc=10.0 * abs(qty),
         initial_margin_rate=0.1,
         maintenance_margin_rate=0.05,
-        received_at=t,
     )
 
 

@@ -8,25 +8,21 @@ from riskwatch.actions import confirm, plan
 from riskwatch.model import OrderUpdate, PositionUpdate
 from riskwatch.rules.engine import ActionIntent
 from riskwatch.rules.model import Action
-from riskwatch.state import account
 from riskwatch.state.account import AccountSnapshot
+from tests.support.factories import position_update, snapshot_of
 
 T = 1_700_000_000.0
 
 
 def _pos(symbol: str, size: float, avg: float, upnl: float, t: float = T) -> PositionUpdate:
-    return PositionUpdate(
-        symbol=symbol, position=size, average_price=avg, unrealised_pnl=upnl, realised_pnl=0.0,
-        net_funding=0.0, margin_alloc=0.0, open_orders=0, open_quantity=0.0, leverage=10.0,
-        initial_margin_rate=0.1, maintenance_margin_rate=0.0667, received_at=t,
+    return position_update(
+        symbol, size, avg, upnl, t, leverage=10.0, initial_margin_rate=0.1,
+        maintenance_margin_rate=0.0667,
     )  # fmt: skip
 
 
 def _snapshot(*events: PositionUpdate | OrderUpdate) -> AccountSnapshot:
-    snap = account.initial("desk-a")
-    for ev in events:
-        snap = account.reduce(snap, ev).snapshot
-    return snap
+    return snapshot_of(*events)
 
 
 BOOK = _snapshot(

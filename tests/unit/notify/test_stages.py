@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from types import MappingProxyType
 
 import pytest
@@ -12,39 +11,11 @@ from riskwatch.durations import Duration
 from riskwatch.notify.dedup import GroupView, LastSent, NotifyReason, needs_notify
 from riskwatch.notify.dispatch import Dispatcher, fingerprint
 from riskwatch.notify.inhibit import InhibitPolicy, family_of, inhibited
-from riskwatch.notify.notice import ActionNotice, AlertNotice, alert_labels
+from riskwatch.notify.notice import ActionNotice, alert_labels
 from riskwatch.notify.routes import build_routes, group_key, match_routes
 from riskwatch.notify.silences import parse_matcher, parse_silence, silenced_by
-from riskwatch.secret import Secret
 from riskwatch.store import Silence
-
-T0 = 1_700_000_000.0
-
-
-def route(urls: list[str], **kw: object) -> RouteConfig:
-    match = kw.pop("match", {})
-    match_re = {k: re.compile(v) for k, v in kw.pop("match_re", {}).items()}  # type: ignore[attr-defined]
-    return RouteConfig(
-        urls=tuple(Secret(u) for u in urls),
-        match=MappingProxyType(match),  # type: ignore[arg-type]
-        match_re=MappingProxyType(match_re),
-        **kw,  # type: ignore[arg-type]
-    )
-
-
-def notice(rule: str = "MarginUsageHigh", **kw: object) -> AlertNotice:
-    base: dict[str, object] = {
-        "rule": rule,
-        "account": "desk-a",
-        "symbol": None,
-        "status": "firing",
-        "severity": "warning",
-        "at": T0,
-        "trip_id": 1,
-        "summary": f"{rule} summary",
-    }
-    base.update(kw)
-    return AlertNotice(**base)  # type: ignore[arg-type]
+from tests.support.factories import T0, alert_notice, route_config
 
 
 def silence(matchers: list[dict[str, str]], start: float, end: float, sid: str = "s1") -> Silence:
@@ -59,9 +30,9 @@ def test_routes_first_match_wins_without_continue() -> None:
     routes = build_routes(
         NotificationsConfig(
             routes=(
-                route(["json://a"], match={"severity": "critical"}),
-                route(["json://b"], match_re={"rule": "Margin.*"}),
-                route(["json://c"]),
+                route_config(["json://a"], match={"severity": "critical"}),
+                route_config(["json://b"], match_re={"rule": "Margin.*"}),
+                route_config(["json://c"]),
             )
         )
     )
@@ -78,9 +49,9 @@ def test_routes_continue_goes_on_to_later_routes() -> None:
     routes = build_routes(
         NotificationsConfig(
             routes=(
-                route(["json://a"], match={"severity": "critical"}, continue_=True),
-                route(["json://b"], match={"desk": "a"}),
-                route(["json://c"]),
+                route_config(["json://a"], match={"severity": "critical"}, continue_=True),
+                route_config(["json://b"], match={"desk": "a"}),
+                route_config(["json://c"]),
             )
         )
     )
@@ -92,7 +63,7 @@ def test_routes_continue_goes_on_to_later_routes() -> None:
 
 def test_group_key_defaults_to_rule_and_account() -> None:
     """Without group_by, symbols of one rule on one account share a group."""
-    (r,) = build_routes(NotificationsConfig(routes=(route(["json://a"]),)))
+    (r,) = build_routes(NotificationsConfig(routes=(route_config(["json://a"]),)))
     a = alert_labels("Lev", "desk-a", "BTC-USD", "warning")
     b = alert_labels("Lev", "desk-a", "ETH-USD", "warning")
     assert group_key(r, a) == group_key(r, b) == "rule=Lev,account=desk-a"
@@ -207,9 +178,9 @@ def dispatcher(*routes: RouteConfig, **kw: object) -> Dispatcher:
 
 def test_grouped_symbols_make_one_message_then_repeat_then_resolve() -> None:
     """Ten symbols in one pulse make one message; repeat after the interval; one RESOLVED."""
-    d = dispatcher(route(["json://a"], repeat_interval=Duration(60_000)))
+    d = dispatcher(route_config(["json://a"], repeat_interval=Duration(60_000)))
     for i in range(10):
-        d.alert(notice("LeverageCap", symbol=f"S{i}-USD", severity="warning"), T0)
+        d.alert(alert_notice("LeverageCap", symbol=f"S{i}-USD", severity="warning"), T0)
     out, muted = d.flush(T0)
     assert len(out) == 1
     assert not muted
@@ -219,7 +190,9 @@ def test_grouped_symbols_make_one_message_then_repeat_then_resolve() -> None:
     again = d.flush(T0 + 60)[0]
     assert [o.reason for o in again] == ["repeat"]
     for i in range(10):
-        d.alert(notice("LeverageCap", symbol=f"S{i}-USD", status="resolved", at=T0 + 70), T0 + 70)
+        d.alert(
+            alert_notice("LeverageCap", symbol=f"S{i}-USD", status="resolved", at=T0 + 70), T0 + 70
+        )
     (res,) = d.flush(T0 + 70)[0]
     assert res.reason == "resolved"
     assert res.message.title.startswith("[RESOLVED]")
@@ -228,49 +201,49 @@ def test_grouped_symbols_make_one_message_then_repeat_then_resolve() -> None:
 
 def test_group_wait_delays_the_first_message() -> None:
     """A new group waits group_wait, collecting what arrives meanwhile."""
-    d = dispatcher(route(["json://a"], group_wait=Duration(5_000)))
-    d.alert(notice("Lev", symbol="A"), T0)
+    d = dispatcher(route_config(["json://a"], group_wait=Duration(5_000)))
+    d.alert(alert_notice("Lev", symbol="A"), T0)
     assert d.flush(T0 + 1)[0] == []
     assert d.next_due(T0 + 1) == T0 + 5
-    d.alert(notice("Lev", symbol="B"), T0 + 2)
+    d.alert(alert_notice("Lev", symbol="B"), T0 + 2)
     (out,) = d.flush(T0 + 5)[0]
     assert "(2 symbols)" in out.message.title
 
 
 def test_new_trip_is_news_even_without_resolution() -> None:
     """A new trip of the same alert changes the fingerprint and is sent at once."""
-    d = dispatcher(route(["json://a"], send_resolved=False))
-    d.alert(notice(), T0)
+    d = dispatcher(route_config(["json://a"], send_resolved=False))
+    d.alert(alert_notice(), T0)
     assert len(d.flush(T0)[0]) == 1
-    d.alert(notice(status="resolved", at=T0 + 5), T0 + 5)
+    d.alert(alert_notice(status="resolved", at=T0 + 5), T0 + 5)
     assert d.flush(T0 + 5)[0] == []
-    d.alert(notice(trip_id=2, at=T0 + 6), T0 + 6)
+    d.alert(alert_notice(trip_id=2, at=T0 + 6), T0 + 6)
     assert [o.reason for o in d.flush(T0 + 6)[0]] == ["first"]
 
 
 def test_silenced_alert_is_counted_not_sent_and_unmuted_when_silence_ends() -> None:
     """A silenced alert yields a mute (once) and no message until the silence expires."""
-    d = dispatcher(route(["json://a"]))
+    d = dispatcher(route_config(["json://a"]))
     d.set_silences([silence([{"name": "rule", "op": "=~", "value": "Margin.*"}], T0, T0 + 30)])
-    d.alert(notice(), T0)
+    d.alert(alert_notice(), T0)
     out, muted = d.flush(T0)
     assert out == []
     assert [(m.route, m.result, m.by) for m in muted] == [("0", "silenced", "s1")]
     assert d.flush(T0 + 1) == ([], [])
-    assert d.mute_of(notice().all_labels, T0 + 1) == ("silenced", "s1")
+    assert d.mute_of(alert_notice().all_labels, T0 + 1) == ("silenced", "s1")
     out, _ = d.flush(T0 + 30)
     assert [o.reason for o in out] == ["first"]
 
 
 def test_inhibited_warning_is_not_sent_while_critical_fires() -> None:
     """The warning of the same family is inhibited while the critical fires, then sent."""
-    d = dispatcher(route(["json://a"]))
-    d.alert(notice("MarginUsageCritical", severity="critical"), T0)
-    d.alert(notice("MarginUsageHigh", severity="warning"), T0)
+    d = dispatcher(route_config(["json://a"]))
+    d.alert(alert_notice("MarginUsageCritical", severity="critical"), T0)
+    d.alert(alert_notice("MarginUsageHigh", severity="warning"), T0)
     out, muted = d.flush(T0)
     assert [o.message.title for o in out] == ["[CRITICAL] MarginUsageCritical on desk-a"]
     assert [m.result for m in muted] == ["inhibited"]
-    d.alert(notice("MarginUsageCritical", severity="critical", status="resolved"), T0 + 5)
+    d.alert(alert_notice("MarginUsageCritical", severity="critical", status="resolved"), T0 + 5)
     titles = sorted(o.message.title for o in d.flush(T0 + 5)[0])
     assert titles == [
         "[RESOLVED] [critical] MarginUsageCritical on desk-a",
@@ -280,15 +253,15 @@ def test_inhibited_warning_is_not_sent_while_critical_fires() -> None:
 
 def test_shadow_alerts_never_notify() -> None:
     """Shadow-mode alerts produce no message."""
-    d = dispatcher(route(["json://a"]))
-    d.alert(notice(shadow=True), T0)
+    d = dispatcher(route_config(["json://a"]))
+    d.alert(alert_notice(shadow=True), T0)
     assert d.flush(T0) == ([], [])
 
 
 def test_dry_run_action_joins_the_alert_message() -> None:
     """An action outcome in the same batch is told in the alert's message as "would have"."""
-    d = dispatcher(route(["json://a"]), external_url="https://rw.example/")
-    d.alert(notice("DailyLoss", severity="critical"), T0)
+    d = dispatcher(route_config(["json://a"]), external_url="https://rw.example/")
+    d.alert(alert_notice("DailyLoss", severity="critical"), T0)
     d.action(ActionNotice("dry_run", "DailyLoss", "desk-a", "cancel_all_orders", T0, trip_id=1))
     (out,) = d.flush(T0)[0]
     assert "Actions: would have cancel_all_orders" in out.message.body
@@ -298,7 +271,8 @@ def test_dry_run_action_joins_the_alert_message() -> None:
 def test_escalation_bypasses_silence_and_unmatched_routes() -> None:
     """A FAILED escalation is sent even when silenced and when no route matches it."""
     d = dispatcher(
-        route(["json://a"], match={"severity": "info"}), route(["json://b"], match={"x": "y"})
+        route_config(["json://a"], match={"severity": "info"}),
+        route_config(["json://b"], match={"x": "y"}),
     )
     d.set_silences([silence([{"name": "account", "op": "=", "value": "desk-a"}], T0, T0 + 99)])
     d.action(
@@ -314,10 +288,10 @@ def test_escalation_bypasses_silence_and_unmatched_routes() -> None:
 
 def test_restored_state_prevents_a_storm_after_restart() -> None:
     """A group restored from the log with the same fingerprint is not re-sent early."""
-    n = notice()
+    n = alert_notice()
     fp = fingerprint([n])
     d = dispatcher(
-        route(["json://a"], repeat_interval=Duration(600_000)),
+        route_config(["json://a"], repeat_interval=Duration(600_000)),
         restored={("0", "rule=MarginUsageHigh,account=desk-a"): LastSent(T0 - 10, "firing", fp)},
     )
     d.sync("desk-a", [n], T0)
@@ -373,7 +347,7 @@ def test_engine_transitions_adapt_to_notices() -> None:
     assert from_transition(transition("pending", 0, 1)) is None  # type: ignore[arg-type]
     assert from_transition(transition("latched", 2, 2)) is None  # type: ignore[arg-type]
     shadow = from_transition(transition("firing", 1, 2, shadow=True))  # type: ignore[arg-type]
-    d = dispatcher(route(["json://a"]))
+    d = dispatcher(route_config(["json://a"]))
     assert shadow is not None
     d.alert(shadow, T0)
     assert d.flush(T0) == ([], [])
@@ -381,12 +355,12 @@ def test_engine_transitions_adapt_to_notices() -> None:
 
 def test_changes_wait_for_group_interval_and_big_groups_are_capped() -> None:
     """After a group's first message, changes wait group_interval; long lists are cut."""
-    d = dispatcher(route(["json://a"]), group_interval=30.0)
+    d = dispatcher(route_config(["json://a"]), group_interval=30.0)
     for i in range(60):
-        d.alert(notice("Lev", symbol=f"S{i:02d}"), T0)
+        d.alert(alert_notice("Lev", symbol=f"S{i:02d}"), T0)
     (first,) = d.flush(T0)[0]
     assert "- … and 10 more" in first.message.body
-    d.alert(notice("Lev", symbol="S99"), T0 + 1)
+    d.alert(alert_notice("Lev", symbol="S99"), T0 + 1)
     assert d.flush(T0 + 29)[0] == []
     (changed,) = d.flush(T0 + 30)[0]
     assert changed.reason == "changed"

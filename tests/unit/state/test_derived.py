@@ -6,85 +6,31 @@ import math
 
 import pytest
 
-from riskwatch.model import BalanceUpdate, MarkPrice, OrderUpdate, PositionUpdate
-from riskwatch.state.account import AccountSnapshot, initial, reduce
+from riskwatch.state.account import AccountSnapshot, initial
 from riskwatch.state.catalogue import ACCOUNT_NAMES, POSITION_NAMES
 from riskwatch.state.derived import (
     compute,
     liquidation_distance,
     ratio,
 )
-
-IM = 0.05  # 20×
-MM = 0.05 * 2 / 3
-
-
-def pos(
-    symbol: str = "AAPL-USD",
-    qty: float = 10.0,
-    avg: float = 200.0,
-    upnl: float = 0.0,
-    at: float = 1.0,
-    open_orders: int = 0,
-    margin_alloc: float = 0.0,
-) -> PositionUpdate:
-    return PositionUpdate(
-        symbol=symbol,
-        position=qty,
-        average_price=avg,
-        unrealised_pnl=upnl,
-        realised_pnl=0.0,
-        net_funding=0.0,
-        margin_alloc=margin_alloc,
-        open_orders=open_orders,
-        open_quantity=float(open_orders),
-        leverage=20.0,
-        initial_margin_rate=IM,
-        maintenance_margin_rate=MM,
-        received_at=at,
-    )
-
-
-def bal(
-    deposit: float = 1000.0,
-    upnl: float = 0.0,
-    realised: float = 0.0,
-    funding: float = 0.0,
-    position_margin: float = 100.0,
-    order_margin: float = 0.0,
-    fees: float | None = None,
-    at: float = 1.0,
-) -> BalanceUpdate:
-    return BalanceUpdate(
-        deposit=deposit,
-        realised_pnl=realised,
-        unrealised_pnl=upnl,
-        net_funding=funding,
-        order_margin=order_margin,
-        position_margin=position_margin,
-        available_balance=123.0,
-        fees=fees,
-        referral_rewards=None,
-        received_at=at,
-    )
-
-
-def mark(price: float, at: float, symbol: str = "AAPL-USD") -> MarkPrice:
-    return MarkPrice(symbol=symbol, price=price, exchange_time=None, received_at=at)
-
-
-def run(*events: object, start: AccountSnapshot | None = None) -> AccountSnapshot:
-    s = start if start is not None else initial("desk-a")
-    for ev in events:
-        result = reduce(s, ev)  # type: ignore[arg-type]
-        assert result.flag is None
-        s = result.snapshot
-    return s
+from tests.support.factories import (
+    MM_20X,
+    balance_update,
+    mark_price,
+    order_update,
+    position_update,
+    snapshot_of,
+)
 
 
 def long_20x_marked_to_190() -> AccountSnapshot:
     """A 20× long of 10 @ 200 (pulse at mark 200), then an MDS mark of 190."""
-    return run(pos(at=1.0), bal(deposit=1000.0, position_margin=100.0, at=1.0), mark(190.0, 1.5))
+    # available_balance is a figure no other one equals, to show it is taken as reported.
+    return snapshot_of(
+        position_update(at=1.0),
+        balance_update(deposit=1000.0, position_margin=100.0, at=1.0, available_balance=123.0),
+        mark_price(190.0, 1.5),
+    )
 
 
 def test_every_name_is_present() -> None:
@@ -157,12 +103,12 @@ def test_long_20x_of_10_at_200_marked_to_190() -> None:
 
 def test_pulse_confirms_the_marked_figures() -> None:
     """The position and balance pulses that follow at 190 give the same figures, now confirmed."""
-    s = run(pos(upnl=-100.0, at=2.0), start=long_20x_marked_to_190())
+    s = snapshot_of(position_update(upnl=-100.0, at=2.0), start=long_20x_marked_to_190())
     f = compute(s, now=2.0)
     assert f.exchange_confirmed
     assert f.account["unrealised_pnl"] == pytest.approx(-100.0)
     assert f.account["equity"] == pytest.approx(900.0)
-    s = run(bal(upnl=-100.0, position_margin=95.0, at=2.1), start=s)
+    s = snapshot_of(balance_update(upnl=-100.0, position_margin=95.0, at=2.1), start=s)
     f = compute(s, now=2.1)
     assert f.account["equity"] == pytest.approx(900.0)
     assert f.account["reported_equity"] == pytest.approx(900.0)
@@ -172,7 +118,7 @@ def test_pulse_confirms_the_marked_figures() -> None:
 
 def test_equity_includes_realised_and_funding() -> None:
     """Equity is deposit + realised + unrealised + net funding (docs/design.md#precise-points)."""
-    s = run(bal(deposit=1000.0, realised=50.0, upnl=-20.0, funding=-5.0))
+    s = snapshot_of(balance_update(deposit=1000.0, realised=50.0, upnl=-20.0, funding=-5.0))
     f = compute(s, now=1.0)
     assert f.account["equity"] == pytest.approx(1025.0)
 
@@ -180,7 +126,9 @@ def test_equity_includes_realised_and_funding() -> None:
 def test_equity_subtracts_fees_reported_apart() -> None:
     """A balance that reports fees apart has them outside realised PnL (docs/protocol.md §6):
     equity subtracts them, and adds referral rewards."""
-    s = run(bal(deposit=1000.0, realised=50.0, upnl=-20.0, funding=-5.0, fees=3.0))
+    s = snapshot_of(
+        balance_update(deposit=1000.0, realised=50.0, upnl=-20.0, funding=-5.0, fees=3.0)
+    )
     f = compute(s, now=1.0)
     assert f.account["equity"] == pytest.approx(1022.0)
     assert f.account["fees"] == 3.0
@@ -194,7 +142,7 @@ def check_liquidation(s: AccountSnapshot, adverse: float, now: float) -> None:
     assert 0 < x < 1
     m = f.positions["AAPL-USD"]["mark_price"]
     assert m is not None
-    moved = run(mark(m * (1 + adverse * x), at=now + 100.0), start=s)
+    moved = snapshot_of(mark_price(m * (1 + adverse * x), at=now + 100.0), start=s)
     assert compute(moved, now=now + 100.0).account["maintenance_usage"] == pytest.approx(1.0)
 
 
@@ -205,7 +153,11 @@ def test_liquidation_distance_long_reaches_maintenance_usage_one() -> None:
 
 def test_liquidation_distance_short_by_hand_and_by_move() -> None:
     """A short of 10 @ 200 marked at 210 has distance 830 / 2170, which reaches usage 1.0."""
-    s = run(pos(qty=-10.0, at=1.0), bal(deposit=1000.0, at=1.0), mark(210.0, at=1.5))
+    s = snapshot_of(
+        position_update(qty=-10.0, at=1.0),
+        balance_update(deposit=1000.0, at=1.0),
+        mark_price(210.0, at=1.5),
+    )
     f = compute(s, now=2.0)
     # E = 1000 − 100 = 900, M = 2100 / 30 = 70, N(1 + r) = 2100 × 31/30 = 2170
     assert f.account["equity"] == pytest.approx(900.0)
@@ -216,9 +168,9 @@ def test_liquidation_distance_short_by_hand_and_by_move() -> None:
 
 def test_liquidation_distance_edge_cases() -> None:
     """Flat is None, underwater is 0, unreachable is +inf."""
-    assert liquidation_distance(900.0, 60.0, 0.0, MM, long=True) is None
-    assert liquidation_distance(50.0, 60.0, 1900.0, MM, long=True) == 0.0
-    assert liquidation_distance(-5.0, 0.0, 1900.0, MM, long=False) == 0.0
+    assert liquidation_distance(900.0, 60.0, 0.0, MM_20X, long=True) is None
+    assert liquidation_distance(50.0, 60.0, 1900.0, MM_20X, long=True) == 0.0
+    assert liquidation_distance(-5.0, 0.0, 1900.0, MM_20X, long=False) == 0.0
     # A long whose mark would have to fall below zero: 1× with plenty of equity.
     assert liquidation_distance(10_000.0, 100.0, 1000.0, 0.5, long=True) == math.inf
     # Maintenance rate ≥ 100 % on a long: equity and requirement fall together.
@@ -235,7 +187,9 @@ def test_ratio_with_non_positive_equity() -> None:
 
 def test_negative_equity_gives_infinite_usage() -> None:
     """An account marked below zero equity reports infinite usage and leverage."""
-    s = run(pos(at=1.0), bal(deposit=100.0, at=1.0), mark(185.0, at=70.0))
+    s = snapshot_of(
+        position_update(at=1.0), balance_update(deposit=100.0, at=1.0), mark_price(185.0, at=70.0)
+    )
     f = compute(s, now=70.0)
     assert f.account["equity"] == pytest.approx(-50.0)
     assert f.account["margin_usage"] == math.inf
@@ -246,7 +200,7 @@ def test_negative_equity_gives_infinite_usage() -> None:
 
 def test_without_balance_money_figures_are_none() -> None:
     """Before a balance pulse, money figures are None and notionals are known."""
-    s = run(pos(at=1.0))
+    s = snapshot_of(position_update(at=1.0))
     f = compute(s, now=4.0, pnl_baseline=1000.0)
     for name in (
         "equity",
@@ -278,27 +232,20 @@ def test_empty_snapshot() -> None:
 
 def test_data_age_never_negative() -> None:
     """A pulse stamped after ``now`` gives data_age 0, not a negative age."""
-    s = run(bal(at=10.0))
+    s = snapshot_of(balance_update(at=10.0))
     assert compute(s, now=9.0).account["data_age"] == 0.0
 
 
 def test_flat_symbols_and_order_only_symbols_have_rows() -> None:
     """Flat pulsed symbols and symbols with known open orders get rows with defined values."""
-    ack = OrderUpdate(
-        order_id="o1",
-        client_order_id="",
-        symbol="TSLA-USD",
-        status="ACK",
-        side="SELL",
-        order_type="LIMIT",
-        time_in_force="GTC",
-        quantity=2.0,
-        quantity_remaining=2.0,
-        price=300.0,
-        update_time=None,
-        received_at=1.2,
+    ack = order_update("o1", "ACK", "TSLA-USD", 2.0, 1.2, side="SELL", quantity=2.0, price=300.0)
+    s = snapshot_of(
+        position_update(
+            symbol="GOLD-USD", qty=0.0, avg=0.0, open_orders=1, open_quantity=1.0, at=1.0
+        ),
+        balance_update(at=1.0),
+        ack,
     )
-    s = run(pos(symbol="GOLD-USD", qty=0.0, avg=0.0, open_orders=1, at=1.0), bal(at=1.0), ack)
     f = compute(s, now=2.0)
     assert set(f.positions) == {"GOLD-USD", "TSLA-USD"}
     assert "TSLA-USD" in f.positions
@@ -324,24 +271,28 @@ def test_flat_symbols_and_order_only_symbols_have_rows() -> None:
 
 def test_two_positions_sum() -> None:
     """Account sums add long and short positions (gross) and net them (net notional)."""
-    s = run(
-        pos(symbol="A-USD", qty=10.0, avg=100.0, upnl=50.0, at=1.0),
-        pos(symbol="B-USD", qty=-4.0, avg=50.0, upnl=-20.0, at=1.0),
-        bal(deposit=1000.0, upnl=30.0, position_margin=0.0, at=1.0),
+    s = snapshot_of(
+        position_update(symbol="A-USD", qty=10.0, avg=100.0, upnl=50.0, at=1.0),
+        position_update(symbol="B-USD", qty=-4.0, avg=50.0, upnl=-20.0, at=1.0),
+        balance_update(deposit=1000.0, upnl=30.0, position_margin=0.0, at=1.0),
     )
     f = compute(s, now=1.0)
     # A marked at 105 (notional 1050), B marked at 55 (notional 220).
     assert f.account["gross_notional"] == pytest.approx(1270.0)
     assert f.account["net_notional"] == pytest.approx(1050.0 - 220.0)
     assert f.account["equity"] == pytest.approx(1030.0)
-    assert f.account["maintenance_usage"] == pytest.approx(1270.0 * MM / 1030.0)
+    assert f.account["maintenance_usage"] == pytest.approx(1270.0 * MM_20X / 1030.0)
     assert f.account["positions"] == 2.0
     assert f.exchange_confirmed
 
 
 def test_position_margin_is_floored_at_zero() -> None:
     """A mark fall larger than the reported position margin leaves it at 0, not negative."""
-    s = run(pos(at=1.0), bal(position_margin=10.0, at=1.0), mark(150.0, at=100.0))
+    s = snapshot_of(
+        position_update(at=1.0),
+        balance_update(position_margin=10.0, at=1.0),
+        mark_price(150.0, at=100.0),
+    )
     assert compute(s, now=100.0).account["position_margin"] == 0.0
 
 
@@ -355,15 +306,15 @@ def test_rows_are_built_once_and_kept() -> None:
 
 def test_balance_before_positions_does_not_count_them_twice() -> None:
     """After a reconnect the balance may come before the position pulses: no double count."""
-    s = run(
-        bal(deposit=1000.0, upnl=-100.0, position_margin=95.0, at=1.0),
-        pos(qty=10.0, avg=200.0, upnl=-100.0, at=1.1),
+    s = snapshot_of(
+        balance_update(deposit=1000.0, upnl=-100.0, position_margin=95.0, at=1.0),
+        position_update(qty=10.0, avg=200.0, upnl=-100.0, at=1.1),
     )
     f = compute(s, 1.2)
     assert f.account["position_margin"] == pytest.approx(95.0)
     assert f.account["unrealised_pnl"] == pytest.approx(-100.0)
     assert f.account["equity"] == pytest.approx(900.0)
-    moved = run(mark(180.0, 1.3), start=s)
+    moved = snapshot_of(mark_price(180.0, 1.3), start=s)
     g = compute(moved, 1.4)
     assert g.account["unrealised_pnl"] == pytest.approx(-200.0)
     assert g.account["equity"] == pytest.approx(800.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -18,41 +19,22 @@ from riskwatch.state.plausibility import (
     check_position,
     is_mark_jump,
 )
+from tests.support.factories import balance_update, position_update
 
 
 def position(**changes: float) -> PositionUpdate:
-    fields: dict[str, float] = {
-        "position": 1.0,
-        "average_price": 100.0,
-        "unrealised_pnl": 5.0,
-        "realised_pnl": 0.0,
-        "net_funding": 0.0,
-        "margin_alloc": 0.0,
-        "open_quantity": 0.0,
-        "leverage": 10.0,
-        "initial_margin_rate": 0.1,
-        "maintenance_margin_rate": 0.0667,
-        "received_at": 1.0,
-    }
-    fields.update(changes)
-    return PositionUpdate(symbol="X-USD", open_orders=0, **fields)
+    """A plausible 10× long of 1 X-USD at 100, with ``changes`` applied."""
+    event = position_update(
+        "X-USD", 1.0, 100.0, 5.0, leverage=10.0, initial_margin_rate=0.1,
+        maintenance_margin_rate=0.0667,
+    )  # fmt: skip
+    return dataclasses.replace(event, **changes)  # type: ignore[arg-type]
 
 
 def balance(**changes: float | None) -> BalanceUpdate:
-    fields: dict[str, float | None] = {
-        "deposit": 100.0,
-        "realised_pnl": -5.0,
-        "unrealised_pnl": 1.0,
-        "net_funding": -0.5,
-        "order_margin": 0.0,
-        "position_margin": 10.0,
-        "available_balance": 85.0,
-        "fees": None,
-        "referral_rewards": None,
-        "received_at": 1.0,
-    }
-    fields.update(changes)
-    return BalanceUpdate(**fields)  # type: ignore[arg-type]
+    """A plausible balance of 100 USD deposit, with ``changes`` applied."""
+    event = balance_update(100.0, 1.0, -5.0, -0.5, 10.0, available_balance=85.0)
+    return dataclasses.replace(event, **changes)  # type: ignore[arg-type]
 
 
 def test_reasons_are_stable_label_values() -> None:
