@@ -244,10 +244,17 @@ class RetentionConfig:
 
 @dataclass(frozen=True, slots=True)
 class StateConfig:
-    """The SQLite state database (absolute path, or ``:memory:``) and its retention."""
+    """The SQLite state database (absolute path, or ``:memory:``) and its retention.
+
+    ``min_free_mb``: the daemon refuses to start when the state directory's filesystem
+    has less free space (MiB); ``warn_free_mb``: below it, the ``StateDiskLow`` alert
+    fires (docs/reliability.md, "Storage faults").
+    """
 
     path: Path = Path("/var/lib/riskwatch/state.db")
     retention: RetentionConfig = RetentionConfig()
+    min_free_mb: int = 16
+    warn_free_mb: int = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -846,11 +853,16 @@ class _Loader:
         )
 
     def state(self, node: Node | None) -> StateConfig:
-        f = self.r.mapping(node, optional={"path", "retention"})
-        text = self.r.as_str(f.get("path"))
-        d = StateConfig()
+        r, d = self.r, StateConfig()
+        f = r.mapping(node, optional={"path", "retention", "min_free_mb", "warn_free_mb"})
+        text = r.as_str(f.get("path"))
         path = d.path if text is None else Path(text) if text == ":memory:" else self._path(text)
-        return StateConfig(path=path, retention=self.retention(f.get("retention")))
+        return StateConfig(
+            path=path,
+            retention=self.retention(f.get("retention")),
+            min_free_mb=r.as_int(f.get("min_free_mb"), d.min_free_mb, minimum=0),
+            warn_free_mb=r.as_int(f.get("warn_free_mb"), d.warn_free_mb, minimum=0),
+        )
 
     def retention(self, node: Node | None) -> RetentionConfig:
         r, d = self.r, RetentionConfig()

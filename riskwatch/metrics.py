@@ -80,6 +80,23 @@ from riskwatch.state.plausibility import REASONS
 
 PREFIX: Final = "riskwatch_"
 
+STATE_OPS: Final = (
+    "intent",
+    "outcome",
+    "alert_state",
+    "daily",
+    "windows",
+    "notification",
+    "latch_reset",
+    "silence",
+    "queue",
+    "batch",
+)
+"""Kinds of state-database writes counted by ``riskwatch_state_errors_total{op}``."""
+
+TASKS: Final = ("ticks", "market_data", "trade", "actions")
+"""Long-running tasks counted by ``riskwatch_task_errors_total{task}``."""
+
 RULE_EVALUATION_BUCKETS: Final[tuple[float, ...]] = (
     0.000005,
     0.00001,
@@ -365,6 +382,16 @@ class Metrics:
     - ``notifications``: ``riskwatch_notifications_total{route,result}`` (result: sent,
       failed, silenced, inhibited).
     - ``unauthorized``: ``riskwatch_http_unauthorized_total{reason}`` (missing, wrong).
+    - ``state_errors``: ``riskwatch_state_errors_total{op}``, failed writes of the state
+      database by kind of record (:data:`STATE_OPS`).
+    - ``state_failing``: ``riskwatch_state_failing`` 1 while its writes fail, else 0.
+    - ``state_disk_free``: ``riskwatch_state_disk_free_bytes`` of the state directory.
+    - ``state_write_queue``: ``riskwatch_state_write_queue``, records queued for the
+      state database's writer thread.
+    - ``task_errors``: ``riskwatch_task_errors_total{task}``, errors a long-running task
+      (ticks, market data, trade frames, action timers) caught and survived.
+    - ``recording``: ``riskwatch_recording`` 1 while ``run --record`` writes, 0 once a
+      write error stopped it; ``recording_errors``: ``riskwatch_recording_errors_total``.
 
     The alert-state gauges (``riskwatch_alert_state``, ``riskwatch_latched``) are read
     from the rule states at scrape time by :class:`AlertStateCollector`.
@@ -463,6 +490,48 @@ class Metrics:
         self.retention_purge_failures = Counter(
             PREFIX + "retention_purge_failures_total",
             "Retention purges the state database refused (retried at the next pass).",
+            registry=registry,
+        )
+
+        self.state_errors = Counter(
+            PREFIX + "state_errors_total",
+            "Failed writes of the state database, by kind of record.",
+            ["op"],
+            registry=registry,
+        )
+        for op in STATE_OPS:
+            self.state_errors.labels(op)
+        self.state_failing = Gauge(
+            PREFIX + "state_failing",
+            "1 while writes of the state database fail, else 0.",
+            registry=registry,
+        )
+        self.state_disk_free = Gauge(
+            PREFIX + "state_disk_free_bytes",
+            "Free space of the filesystem holding the state database, bytes.",
+            registry=registry,
+        )
+        self.state_write_queue = Gauge(
+            PREFIX + "state_write_queue",
+            "Records queued for the state database's writer thread.",
+            registry=registry,
+        )
+        self.task_errors = Counter(
+            PREFIX + "task_errors_total",
+            "Errors caught by a long-running task, which carried on.",
+            ["task"],
+            registry=registry,
+        )
+        for task in TASKS:
+            self.task_errors.labels(task)
+        self.recording = Gauge(
+            PREFIX + "recording",
+            "1 while run --record writes frames, 0 once a write error stopped it.",
+            registry=registry,
+        )
+        self.recording_errors = Counter(
+            PREFIX + "recording_errors_total",
+            "Write errors of run --record (the first one stops the recording).",
             registry=registry,
         )
 

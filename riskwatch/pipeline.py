@@ -272,6 +272,10 @@ class AccountCore:
         """The rule state to persist (alert states, daily tracker, window history)."""
         return self.rules_state.to_records()
 
+    def daily_record(self) -> dict[str, Any]:
+        """The daily tracker's record alone (baseline, peaks), saved as it changes."""
+        return self.rules_state.daily.to_record()
+
     def restore(self, records: StateRecords) -> None:
         """Load persisted rule state (at start, before the first frame).
 

@@ -54,6 +54,7 @@ from riskwatch.model import Event
 from riskwatch.rules.engine import ActionIntent, Decision
 from riskwatch.state.account import AccountSnapshot
 from riskwatch.store import ActionRecord, DuplicateActionError, Store
+from riskwatch.store.writer import OutcomeLog
 
 __all__ = ["FAULT_ENV", "ActionExecutor", "StoreWriter", "scratch_store"]
 
@@ -96,10 +97,15 @@ class _View:
 
 
 class StoreWriter:
-    """Writes the book's records to a :class:`Store` (raises what the store raises)."""
+    """Writes the book's records to a :class:`Store` (raises what the store raises).
 
-    def __init__(self, store: Store) -> None:
+    Intents are committed at once (before their frame is written); sends and outcomes
+    go to ``outcomes`` (the daemon's writer thread, off the event loop) when given.
+    """
+
+    def __init__(self, store: Store, outcomes: OutcomeLog | None = None) -> None:
         self.store = store
+        self.outcomes: OutcomeLog = outcomes if outcomes is not None else store
 
     def write(self, rec: Record) -> None:
         """Write one record."""
@@ -126,9 +132,9 @@ class StoreWriter:
                 now=rec.at,
             )
         elif isinstance(rec, OutcomeRecord):
-            self.store.record_outcome(rec.action_id, rec.status, rec.detail, rec.at)
+            self.outcomes.record_outcome(rec.action_id, rec.status, rec.detail, rec.at)
         else:
-            self.store.mark_sent(rec.action_id, rec.at)
+            self.outcomes.mark_sent(rec.action_id, rec.at)
 
 
 def window_rows(store: Store, account: str, now: float) -> list[ActionRecord]:
@@ -160,7 +166,10 @@ class ActionExecutor:
     """Runs protective actions for every account (see the module docstring).
 
     ``snapshot_of(account)`` and ``is_stale(account, now)`` read the daemon's account
-    state; ``store`` is the state database (the audit log).
+    state; ``store`` is the state database (the audit log). ``outcomes`` takes sends
+    and outcomes off the reaction path (the daemon's writer thread); ``on_store_error``
+    hears of every record the store could not take, as ``(op, message)`` (the
+    daemon counts it, fails ``/readyz`` and notifies: daemon/storage.py).
     """
 
     def __init__(
@@ -177,13 +186,16 @@ class ActionExecutor:
         confirm_timeout: float = 5.0,
         backoff_initial: float = 0.2,
         backoff_cap: float = 5.0,
+        outcomes: OutcomeLog | None = None,
+        on_store_error: Callable[[str, str], None] | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.metrics = metrics
         self.clock = clock
         self._send = send
-        self._writer = StoreWriter(store)
+        self._writer = StoreWriter(store, outcomes)
+        self.on_store_error = on_store_error
         self._kill_file = Path(str(store.path) + ".disarmed")
         self.book = ActionBook(
             config,
@@ -425,6 +437,9 @@ class ActionExecutor:
                 log.critical(
                     "audit log unwritable (%s of %s): %s", type(rec).__name__, rec.action_id, exc
                 )
+                if self.on_store_error is not None:
+                    op = "intent" if isinstance(rec, IntentRecord) else "outcome"
+                    self.on_store_error(op, str(exc))
                 skipped.add(rec.action_id)
                 self._apply(
                     self.book.write_failed(rec, str(exc), self.clock.now(), duplicate=False)

@@ -39,7 +39,8 @@ from riskwatch.daemon.jwtwatch import JwtWatch
 from riskwatch.daemon.live import LiveConfig
 from riskwatch.daemon.reload import Reloader
 from riskwatch.daemon.retention import RetentionPurge
-from riskwatch.daemon.rulestate import init_alert_series, restore_rule_state
+from riskwatch.daemon.rulestate import DailySaver, init_alert_series, restore_rule_state
+from riskwatch.daemon.storage import StateHealth
 from riskwatch.daemon.ticks import TickLoop
 from riskwatch.daemon.views import Views
 from riskwatch.metrics import AlertStateCollector, Metrics, Registry, SnapshotCollector
@@ -54,6 +55,7 @@ from riskwatch.refdata.fetch import RefdataSource
 from riskwatch.rules.engine import Decision
 from riskwatch.rules.model import EMPTY_RULES, RuleSet
 from riskwatch.store import Store
+from riskwatch.store.writer import StateWriter
 from riskwatch.web.guard import AdminGuard
 from riskwatch.web.routes import build_app
 from riskwatch.web.server import HttpServer
@@ -92,6 +94,8 @@ class Daemon:
             init_alert_series(self.metrics, self.live.rules, name)
         if store is not None:
             restore_rule_state(store, self.accounts, self.metrics)
+        # Every write but the intent commit goes through one thread (store/writer.py).
+        self.writer = StateWriter(store) if store is not None else None
         # Notifications: enqueue is O(1) and never awaits; delivery runs in its own tasks.
         self.notifier = NotifyService(
             config.notifications,
@@ -109,6 +113,17 @@ class Daemon:
                 attempts=config.notifications.delivery_attempts,
             ),
             group_interval=config.notifications.group_interval.seconds,
+            writer=self.writer,
+        )
+        self.daily = DailySaver(self.accounts, self.writer) if self.writer is not None else None
+        # Store faults are counted, fail /readyz and are notified (daemon/storage.py).
+        self.health = StateHealth(
+            self.metrics,
+            notify=self.notifier.enqueue_alert,
+            now=self.clock.now,
+            state_path=store.path if store is not None else config.state.path,
+            warn_free_mb=config.state.warn_free_mb,
+            probe=self.daily.save_all if self.daily is not None else None,
         )
         # Protective actions: planned per trip, audited before sending, confirmed from
         # the exchange's replies and pulses (actions/executor.py).
@@ -120,18 +135,30 @@ class Daemon:
             snapshot_of=lambda name: self.accounts[name].core.snapshot,
             is_stale=lambda name, t: self.accounts[name].core.is_stale(t),
             send=lambda account, frame: self.connections.send_frame(account, frame),
+            outcomes=self.writer,
+            on_store_error=self.health.error,
         )
         self.executor.listeners.append(self._on_action_event)
         # The executor first: a protective action never waits behind notification work.
-        self.decisions = Decisions(self.executor, self.metrics, store)
+        self.decisions = Decisions(self.executor, self.metrics, self.writer, self.daily)
         self.decisions.listeners.append(self.notifier.on_decision)
         for rt in self.accounts.values():
             # Intents reach the executor as the engine makes them (docs/performance.md).
             rt.core.on_intent = self.decisions.on_intent
         self.frames = Frames(self.accounts, self.decisions, self.executor, self.metrics, self.clock)
-        self.connections = Connections(config, self.accounts, self.frames, self.clock, recorder)
+        self.connections = Connections(
+            config, self.accounts, self.frames, self.clock, recorder, self.metrics
+        )
         self._stopped = asyncio.Event()
-        self.ticks = TickLoop(self.accounts, self.decisions, self.clock, store, self._stopped)
+        self.ticks = TickLoop(
+            self.accounts,
+            self.decisions,
+            self.clock,
+            self.writer,
+            self._stopped,
+            self.metrics,
+            self.health,
+        )
         # SIGHUP, a changed config or rule file, POST /api/reload (reload.py).
         self.reloader = Reloader(self.live, self.accounts, self.metrics, self.notifier, self.clock)
         self.views = Views(
@@ -144,6 +171,7 @@ class Daemon:
             market_data=lambda: self.connections.mds,
             last_reload=lambda: self.reloader.last,
         )
+        self.views.health = self.health
         self.registry.register(SnapshotCollector(self.views.scrape))
         self.registry.register(
             LinkCollector(
@@ -171,7 +199,7 @@ class Daemon:
             self.notifier,
             self.reloader,
             self.clock,
-            store,
+            self.writer,
         )
         self.admin = AdminGuard(config.http.admin_token, on_denied=self._count_denied)
         self.http: HttpServer | None = None
@@ -243,6 +271,11 @@ class Daemon:
             self.executor.mode.upper(),
             " (kill switch ON: no action will be sent)" if self.executor.kill_switch else "",
         )
+        if self.writer is not None:
+            on_error, on_recovered = self.health.threadsafe(asyncio.get_running_loop())
+            self.writer.on_error, self.writer.on_recovered = on_error, on_recovered
+            self.writer.start()
+        self.health.check_disk()
         self.executor.announce()
         self.executor.resume(self.clock.now())
         app = build_app(self.views, self.commands, self.registry, self.admin)
@@ -283,6 +316,8 @@ class Daemon:
         if self.recorder is not None:
             self.recorder.close()
         self.ticks.save(self.clock.now(), alerts=True)
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.close, 3.0)
         log.info("riskwatch stopped")
 
     async def wait_stopped(self) -> None:

@@ -24,7 +24,7 @@ from riskwatch.daemon.reload import Reloader
 from riskwatch.notify.service import NotifyService
 from riskwatch.notify.silences import parse_silence
 from riskwatch.rules.model import DATA_STALE_RULE
-from riskwatch.store import Store
+from riskwatch.store.writer import StateWriter
 from riskwatch.web.view import CommandRefused
 
 __all__ = ["Commands"]
@@ -44,7 +44,7 @@ class Commands:
         notifier: NotifyService,
         reloader: Reloader,
         clock: Clock,
-        store: Store | None,
+        writer: StateWriter | None,
     ) -> None:
         self._live = live
         self._accounts = accounts
@@ -53,7 +53,7 @@ class Commands:
         self._notifier = notifier
         self._reloader = reloader
         self._clock = clock
-        self._store = store
+        self._writer = writer
 
     def arm(self, actor: str) -> dict[str, Any]:
         """Mode armed, kill switch off: only where the config itself says ``armed``."""
@@ -93,8 +93,8 @@ class Commands:
         if rule is not None and rule not in self._live.rules.by_name and rule != DATA_STALE_RULE:
             raise CommandRefused(400, f"unknown rule {rule!r}")
         now = self._clock.now()
-        if self._store is not None:
-            self._store.reset_latch(account, rule=rule, symbol=symbol, now=now, actor=actor)
+        if self._writer is not None:
+            self._writer.reset_latch(account, rule=rule, symbol=symbol, now=now, actor=actor)
         decision = rt.core.reset_latch(now=now, rule=rule, symbol=symbol)
         self._decisions.apply(decision)
         log.warning(

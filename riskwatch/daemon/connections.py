@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 
 from riskwatch.clock import Clock
@@ -15,6 +16,7 @@ from riskwatch.config import Config
 from riskwatch.daemon.accounts import AccountRuntime, session_for
 from riskwatch.daemon.frames import Frames
 from riskwatch.logformat import bound_context
+from riskwatch.metrics import Metrics
 from riskwatch.model import Event
 from riskwatch.qfex.client import (
     ConnectionStatus,
@@ -28,6 +30,9 @@ from riskwatch.qfex.session import TradeSession
 __all__ = ["Connections"]
 
 
+log = logging.getLogger(__name__)
+
+
 class Connections:
     """Opens, feeds and closes the exchange connections of the watched accounts."""
 
@@ -38,12 +43,14 @@ class Connections:
         frames: Frames,
         clock: Clock,
         recorder: Recorder | None,
+        metrics: Metrics,
     ) -> None:
         self.config = config
         self.accounts = accounts
         self.frames = frames
         self.clock = clock
         self.recorder = recorder
+        self.metrics = metrics
         self.mds: MarketDataConnection | None = None
 
     def _options(self) -> SocketOptions:
@@ -52,6 +59,15 @@ class Connections:
             ping_interval=exchange.ping_interval.seconds,
             ping_timeout=exchange.ping_timeout.seconds,
         )
+
+    def _on_mds_events(self, events: Sequence[Event], now: float) -> None:
+        """Market data into the cores. An error never ends the connection (it would
+        reconnect on every frame): it is logged and counted, and the next frame comes."""
+        try:
+            self.frames.on_mds_events(events, now)
+        except Exception:
+            log.exception("market data: handling a frame failed")
+            self.metrics.task_errors.labels("market_data").inc()
 
     def start_market_data(self) -> list[asyncio.Task[None]]:
         """Open the market-data connection, when configured; return its task."""
@@ -62,7 +78,7 @@ class Connections:
         if cfg.exchange.market_data_url:
             self.mds = MarketDataConnection(
                 url=cfg.exchange.market_data_url,
-                on_events=lambda events, now: frames.on_mds_events(events, now),
+                on_events=self._on_mds_events,
                 clock=self.clock,
                 options=options,
                 recorder=self.recorder,
@@ -79,7 +95,12 @@ class Connections:
         for name, rt in self.accounts.items():
             # Looked up at each call: a wrapper set on ``frames`` (benches) is honoured.
             def on_events(events: Sequence[Event], now: float, _n: str = name) -> list[str]:
-                return frames.on_trade_events(_n, events, now)
+                try:
+                    return frames.on_trade_events(_n, events, now)
+                except Exception:  # never the connection: count, log, next frame
+                    log.exception("account %s: handling a trade frame failed", _n)
+                    self.metrics.task_errors.labels("trade").inc()
+                    return []
 
             def on_status(status: ConnectionStatus, _n: str = name) -> None:
                 frames.on_status(_n, status)

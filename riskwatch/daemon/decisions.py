@@ -13,11 +13,12 @@ import logging
 from collections.abc import Callable
 
 from riskwatch.actions.executor import ActionExecutor
+from riskwatch.daemon.rulestate import DailySaver
 from riskwatch.logformat import log_context
 from riskwatch.metrics import Metrics
 from riskwatch.rules.engine import ActionIntent, Decision
 from riskwatch.rules.lifecycle import TransitionReason
-from riskwatch.store import Store
+from riskwatch.store.writer import StateWriter
 
 __all__ = ["DecisionListener", "Decisions"]
 
@@ -28,12 +29,23 @@ log = logging.getLogger(__name__)
 
 
 class Decisions:
-    """Applies decisions: executor, listeners, alert metrics, log and store."""
+    """Applies decisions: executor, listeners, alert metrics, log and store.
 
-    def __init__(self, executor: ActionExecutor, metrics: Metrics, store: Store | None) -> None:
+    Stored state is queued on ``writer`` (the writer thread: never a wait on the event
+    loop); ``daily`` saves baselines and peaks as they change.
+    """
+
+    def __init__(
+        self,
+        executor: ActionExecutor,
+        metrics: Metrics,
+        writer: StateWriter | None,
+        daily: DailySaver | None = None,
+    ) -> None:
         self.executor = executor
         self.metrics = metrics
-        self.store = store
+        self.writer = writer
+        self.daily = daily
         self.listeners: list[DecisionListener] = []
         """Called after the executor, in order (the notifier is one)."""
 
@@ -46,6 +58,8 @@ class Decisions:
         runs on the next loop turn, i.e. after the commands are on the socket."""
         if seconds is not None:
             self.metrics.rule_evaluation_seconds.observe(seconds)
+        if self.daily is not None:
+            self.daily.changed(decision.account)
         if not decision.transitions and not decision.intents:
             return
         if decision.intents:
@@ -70,6 +84,7 @@ class Decisions:
                 self.executor.on_intent(intent)
         except Exception:  # a bug here must not stop evaluation
             log.exception("action executor failed on an intent")
+            self.metrics.task_errors.labels("actions").inc()
 
     def record(self, decision: Decision) -> None:
         """The non-urgent part of :meth:`apply`."""
@@ -97,5 +112,5 @@ class Decisions:
                 t.summary,
                 extra={"account": t.account, "rule": t.rule, "symbol": t.symbol},
             )
-        if self.store is not None and rows:
-            self.store.save_alerts(rows, decision.at)
+        if self.writer is not None and rows:
+            self.writer.save_alerts(rows, decision.at)

@@ -8,15 +8,18 @@ time (``metrics.AlertStateCollector``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 from riskwatch.daemon.accounts import AccountRuntime
 from riskwatch.metrics import Metrics
 from riskwatch.rules.engine import StateRecords
 from riskwatch.rules.model import DATA_STALE_RULE, RuleSet
 from riskwatch.store import Store
+from riskwatch.store.writer import StateWriter
 
-__all__ = ["init_alert_series", "restore_rule_state", "save_rule_state"]
+__all__ = ["DailySaver", "init_alert_series", "restore_rule_state", "save_rule_state"]
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +49,61 @@ def restore_rule_state(store: Store, accounts: dict[str, AccountRuntime], metric
 
 
 def save_rule_state(
-    store: Store, accounts: dict[str, AccountRuntime], now: float, *, alerts: bool = False
+    writer: StateWriter, accounts: dict[str, AccountRuntime], now: float, *, alerts: bool = False
 ) -> None:
-    """Write daily baselines and window history (and with ``alerts``, alert states)."""
+    """Queue daily baselines and window history (and with ``alerts``, alert states)."""
     for name, rt in accounts.items():
         records = rt.core.records()
         if records.daily is not None:
-            store.save_daily(name, records.daily)
+            writer.save_daily(name, records.daily)
         if records.windows is not None:
-            store.save_windows(name, records.windows)
+            writer.save_windows(name, records.windows)
         if alerts and records.alerts:
-            store.save_alerts([(rule, name, sym, rec) for rule, sym, rec in records.alerts], now)
+            writer.save_alerts([(rule, name, sym, rec) for rule, sym, rec in records.alerts], now)
+
+
+class DailySaver:
+    """Daily baselines and peaks are saved as they change, so a SIGKILL loses none.
+
+    :meth:`changed` is called for every evaluated decision (O(1)); once per loop turn
+    the daily records of those accounts are compared with what was last queued, and
+    the ones that differ are queued on the writer thread (which batches them).
+    """
+
+    def __init__(self, accounts: dict[str, AccountRuntime], writer: StateWriter) -> None:
+        self.accounts = accounts
+        self.writer = writer
+        self._queued: dict[str, dict[str, Any]] = {}
+        self._dirty: set[str] = set()
+
+    def changed(self, account: str) -> None:
+        """``account`` was evaluated: its daily record may have changed."""
+        if account in self._dirty:
+            return
+        if not self._dirty:
+            try:
+                asyncio.get_running_loop().call_soon(self.save_changes)
+            except RuntimeError:  # no loop (a synchronous driver): save now
+                self._dirty.add(account)
+                self.save_changes()
+                return
+        self._dirty.add(account)
+
+    def save_changes(self) -> None:
+        """Queue the daily records that differ from the last ones queued."""
+        dirty, self._dirty = self._dirty, set()
+        for name in dirty:
+            rt = self.accounts.get(name)
+            if rt is None:
+                continue
+            record = rt.core.daily_record()
+            if record != self._queued.get(name):
+                self._queued[name] = record
+                self.writer.save_daily(name, record)
+
+    def save_all(self) -> None:
+        """Queue every account's daily record (a probe after a failed write)."""
+        for name, rt in self.accounts.items():
+            record = rt.core.daily_record()
+            self._queued[name] = record
+            self.writer.save_daily(name, record)

@@ -18,6 +18,7 @@ from pathlib import Path
 from riskwatch.config import Config, load_config
 from riskwatch.daemon import eventloop
 from riskwatch.daemon.app import Daemon, secrets_of
+from riskwatch.daemon.storage import check_free_space
 from riskwatch.errors import ConfigError, StateStoreError
 from riskwatch.logredact import install_redaction
 from riskwatch.qfex.recorder import Recorder
@@ -78,6 +79,7 @@ def run_daemon(config_path: Path, *, record: Path | None = None, shard: Shard = 
         return 2
     install_redaction(secrets_of(config))
     try:
+        check_free_space(config.state.path, config.state.min_free_mb)
         store = Store.open(config.state.path)
     except StateStoreError as exc:
         print(f"{config.state.path}: {exc}", file=sys.stderr)

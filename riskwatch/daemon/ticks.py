@@ -2,28 +2,41 @@
 
 Every :data:`TICK_INTERVAL` each account's core is ticked (``for`` expiry,
 ``keep_firing_for``, stale data) and every :data:`SAVE_INTERVAL` the daily baselines
-and window history are written to the state database.
+and window history are queued for the state database (daily records are also saved as
+they change: rulestate.py). Every :data:`DISK_CHECK_INTERVAL` the state directory's
+free space is read (daemon/storage.py).
+
+No error ends the loop: ``for`` timers and ``DataStale`` depend on it. An error is
+logged, counted in ``riskwatch_task_errors_total{task="ticks"}``, and the next tick runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 from riskwatch.clock import Clock
 from riskwatch.daemon.accounts import AccountRuntime
 from riskwatch.daemon.decisions import Decisions
 from riskwatch.daemon.rulestate import save_rule_state
-from riskwatch.store import Store
+from riskwatch.daemon.storage import StateHealth
+from riskwatch.metrics import Metrics
+from riskwatch.store.writer import StateWriter
 
-__all__ = ["SAVE_INTERVAL", "TICK_INTERVAL", "TickLoop"]
+__all__ = ["DISK_CHECK_INTERVAL", "SAVE_INTERVAL", "TICK_INTERVAL", "TickLoop"]
+
+log = logging.getLogger(__name__)
 
 TICK_INTERVAL = 0.25
 """Seconds between rule ticks (``for`` expiry, ``keep_firing_for``, stale data)."""
 
 SAVE_INTERVAL = 60.0
 """Seconds between saves of daily baselines and window history to the state database."""
+
+DISK_CHECK_INTERVAL = 5.0
+"""Seconds between reads of the state directory's free space."""
 
 
 class TickLoop:
@@ -34,34 +47,56 @@ class TickLoop:
         accounts: dict[str, AccountRuntime],
         decisions: Decisions,
         clock: Clock,
-        store: Store | None,
+        writer: StateWriter | None,
         stopped: asyncio.Event,
+        metrics: Metrics,
+        health: StateHealth | None = None,
     ) -> None:
         self.accounts = accounts
         self.decisions = decisions
         self.clock = clock
-        self.store = store
+        self.writer = writer
         self.stopped = stopped
+        self.metrics = metrics
+        self.health = health
         self._last_save = 0.0
+        self._last_disk_check = -DISK_CHECK_INTERVAL
 
     async def run(self) -> None:
         """Let time pass for the rules: ``for`` expiry and stale data with no frames."""
         while not self.stopped.is_set():
             now = self.clock.now()
-            for rt in self.accounts.values():
-                started = time.perf_counter()
-                decision = rt.core.tick(now)
-                # A quiet tick evaluates nothing: keep it out of rule_evaluation_seconds.
-                evaluated = rt.core.last_decision is decision
-                self.decisions.apply(decision, time.perf_counter() - started if evaluated else None)
-            if now - self._last_save >= SAVE_INTERVAL:
-                self.save(now)
+            for name, rt in self.accounts.items():
+                try:
+                    started = time.perf_counter()
+                    decision = rt.core.tick(now)
+                    # A quiet tick evaluates nothing: keep it out of rule_evaluation_seconds.
+                    evaluated = rt.core.last_decision is decision
+                    seconds = time.perf_counter() - started if evaluated else None
+                    self.decisions.apply(decision, seconds)
+                except Exception:
+                    log.exception("rule tick of account %s failed; ticking on", name)
+                    self.metrics.task_errors.labels("ticks").inc()
+            try:
+                self._housekeeping(now)
+            except Exception:
+                log.exception("rule tick housekeeping failed; ticking on")
+                self.metrics.task_errors.labels("ticks").inc()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopped.wait(), timeout=TICK_INTERVAL)
 
+    def _housekeeping(self, now: float) -> None:
+        if now - self._last_save >= SAVE_INTERVAL:
+            self.save(now)
+        if self.health is not None and now - self._last_disk_check >= DISK_CHECK_INTERVAL:
+            self._last_disk_check = now
+            self.health.check_disk()
+        if self.writer is not None:
+            self.metrics.state_write_queue.set(self.writer.pending())
+
     def save(self, now: float, *, alerts: bool = False) -> None:
-        """Write the rule state now (with ``alerts``, the alert states too: at shutdown)."""
-        if self.store is None:
+        """Queue the rule state (with ``alerts``, the alert states too: at shutdown)."""
+        if self.writer is None:
             return
-        save_rule_state(self.store, self.accounts, now, alerts=alerts)
+        save_rule_state(self.writer, self.accounts, now, alerts=alerts)
         self._last_save = now

@@ -16,6 +16,7 @@ from riskwatch.actions.executor import ActionExecutor
 from riskwatch.clock import Clock
 from riskwatch.daemon.accounts import AccountRuntime
 from riskwatch.daemon.live import LiveConfig
+from riskwatch.daemon.storage import StateHealth
 from riskwatch.metrics import AlertGauges, Scrape, ScrapedAccount
 from riskwatch.notify.notice import alert_labels
 from riskwatch.notify.service import NotifyService
@@ -46,6 +47,8 @@ class Views:
         self._notifier = notifier
         self._clock = clock
         self._store = store
+        self.health: StateHealth | None = None
+        """The state database's health (daemon/storage.py): failing writes make it unready."""
         self._market_data = market_data
         self._last_reload = last_reload
 
@@ -92,6 +95,8 @@ class Views:
                 reasons.append(f"account {name}: subscription not confirmed: {channels}")
             if rt.link.expiry_state == "expired":
                 reasons.append(f"account {name}: JWT expired")
+        if self.health is not None:
+            reasons += self.health.readiness_reasons()
         return (not reasons, reasons)
 
     def alerts_document(self) -> dict[str, Any]:

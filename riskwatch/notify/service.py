@@ -44,6 +44,7 @@ from riskwatch.notify.routes import build_routes, group_key
 from riskwatch.notify.silences import SilenceRequest
 from riskwatch.rules.engine import Alert, Decision
 from riskwatch.store import Silence, Store, url_id
+from riskwatch.store.writer import StateWriter
 
 __all__ = ["NotifyService", "restore_last_sent"]
 
@@ -77,7 +78,8 @@ class NotifyService:
 
     ``tick`` is how often (seconds) groups are re-examined for ``repeat_interval`` and
     silence changes; for ``group_interval`` see :class:`~riskwatch.notify.dispatch.Dispatcher`.
-    ``store`` and ``metrics`` are optional (tests, ``notify-test``).
+    ``store`` and ``metrics`` are optional (tests, ``notify-test``). With ``writer``
+    the notification log is written through it (the daemon's one writer thread).
     """
 
     def __init__(
@@ -94,10 +96,12 @@ class NotifyService:
         tick: float = 1.0,
         group_interval: float = 5.0,
         secrets: Iterable[str] = (),
+        writer: StateWriter | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.store = store
+        self.writer = writer
         self.metrics = metrics
         self.routes = build_routes(config)
         # alertmanager:// targets get every alert as it changes; Alertmanager groups,
@@ -408,9 +412,21 @@ class NotifyService:
     def _log_row(
         self, route: str, uid: str, key: str, status: str, result: str, detail: str | None
     ) -> None:
+        now = self.clock.now()
+        if self.writer is not None:
+            self.writer.record_notification(
+                route=route,
+                url_id=uid or "-",
+                alert_key=key,
+                status=status,
+                result=result,
+                detail=detail,
+                now=now,
+            )
+            return
         if self.store is None:
             return
-        store, now = self.store, self.clock.now()
+        store = self.store
 
         def write() -> None:
             store.record_notification(

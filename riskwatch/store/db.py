@@ -22,12 +22,21 @@ with NORMAL (docs/performance.md).
 Each method writes one logical record, or one batch, in one transaction: a crash
 (even SIGKILL) leaves either all of it or none of it.
 
-Threads: a :class:`Store` may be used from any thread (it is opened with
-``check_same_thread=False``); an internal lock serialises the calls, so at most one
-runs at a time, and a call blocks while another is in progress. Hand it to a single
-worker thread (``loop.run_in_executor``) for writes off the event loop; tiny writes
-may be made directly. One process per file: two daemons sharing a state database
-are not supported.
+Threads and waiting: a :class:`Store` may be used from any thread (its connections are
+opened with ``check_same_thread=False``). Writes share one connection and an internal
+lock, so at most one write transaction runs at a time. No write waits without bound:
+the lock and SQLite's busy handler (another process holding the write lock) are each
+waited for at most ``wait`` seconds (:data:`WRITE_WAIT_S` by default), then
+:class:`StateStoreError` is raised: a caller on the event loop (the intent commit) is
+held up at most that long, never the five seconds a busy database once froze the
+daemon for. Every other write of the daemon goes through :class:`riskwatch.store.writer.
+StateWriter`, one thread that batches them (:meth:`Store.write_batch`). Reads use a
+second connection with its own lock: WAL lets them read the last committed state while
+a write is in progress, so a read never waits behind a write's fsync. One process per
+file: two daemons sharing a state database are not supported.
+
+Files: the database (and SQLite's ``-wal`` and ``-shm`` beside it) is created with mode
+0600, owner only; an existing file that others could read is narrowed to 0600.
 
 Errors: any failure of the database raises :class:`StateStoreError` (nothing
 partial is written). A record that is not JSON-able raises ``ValueError`` before any
@@ -36,9 +45,12 @@ write starts.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -69,11 +81,19 @@ from riskwatch.store.schema import (
     table_names,
 )
 
-#: How long a call waits for a lock held by another connection, seconds.
-BUSY_TIMEOUT_S = 5.0
+#: Longest a write waits for the store's lock, then again for SQLite's write lock, seconds.
+WRITE_WAIT_S = 0.1
+
+#: File mode of the database and its ``-wal``/``-shm`` files: owner only.
+FILE_MODE = 0o600
 
 #: ``PRAGMA synchronous`` of the intent commit (module docstring: process-crash safe).
 INTENT_SYNCHRONOUS = "NORMAL"
+
+log = logging.getLogger(__name__)
+
+BatchOp = Callable[["Store"], object]
+"""One write of a batch: called with the store, inside the batch's transaction."""
 
 _ACTION_COLUMNS = (
     "action_id, trip_key, rule, account, symbol, action, attempt, params, client_order_id,"
@@ -90,11 +110,20 @@ class Store:
     serialised by an internal lock: see the module docstring.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        """Wrap an open, migrated connection; use :meth:`Store.open` instead."""
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, reader: sqlite3.Connection | None = None
+    ) -> None:
+        """Wrap an open, migrated connection; use :meth:`Store.open` instead.
+
+        ``reader`` is a second connection to the same file for reads (the writing one
+        when None).
+        """
         self._conn: sqlite3.Connection | None = conn
         self._path = path
         self._lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = reader if reader is not None else conn
+        self._rlock = threading.Lock() if reader is not None else self._lock
+        self._batch_thread: int | None = None  # the thread inside write_batch, if any
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -106,20 +135,18 @@ class Store:
         writing to it (see :func:`riskwatch.store.schema.inspect_file`): one that is
         not SQLite, fails ``quick_check``, belongs to another application or has a
         newer schema is refused with :class:`StateStoreError` and left as it was.
-        An older schema of ours is migrated forward in one transaction.
+        An older schema of ours is migrated forward in one transaction. A new file is
+        created with mode 0600 (module docstring).
         """
         path = Path(path)
         found = inspect_file(path)
+        _create_private(path)
         try:
-            conn = sqlite3.connect(
-                str(path),
-                timeout=BUSY_TIMEOUT_S,
-                isolation_level=None,  # autocommit: transactions are explicit BEGIN/COMMIT
-                check_same_thread=False,  # serialised by Store._lock instead
-            )
+            conn = _connect(path)
         except sqlite3.Error as exc:
             msg = f"cannot open state database {path}: {exc}"
             raise StateStoreError(msg) from exc
+        reader: sqlite3.Connection | None = None
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -127,6 +154,8 @@ class Store:
                 raise StateStoreError(msg)
             conn.execute("PRAGMA synchronous = FULL")
             _migrate(conn, path, found.version)
+            _narrow_modes(path)
+            reader = _connect(path)
         except sqlite3.Error as exc:
             conn.close()
             msg = f"cannot prepare state database {path}: {exc}"
@@ -134,7 +163,7 @@ class Store:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path)
+        return cls(conn, path, reader)
 
     @property
     def path(self) -> Path:
@@ -143,6 +172,10 @@ class Store:
 
     def close(self) -> None:
         """Close the database; later calls raise :class:`StateStoreError`. Idempotent."""
+        with self._rlock:
+            if self._reader is not None and self._reader is not self._conn:
+                self._reader.close()
+            self._reader = None
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -636,6 +669,39 @@ class Store:
         with self._tx() as conn:
             return conn.execute("DELETE FROM silence WHERE ends_at < ?", (before,)).rowcount
 
+    # -- batches (the writer thread) ----------------------------------------------------
+
+    def write_batch(
+        self, ops: Sequence[BatchOp], *, wait: float = WRITE_WAIT_S
+    ) -> list[tuple[int, Exception]]:
+        """Run ``ops`` in one transaction with one fsync; return the ops that were refused.
+
+        Each op is called with this store and writes through its usual methods, which
+        join the batch's transaction. An op that raises ``ValueError`` or a
+        :class:`StateStoreError` of its own (an unknown action id: not a database
+        fault) is rolled back alone and returned as ``(index, error)``; the others are
+        committed. A database fault (disk full, I/O error, busy beyond ``wait``) rolls
+        the whole batch back and raises :class:`StateStoreError`: nothing was written,
+        and the caller may run the same batch again.
+        """
+        refused: list[tuple[int, Exception]] = []
+        with self._tx(wait=wait) as conn:
+            self._batch_thread = threading.get_ident()
+            try:
+                for index, op in enumerate(ops):
+                    conn.execute("SAVEPOINT batch_op")
+                    try:
+                        op(self)
+                    except (StateStoreError, ValueError) as exc:
+                        if isinstance(exc.__cause__, sqlite3.Error):
+                            raise  # the database failed, not this op
+                        conn.execute("ROLLBACK TO batch_op")
+                        refused.append((index, exc))
+                    conn.execute("RELEASE batch_op")
+            finally:
+                self._batch_thread = None
+        return refused
+
     # -- plumbing --------------------------------------------------------------------
 
     def _require_open(self) -> sqlite3.Connection:
@@ -645,15 +711,29 @@ class Store:
         return self._conn
 
     @contextmanager
-    def _tx(self, synchronous: str | None = None) -> Iterator[sqlite3.Connection]:
+    def _tx(
+        self, synchronous: str | None = None, *, wait: float = WRITE_WAIT_S
+    ) -> Iterator[sqlite3.Connection]:
         """Hold the lock and run the body in one write transaction (all or nothing).
 
         ``synchronous``: the ``PRAGMA synchronous`` of this commit only (FULL is put
-        back after it); None keeps FULL.
+        back after it); None keeps FULL. ``wait``: the most seconds spent waiting for
+        the lock, then for SQLite's write lock (module docstring). Inside
+        :meth:`write_batch`, on its thread, the body joins the batch's transaction.
         """
-        with self._lock:
+        if self._batch_thread == threading.get_ident() and self._conn is not None:
+            yield self._conn
+            return
+        if not self._lock.acquire(timeout=wait):
+            msg = (
+                f"state database {self._path} write failed: another write held it for"
+                f" more than {wait:g} s"
+            )
+            raise StateStoreError(msg)
+        try:
             conn = self._require_open()
             try:
+                conn.execute(f"PRAGMA busy_timeout = {max(0, round(wait * 1000)):d}")
                 if synchronous is not None:
                     conn.execute(f"PRAGMA synchronous = {synchronous}")
                 # IMMEDIATE: take the write lock now, so COMMIT cannot fail on a
@@ -668,23 +748,74 @@ class Store:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    with _suppress_sqlite():
+                        conn.execute("ROLLBACK")
                 msg = f"state database {self._path} write failed: {exc}"
                 raise StateStoreError(msg) from exc
             finally:
                 if synchronous is not None:
-                    conn.execute("PRAGMA synchronous = FULL")
+                    with _suppress_sqlite():
+                        conn.execute("PRAGMA synchronous = FULL")
+        finally:
+            self._lock.release()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """Hold the lock for a read; each statement sees one committed snapshot."""
-        with self._lock:
-            conn = self._require_open()
+        """Hold the read lock for a read; each statement sees one committed snapshot."""
+        with self._rlock:
+            conn = self._reader
+            if conn is None:
+                msg = f"state database {self._path} is closed"
+                raise StateStoreError(msg)
             try:
                 yield conn
             except sqlite3.Error as exc:
                 msg = f"state database {self._path} read failed: {exc}"
                 raise StateStoreError(msg) from exc
+
+
+@contextmanager
+def _suppress_sqlite() -> Iterator[None]:
+    """Clean-up after a failed write must not hide the write's own error."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        log.debug("state database clean-up failed: %s", exc)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(
+        str(path),
+        timeout=WRITE_WAIT_S,
+        isolation_level=None,  # autocommit: transactions are explicit BEGIN/COMMIT
+        check_same_thread=False,  # serialised by Store's locks instead
+    )
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if absent (SQLite gives ``-wal``/``-shm`` the
+    database file's mode)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        msg = f"cannot create state database {path}: {exc.strerror}"
+        raise StateStoreError(msg) from exc
+    os.close(fd)
+
+
+def _narrow_modes(path: Path) -> None:
+    """Make the database and its ``-wal``/``-shm`` files owner-only (0600)."""
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(file, mode & 0o700)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("could not make %s owner-only: %s", file, exc.strerror)
 
 
 def _migrate(conn: sqlite3.Connection, path: Path, found: int) -> None:
