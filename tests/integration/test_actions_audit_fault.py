@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-import riskwatch.store.db
 from tests.support.notify_sinks import webhook
 from tests.support.rig import Http, in_process, metric, setup_for, simulator, wait_for
 
@@ -44,12 +43,8 @@ def _sent(sim: Any) -> list[str]:
 
 
 @pytest.mark.timeout(60)
-async def test_locked_audit_log_sends_close_and_cancel_and_escalates(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_locked_audit_log_sends_close_and_cancel_and_escalates(tmp_path: Path) -> None:
     """Intent writes fail: close and cancel are sent, the TWAP is not, both escalate."""
-    # A short busy timeout, so that a held lock fails a write within the test's time.
-    monkeypatch.setattr(riskwatch.store.db, "BUSY_TIMEOUT_S", 0.2)
     async with webhook() as hook, simulator("crash", pulse_interval=0.1) as (sim, secret):
         sim.pause()
         setup = setup_for(sim, tmp_path, secret, mode="armed", rules=RULES,
@@ -69,6 +64,12 @@ async def test_locked_audit_log_sends_close_and_cancel_and_escalates(
                                    10, "(close and cancel sent)")  # fmt: skip
                     await asyncio.sleep(1.0)
                     assert "add_twap" not in _sent(sim)
+                    # The store's fault is counted and makes the daemon unready meanwhile.
+                    m = await http.metrics()
+                    assert metric(m, "riskwatch_state_errors_total", op="intent") >= 3
+                    status, body = await http.get("/readyz")
+                    assert status == 503, body
+                    assert "state database cannot be written" in body
 
                     def texts() -> list[str]:
                         return [str(doc) for doc in hook.received]

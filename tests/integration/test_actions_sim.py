@@ -139,8 +139,18 @@ def _metric(d: Daemon, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
+def _stored(d: Daemon) -> Daemon:
+    """``d`` once its writer thread has committed what was queued (outcomes are written
+    after their events and metrics, off the event loop)."""
+    assert d.writer is not None
+    assert d.writer.flush(5.0)
+    return d
+
+
 def _outcomes(d: Daemon) -> list[tuple[str, str | None, int, str]]:
-    return [(r.action, r.symbol, r.attempt, r.status) for r in d.executor.store.actions(50)]
+    return [
+        (r.action, r.symbol, r.attempt, r.status) for r in _stored(d).executor.store.actions(50)
+    ]
 
 
 async def test_armed_trip_sends_each_command_once_and_flattens(tmp_path: Path) -> None:
@@ -330,7 +340,7 @@ async def test_disconnect_in_flight_is_reconciled_not_resent(tmp_path: Path) -> 
         assert len(_commands(sim, "close_position")) == 1
         assert len(_commands(sim, "get_user_orders")) == 1
         assert _flat(sim)
-        (row,) = d.executor.store.actions(5)
+        (row,) = _stored(d).executor.store.actions(5)
         assert row.status == "confirmed"
         assert row.detail == "reconciled"
 
@@ -383,7 +393,7 @@ async def test_circuit_breaker_opens_at_the_limit(tmp_path: Path) -> None:
         (opened,) = [e for e in ev if e.kind == "breaker_open"]
         assert opened.code == "CIRCUIT_BREAKER_OPEN"
         assert opened.detail == "1 actions in 1h"
-        rows = {r.action: r for r in d.executor.store.actions(10)}
+        rows = {r.action: r for r in _stored(d).executor.store.actions(10)}
         assert rows["close_position"].detail == "CIRCUIT_BREAKER_OPEN: 1 actions in 1h"
 
 
