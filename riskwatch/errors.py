@@ -9,6 +9,7 @@
     ├── InvalidParams               a simulated command's params are unusable (sim/exchange.py)
     ├── CommandRefused              the daemon will not carry out an operator command (web/view.py)
     ├── TokenError                  a JWT could not be read or printed (qfex/credentials.py)
+    ├── DeliveryAttemptFailed       one notification delivery attempt failed (notify/deliver.py)
     ├── StateStoreError             the state database is corrupt, foreign or unwritable
     │   └── DuplicateRecordError    the record is already stored (store/errors.py)
     │       └── DuplicateActionError    the action intent is already in the audit log

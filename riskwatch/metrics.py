@@ -377,10 +377,12 @@ class Metrics:
     - ``build_info``: ``riskwatch_build_info{version} 1``.
     - ``alerts_fired``: ``riskwatch_alerts_fired_total{rule,account,severity}``.
     - ``actions``: ``riskwatch_actions_total{action,result}`` (result: sent, dry_run,
-      refused, confirmed, failed).
+      refused, confirmed, failed; with a failure, ``rejected_<code>`` for the exchange's
+      documented rejection code or ``rejected_other``; ``audit_failed`` when the intent
+      could not be written, ``unaudited`` when sent all the same: docs/actions.md).
     - ``action_retries``: ``riskwatch_action_retries_total{action}``.
     - ``notifications``: ``riskwatch_notifications_total{route,result}`` (result: sent,
-      failed, silenced, inhibited).
+      failed, silenced, inhibited; ``retried`` for each retry of a failed attempt).
     - ``unauthorized``: ``riskwatch_http_unauthorized_total{reason}`` (missing, wrong).
     - ``state_errors``: ``riskwatch_state_errors_total{op}``, failed writes of the state
       database by kind of record (:data:`STATE_OPS`).

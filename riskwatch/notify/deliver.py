@@ -9,8 +9,10 @@ is ``put_nowait``: O(1), never awaits).
 Apprise's ``notify`` blocks; it runs in a small dedicated thread pool with a per-call
 timeout, and the URL is given apprise's own connect/read timeouts (``cto``/``rto``) when
 it sets none, so an abandoned call ends soon after its timeout. Each attempt that
-fails is retried after an exponential backoff, up to ``attempts`` in all; the final
-outcome of each (message, target) is reported once through ``on_outcome``.
+fails is retried after an exponential backoff, up to ``attempts`` in all, by stamina's
+retry loop (the one retry library of riskwatch); each retry is counted through
+``on_retry``, and the final outcome of each (message, target) is reported once through
+``on_outcome``.
 
 Secrets: URLs carry tokens. A target is identified by :func:`riskwatch.store.url_id`
 in outcomes, logs and the notification log, and by :func:`display` when a person must
@@ -23,7 +25,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,9 @@ from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
 import apprise
+import stamina
 
+from riskwatch.errors import RiskwatchError
 from riskwatch.logredact import RedactingFilter
 from riskwatch.notify.dispatch import Outgoing
 from riskwatch.notify.render import Message
@@ -58,8 +61,9 @@ _HOST_SHOWN: Final = frozenset(
 @dataclass(frozen=True, slots=True)
 class DeliveryPolicy:
     """Per-target bounds: ``timeout`` seconds per attempt, ``attempts`` in all, backoff
-    ``backoff`` × 2^(n-1) seconds (capped at ``backoff_max``, ±20 % jitter), lane queue
-    ``queue_size`` messages, ``threads`` concurrent apprise calls in all."""
+    ``backoff`` × 2^(n-1) seconds (capped at ``backoff_max``) plus a jitter of up to 40 %
+    of ``backoff``, lane queue ``queue_size`` messages, ``threads`` concurrent apprise
+    calls in all."""
 
     timeout: float = 10.0
     attempts: int = 3
@@ -67,6 +71,14 @@ class DeliveryPolicy:
     backoff_max: float = 30.0
     queue_size: int = 256
     threads: int = 8
+
+
+class DeliveryAttemptFailed(RiskwatchError):
+    """One delivery attempt failed (``detail`` says how, secrets redacted)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +235,8 @@ class Lane:
 class Deliverer:
     """Owns the lanes; see the module docstring. Use from one event loop.
 
-    ``on_outcome`` is called on the loop for every final outcome (it must not block).
+    ``on_outcome`` is called on the loop for every final outcome (it must not block);
+    ``on_retry(route)`` for every retry of a failed attempt.
     """
 
     def __init__(
@@ -232,17 +245,18 @@ class Deliverer:
         policy: DeliveryPolicy | None = None,
         apprise_config: Path | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        on_retry: Callable[[str], None] | None = None,
         secrets: Iterable[str] = (),
     ) -> None:
         self.policy = policy or DeliveryPolicy()
         self.apprise_config = apprise_config
         self.on_outcome = on_outcome
+        self.on_retry = on_retry
         self._lanes: dict[Secret, Lane] = {}
         self._secrets = [p for s in secrets for p in url_secrets(s)]
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.policy.threads, thread_name_prefix="notify"
         )
-        self._rng = random.Random()  # noqa: S311 - jitter, not security
 
     def _target(self, target: Secret) -> Lane:
         lane = self._lanes.get(target)
@@ -309,22 +323,38 @@ class Deliverer:
         if t.error is not None:
             return self._outcome(t, out, "failed", t.error, 0)
         p = self.policy
-        loop = asyncio.get_running_loop()
-        detail: str | None = None
-        for attempt in range(1, p.attempts + 1):
-            call = loop.run_in_executor(self._pool, t.notify, out.message)
-            try:
-                if await asyncio.wait_for(call, p.timeout):
-                    return self._outcome(t, out, "sent", None, attempt)
-                detail = "delivery failed"
-            except TimeoutError:
-                detail = f"timed out after {p.timeout:g}s"
-            except Exception as exc:
-                detail = redact(f"{type(exc).__name__}: {exc}", self._secrets)[:200]
-            if attempt < p.attempts:
-                delay = min(p.backoff_max, p.backoff * 2 ** (attempt - 1))
-                await asyncio.sleep(delay * self._rng.uniform(0.8, 1.2))
-        return self._outcome(t, out, "failed", detail, p.attempts)
+        tries = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=DeliveryAttemptFailed,
+                attempts=p.attempts,
+                timeout=None,
+                wait_initial=p.backoff,
+                wait_max=p.backoff_max,
+                wait_jitter=0.4 * p.backoff,
+            ):
+                with attempt:
+                    if tries and self.on_retry is not None:
+                        self.on_retry(out.route)
+                    tries = attempt.num
+                    await self._attempt(t, out)
+                    return self._outcome(t, out, "sent", None, tries)
+        except DeliveryAttemptFailed as exc:
+            return self._outcome(t, out, "failed", exc.detail, tries)
+        return self._outcome(t, out, "failed", "no attempt made", tries)  # attempts < 1
+
+    async def _attempt(self, t: _Target, out: Outgoing) -> None:
+        """One apprise call within the timeout; raises :class:`DeliveryAttemptFailed` with why."""
+        call = asyncio.get_running_loop().run_in_executor(self._pool, t.notify, out.message)
+        try:
+            if await asyncio.wait_for(call, self.policy.timeout):
+                return
+            detail = "delivery failed"
+        except TimeoutError:
+            detail = f"timed out after {self.policy.timeout:g}s"
+        except Exception as exc:
+            detail = redact(f"{type(exc).__name__}: {exc}", self._secrets)[:200]
+        raise DeliveryAttemptFailed(detail)
 
     @property
     def backlog(self) -> int:

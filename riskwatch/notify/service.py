@@ -125,6 +125,7 @@ class NotifyService:
             policy=delivery,
             apprise_config=config.apprise_config,
             on_outcome=self._on_outcome,
+            on_retry=self._on_retry,
             secrets=[*secrets, *route_secrets],
         )
         self._secrets = list(secrets)
@@ -398,6 +399,11 @@ class NotifyService:
         task = asyncio.create_task(coro)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+
+    def _on_retry(self, route: str) -> None:
+        """A delivery attempt failed and is retried: counted (``result="retried"``)."""
+        if self.metrics is not None:
+            self.metrics.notifications.labels(route, "retried").inc()
 
     def _on_outcome(self, o: Outcome) -> None:
         self.outcomes.append(o)
