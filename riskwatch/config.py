@@ -258,6 +258,29 @@ class StateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HaConfig:
+    """High availability (docs/high-availability.md): which coordination service holds the
+    leader lease, and the lease period. ``backend`` ``none`` (the default) runs alone as
+    the leader. ``identity`` names this replica in the lease (default: host name and pid).
+
+    ``etcd_endpoints``/``etcd_key``: etcd's v3 JSON gateway and the election key;
+    ``lock_file``: a file on a volume the replicas share (one host); ``k8s_lease`` /
+    ``k8s_namespace`` / ``k8s_api``: the ``coordination.k8s.io/v1`` Lease, its namespace
+    (default: the pod's own) and the API server (default: in-cluster).
+    """
+
+    backend: str = "none"
+    lease: Duration = _10S
+    identity: str | None = None
+    etcd_endpoints: tuple[str, ...] = ("http://127.0.0.1:2379",)
+    etcd_key: str = "/riskwatch/leader"
+    lock_file: Path | None = None
+    k8s_lease: str = "riskwatch-leader"
+    k8s_namespace: str | None = None
+    k8s_api: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole, validated configuration. ``path`` is the file it came from (absolute)."""
 
@@ -270,6 +293,7 @@ class Config:
     http: HttpConfig = HttpConfig()
     state: StateConfig = StateConfig()
     daily: DailyConfig = field(default_factory=DailyConfig)
+    ha: HaConfig = HaConfig()
 
     def redacted_dict(self) -> dict[str, object]:
         """A JSON-ready dict of the config for display, every secret as ``"********"``."""
@@ -393,7 +417,16 @@ class _Loader:
         f = self.r.mapping(
             root,
             required={"accounts"},
-            optional={"exchange", "rules", "actions", "notifications", "http", "state", "daily"},
+            optional={
+                "exchange",
+                "rules",
+                "actions",
+                "notifications",
+                "http",
+                "state",
+                "daily",
+                "ha",
+            },
         )
         return Config(
             path=path,
@@ -405,6 +438,7 @@ class _Loader:
             http=self.http(f.get("http")),
             state=self.state(f.get("state")),
             daily=self.daily(f.get("daily")),
+            ha=self.ha(f.get("ha")),
         )
 
     # -- sections
@@ -877,6 +911,48 @@ class _Loader:
 
     def daily(self, node: Node | None) -> DailyConfig:
         return read_daily(self.r, node)
+
+    def ha(self, node: Node | None) -> HaConfig:
+        r, d = self.r, HaConfig()
+        f = r.mapping(
+            node,
+            optional={
+                "backend",
+                "lease",
+                "identity",
+                "etcd_endpoints",
+                "etcd_key",
+                "lock_file",
+                "k8s_lease",
+                "k8s_namespace",
+                "k8s_api",
+            },
+        )
+        backend = r.as_enum(f.get("backend"), ("none", "etcd", "file", "kubernetes"), d.backend)
+        endpoints = tuple(r.as_str_list(f.get("etcd_endpoints"))) or d.etcd_endpoints
+        for item in r.as_list(f.get("etcd_endpoints")):
+            text = r.as_str(item)
+            if text is not None and urlsplit(text).scheme not in ("http", "https"):
+                r.problem(item, "etcd endpoint must be an http:// or https:// URL")
+        lock_node = f.get("lock_file")
+        lock_text = r.as_str(lock_node)
+        lock_file = self._path(lock_text) if lock_text else None
+        at = f.get("backend") or node
+        if backend == "file" and lock_file is None and at is not None:
+            r.problem(
+                at, "ha backend file needs lock_file (a file on a volume shared by the replicas)"
+            )
+        return HaConfig(
+            backend=backend,
+            lease=r.as_duration(f.get("lease"), d.lease, minimum=Duration(1_000)),
+            identity=r.as_str(f.get("identity")),
+            etcd_endpoints=endpoints,
+            etcd_key=r.as_str(f.get("etcd_key"), d.etcd_key),
+            lock_file=lock_file,
+            k8s_lease=r.as_str(f.get("k8s_lease"), d.k8s_lease),
+            k8s_namespace=r.as_str(f.get("k8s_namespace")),
+            k8s_api=r.as_str(f.get("k8s_api")),
+        )
 
 
 def read_daily(r: Reader, node: Node | None) -> DailyConfig:

@@ -13,6 +13,7 @@
     ├── StateStoreError             the state database is corrupt, foreign or unwritable
     │   └── DuplicateRecordError    the record is already stored (store/errors.py)
     │       └── DuplicateActionError    the action intent is already in the audit log
+    ├── CoordinationError           the leader lease's service refused a request (ha/*.py)
     └── SyntaxStop                  internal to the expression parser (rules/expr/parser.py)
 
 Every class is raised somewhere, and every exception class riskwatch defines is in this
@@ -95,4 +96,13 @@ class StateStoreError(RiskwatchError):
     The daemon refuses to start (exit status 2) rather than run without its latches,
     peaks and audit log: starting blank could repeat an action already sent. The
     operator must repair, move or delete the file.
+    """
+
+
+class CoordinationError(RiskwatchError):
+    """The coordination service holding the leader lease (etcd, the Kubernetes API)
+    answered a lease request with an error.
+
+    The lease loop (riskwatch/ha/base.py) counts it in ``riskwatch_ha_errors_total``,
+    logs it and tries again; leadership ends when the lease runs out.
     """

@@ -49,9 +49,11 @@ from riskwatch.actions.window import HOUR
 from riskwatch.clock import Clock
 from riskwatch.config import ActionsConfig
 from riskwatch.errors import StateStoreError
+from riskwatch.ha.gate import LeaderGate
 from riskwatch.metrics import Metrics
 from riskwatch.model import Event
 from riskwatch.rules.engine import ActionIntent, Decision
+from riskwatch.rules.lifecycle import TransitionReason
 from riskwatch.state.account import AccountSnapshot
 from riskwatch.store import ActionRecord, DuplicateActionError, Store
 from riskwatch.store.writer import OutcomeLog
@@ -207,6 +209,9 @@ class ActionExecutor:
             backoff_cap=backoff_cap,
         )
         self.listeners: list[ActionListener] = []
+        # High availability (riskwatch/ha/gate.py): on a follower, leader-only actions
+        # are set aside for a take-over. None: this process is the only one.
+        self.gate: LeaderGate | None = None
         self._receiving: str | None = None
         self._fault = os.environ.get(FAULT_ENV, "")
 
@@ -320,6 +325,10 @@ class ActionExecutor:
     def on_decision(self, decision: Decision) -> None:
         """Plan and run the intents of an engine decision (a ``decision_listeners``
         entry); intents already taken by :meth:`on_intent` are skipped by the book."""
+        if self.gate is not None:
+            for t in decision.transitions:
+                if t.reason in (TransitionReason.RESOLVED, TransitionReason.LATCH_RESET):
+                    self.gate.resolved(t.rule, t.account, t.symbol)
         for intent in decision.intents:
             if not self.book.seen(intent):
                 self.handle_intent(intent, self.clock.now())
@@ -331,6 +340,11 @@ class ActionExecutor:
 
     def handle_intent(self, intent: ActionIntent, now: float) -> None:
         """Plan one intent, record it, then send (armed) or close it as ``dry_run``."""
+        if self.gate is not None:
+            admitted = self.gate.admit(intent)
+            if admitted is None:
+                return
+            intent = admitted
         account = intent.account
         self._seed(account, now)
         key = planner.trip_key(intent.rule, account, intent.symbol, intent.trip_id)
@@ -351,6 +365,8 @@ class ActionExecutor:
         """Read one frame's events (after the account state took them); return frames
         to write now. ``now`` is the frame's receive time."""
         self._receiving = None
+        if self.gate is not None:
+            self.gate.observe(account, events, now)
         out = self.book.on_events(account, events, now)
         if out:
             self._apply(out)
@@ -362,6 +378,23 @@ class ActionExecutor:
             self._seed(account, now)  # before any frame can trip a rule
         self._apply(self.book.on_status(account, connected, now))
         self._release()
+
+    def take_over(self, now: float) -> int:
+        """This replica became the leader: plan the leader-only actions a follower set
+        aside that are still wanted (riskwatch/ha/gate.py); return how many intents."""
+        if self.gate is None:
+            return 0
+        intents = self.gate.take_over(now)
+        for intent in intents:
+            log.warning(
+                "leader: taking over %s of rule %s on %s",
+                ", ".join(a.kind for a in intent.actions),
+                intent.rule,
+                intent.account,
+                extra={"account": intent.account, "rule": intent.rule, "role": "leader"},
+            )
+            self.handle_intent(intent, now)
+        return len(intents)
 
     def tick(self, now: float) -> None:
         """Timeouts, backoffs and queued sends; call a few times a second."""

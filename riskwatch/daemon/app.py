@@ -43,6 +43,9 @@ from riskwatch.daemon.rulestate import DailySaver, init_alert_series, restore_ru
 from riskwatch.daemon.storage import StateHealth
 from riskwatch.daemon.ticks import TickLoop
 from riskwatch.daemon.views import Views
+from riskwatch.ha.base import HaMetrics, LeaseLeadership
+from riskwatch.ha.factory import build_leadership
+from riskwatch.ha.gate import LeaderGate
 from riskwatch.metrics import AlertStateCollector, Metrics, Registry, SnapshotCollector
 from riskwatch.notify.deliver import DeliveryPolicy
 from riskwatch.notify.inhibit import InhibitPolicy
@@ -125,6 +128,14 @@ class Daemon:
             warn_free_mb=config.state.warn_free_mb,
             probe=self.daily.save_all if self.daily is not None else None,
         )
+        # High availability (riskwatch/ha/): the leader lease decides who sends what must
+        # happen once; without an ``ha:`` backend this process is the only one.
+        self.leadership = build_leadership(config.ha, HaMetrics(self.registry))
+        self.gate = LeaderGate(self.leadership.is_leader) if config.ha.backend != "none" else None
+        send = self._send_frame if self.gate is None else self.gate.sender(self._send_frame)
+        if self.gate is not None:
+            self.notifier.gate = self.leadership.is_leader
+            self.leadership.listeners.append(self._on_leadership)
         # Protective actions: planned per trip, audited before sending, confirmed from
         # the exchange's replies and pulses (actions/executor.py).
         self.executor = ActionExecutor(
@@ -134,10 +145,11 @@ class Daemon:
             clock=self.clock,
             snapshot_of=lambda name: self.accounts[name].core.snapshot,
             is_stale=lambda name, t: self.accounts[name].core.is_stale(t),
-            send=lambda account, frame: self.connections.send_frame(account, frame),
+            send=send,
             outcomes=self.writer,
             on_store_error=self.health.error,
         )
+        self.executor.gate = self.gate
         self.executor.listeners.append(self._on_action_event)
         # The executor first: a protective action never waits behind notification work.
         self.decisions = Decisions(self.executor, self.metrics, self.writer, self.daily)
@@ -170,6 +182,7 @@ class Daemon:
             store,
             market_data=lambda: self.connections.mds,
             last_reload=lambda: self.reloader.last,
+            leadership=self.leadership,
         )
         self.views.health = self.health
         self.registry.register(SnapshotCollector(self.views.scrape))
@@ -250,6 +263,14 @@ class Daemon:
         """``/readyz`` (:meth:`riskwatch.daemon.views.Views.readiness`)."""
         return self.views.readiness()
 
+    def _send_frame(self, account: str, frame: str) -> float:
+        return self.connections.send_frame(account, frame)
+
+    def _on_leadership(self, leader: bool) -> None:
+        """Became leader: take over the leader-only actions a follower set aside."""
+        if leader:
+            self.executor.take_over(self.clock.now())
+
     def _count_denied(self, reason: str) -> None:
         self.metrics.unauthorized.labels(reason).inc()
 
@@ -296,6 +317,17 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self.refdata.run(self._stopped), name="refdata"))
         self._tasks.append(asyncio.create_task(self.reloader.watch(), name="config-watch"))
         self._tasks.append(asyncio.create_task(self.executor.run(), name="actions"))
+        if isinstance(self.leadership, LeaseLeadership):
+            log.info(
+                "ha: %s lease of %gs as %s",
+                self.leadership.backend,
+                self.leadership.lease_seconds,
+                self.leadership.identity,
+            )
+            self._tasks.append(asyncio.create_task(self.leadership.run(), name="ha-lease"))
+            self._tasks.append(
+                asyncio.create_task(self.leadership.watch_expiry(), name="ha-lease-expiry")
+            )
         if self.retention is not None:
             purge = self.retention.run(self._stopped)
             self._tasks.append(asyncio.create_task(purge, name="retention-purge"))
@@ -306,6 +338,8 @@ class Daemon:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        # The lease first: the other replica takes over while this one shuts down.
+        await self.leadership.close()
         await self.connections.stop()
         for task in self._tasks:
             task.cancel()

@@ -17,6 +17,7 @@ from riskwatch.clock import Clock
 from riskwatch.daemon.accounts import AccountRuntime
 from riskwatch.daemon.live import LiveConfig
 from riskwatch.daemon.storage import StateHealth
+from riskwatch.ha.base import Leadership, Standalone
 from riskwatch.metrics import AlertGauges, Scrape, ScrapedAccount
 from riskwatch.notify.notice import alert_labels
 from riskwatch.notify.service import NotifyService
@@ -40,6 +41,7 @@ class Views:
         store: Store | None,
         market_data: Callable[[], MarketDataConnection | None],
         last_reload: Callable[[], dict[str, Any] | None],
+        leadership: Leadership | None = None,
     ) -> None:
         self._live = live
         self._accounts = accounts
@@ -51,6 +53,7 @@ class Views:
         """The state database's health (daemon/storage.py): failing writes make it unready."""
         self._market_data = market_data
         self._last_reload = last_reload
+        self._leadership = leadership or Standalone()
 
     def now(self) -> float:
         """The daemon's clock."""
@@ -141,6 +144,7 @@ class Views:
             "mode": ex.mode,
             "kill_switch": ex.kill_switch,
             "armed": ex.armed,
+            "ha": self._leadership.status(),
             "actions": {**ex.status(), "recent": ex.recent(10)},
             "exchange": {
                 "url": exchange.url,

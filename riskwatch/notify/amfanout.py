@@ -56,12 +56,10 @@ class AlertmanagerFanout:
         clock: Clock,
         external_url: str | None = None,
         on_result: FanoutListener | None = None,
-        may_post: Callable[[], bool] | None = None,
     ) -> None:
         self.clock = clock
         self.external_url = external_url
         self.on_result = on_result
-        self.may_post = may_post
         self.targets: dict[Secret, _Target] = {}
         self.routes: tuple[Route, ...] = ()
         self._started = False
@@ -75,7 +73,7 @@ class AlertmanagerFanout:
             if self.on_result is not None:
                 self.on_result(route, target.display, posting, result, detail)
 
-        sender = AlertmanagerSender(target, book, self.clock, report, self.may_post)
+        sender = AlertmanagerSender(target, book, self.clock, report)
         if self._started:
             sender.start()
         return _Target(route, sender)

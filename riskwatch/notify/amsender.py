@@ -33,8 +33,7 @@ PostingListener = Callable[[Posting, str, str | None], None]
 
 
 class AlertmanagerSender:
-    """The posting task of one target. ``may_post()`` False holds every post (a follower
-    replica in a highly available deployment keeps its book but says nothing)."""
+    """The posting task of one target (every replica posts: Alertmanager deduplicates)."""
 
     def __init__(
         self,
@@ -42,13 +41,11 @@ class AlertmanagerSender:
         book: AlertmanagerBook,
         clock: Clock,
         on_result: PostingListener | None = None,
-        may_post: Callable[[], bool] | None = None,
     ) -> None:
         self.target = target
         self.book = book
         self.clock = clock
         self.on_result = on_result
-        self.may_post = may_post
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -85,8 +82,6 @@ class AlertmanagerSender:
             now = self.clock.now()
             due = self.book.next_due()
             wait = self.target.resend if due is None else max(0.0, due - now)
-            if self.may_post is not None and not self.may_post():
-                wait = min(1.0, self.target.resend)  # look again soon: leadership may come
             if self._backoff:
                 wait = max(wait, self._backoff)
             self._wake.clear()
@@ -106,8 +101,6 @@ class AlertmanagerSender:
 
     async def post_due(self) -> bool:
         """Post what is due now; True when there was nothing to do or the post succeeded."""
-        if self.may_post is not None and not self.may_post():
-            return True
         posting = self.book.due(self.clock.now())
         if posting is None:
             return True

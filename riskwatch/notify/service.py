@@ -111,7 +111,6 @@ class NotifyService:
             clock=self.clock,
             external_url=external_url,
             on_result=self._on_am_result,
-            may_post=self._may_notify,
         )
         self.dispatcher = Dispatcher(
             split_targets(self.routes),
@@ -140,7 +139,9 @@ class NotifyService:
         self.gate: Callable[[], bool] | None = None
 
     def _may_notify(self) -> bool:
-        """Whether this process speaks: False on a follower replica (riskwatch/ha/)."""
+        """Whether this process speaks through its own channels: False on a follower
+        replica (riskwatch/ha/). Alertmanager targets are posted by every replica:
+        Alertmanager deduplicates them, so a failover loses nothing there."""
         return self.gate is None or self.gate()
 
     # -- input (called on the evaluation path: O(1), never awaits) ------------------
@@ -322,7 +323,7 @@ class NotifyService:
     async def _run(self) -> None:
         while True:
             now = self.clock.now()
-            due = self.dispatcher.next_due(now)
+            due = self.dispatcher.next_due(now) if self._may_notify() else None
             wait = self.tick if due is None else max(0.0, min(self.tick, due - now))
             with contextlib.suppress(TimeoutError):
                 item = await asyncio.wait_for(self._queue.get(), wait)
@@ -362,11 +363,14 @@ class NotifyService:
             if self._queue.empty():
                 break
             self._take(self._queue.get_nowait())
+        if not self._may_notify():
+            # A follower keeps the alerts but decides nothing: what is due when it
+            # becomes the leader goes out then (a page the old leader had not sent yet is
+            # not lost; one it had sent may be repeated once, docs/high-availability.md).
+            return
         outgoing, muted = self.dispatcher.flush(self.clock.now())
         for m in muted:
             self._on_muted(m)
-        if not self._may_notify():
-            return  # a follower decides as the leader does, and stays silent
         for out in outgoing:
             self.deliverer.submit(out)
 

@@ -176,8 +176,18 @@ def _banner(state: Mapping[str, Any], alerts: Sequence[Mapping[str, Any]]) -> di
         cls, head, text = "armed", "ARMED", "protective actions are sent to the exchange"
     else:
         cls, head, text = "dry", "DRY-RUN", "actions are logged and notified, never sent"
+    ha = state.get("ha") or {}
+    role = str(ha.get("role", "standalone"))
+    if role == "leader":
+        text += f"; replica LEADER ({ha.get('backend')} lease)"
+    elif role == "follower":
+        text += (
+            f"; replica FOLLOWER ({ha.get('backend')} lease): sends close_position and "
+            "cancel_all_orders only, the leader sends the rest and notifies"
+        )
     live = [a for a in alerts if not a.get("shadow")]
     return {
+        "role": role,
         "cls": cls,
         "head": head,
         "text": text,
