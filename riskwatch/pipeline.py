@@ -87,6 +87,11 @@ class HandleResult:
     deferred: bool = False
 
 
+_DEFERRED: Final = HandleResult(changed=True, deferred=True)
+_DEFERRED_UNCHANGED: Final = HandleResult(deferred=True)
+"""The results of a deferred position frame without flags (the common frame), built once."""
+
+
 def trigger_of(events: Sequence[Event]) -> Trigger:
     """The evaluation trigger for a frame's events: a pulse wins over orders over marks."""
     kinds = 0
@@ -174,12 +179,13 @@ class AccountCore:
         changed = snapshot is not start
         if not changed and not (closes and self._dirty is not None):
             return HandleResult(flags=tuple(flags), deferred=self._dirty is not None)
-        trigger = trigger_of(events)
         if not closes:
             if not self._eager:
                 # Position-only frame: the pulse's balance frame follows in the same burst.
                 if self._dirty is None:
-                    self._dirty = trigger
+                    self._dirty = trigger_of(events)
+                if not flags:
+                    return _DEFERRED if changed else _DEFERRED_UNCHANGED
                 return HandleResult(flags=tuple(flags), changed=changed, deferred=True)
             self._last_position_at = now
         elif (
@@ -190,6 +196,7 @@ class AccountCore:
             # A balance closed a burst of (eagerly evaluated) positions: defer again.
             self._unterminated = 0
             self._eager = False
+        trigger = trigger_of(events)
         if self._dirty is not None:
             if any(isinstance(ev, BalanceUpdate) for ev in events):
                 self._unterminated = 0

@@ -257,6 +257,10 @@ class RulesState:
         self._view: tuple[Alert, ...] = ()
         self._view_dirty = False
         self._symbols: tuple[str, ...] = ()
+        # symbol → inputs of its row when every position rule was inactive and not
+        # holding there; valid while the shared inputs are equal (see _positions).
+        self._settled: dict[str, object] = {}
+        self._settled_shared: object = None
         self._bound: dict[str, WindowSource] = {}
         self.changes = 0
         """Counts the changes of what :meth:`gauge_rows` shows (transitions, rebinds):
@@ -294,6 +298,7 @@ class RulesState:
             frozenset(w.name for r in rules.position_rules for w in r.windows) - _POSITION_ONLY
         )
         self._bound = {}
+        self._settled.clear()  # the rules changed: every symbol is evaluated again
         self.alerts.setdefault(DATA_STALE_RULE, {})
         # The alert view holds only rules that exist now (and DataStale).
         self._active = {
@@ -680,7 +685,29 @@ def _positions(
     owed = state.owed
     step = lifecycle.step
     loop = state._position_loop
+    # Symbols whose inputs did not move are skipped (module docstring, "Cost"): only
+    # without windows (whose values move with time) and for rows whose rules were all
+    # inactive and not holding at their last evaluation.
+    inputs_of = getattr(positions, "inputs", None) if not (use_windows or push_rows) else None
+    settled = state._settled
+    if inputs_of is not None:
+        shared = (
+            getattr(positions, "shared_inputs", None),
+            tuple(extra.values()) if extra is not None else (),
+        )
+        if shared != state._settled_shared:
+            settled.clear()
+            state._settled_shared = shared
+    elif settled:
+        settled.clear()
+        state._settled_shared = None
     for sym in symbols:
+        key = None
+        if inputs_of is not None:
+            key = inputs_of(sym)
+            if settled.get(sym) == key:
+                continue
+        quiet = True
         row = positions[sym]
         env: Mapping[str, float | None] = {**row, **extra} if extra is not None else row
         if push_rows:
@@ -697,6 +724,7 @@ def _positions(
                     continue
             else:
                 st = states.get(sym) or INACTIVE
+            quiet = False
             clear = entry.clear
             clears = clear(env, src, now) if clear is not None and st.state is _FIRING else None
             new, tr = step(st, holds, clears, now, entry.params)
@@ -705,6 +733,11 @@ def _positions(
                 run.transition(entry, sym, new, tr, env, src)
             elif owed and holds is True:
                 _pay_owed(run, entry, sym, new)
+        if key is not None:
+            if quiet:
+                settled[sym] = key
+            else:
+                settled.pop(sym, None)
 
 
 def _acts(rules: RuleSet, name: str) -> bool:
@@ -741,6 +774,7 @@ def _settle_vanished(run: _Run, gone: set[str]) -> None:
     for sym in gone:
         state.windows.drop(sym)
         state._bound.pop(sym, None)
+        state._settled.pop(sym, None)
 
 
 def _tick_all(run: _Run) -> None:

@@ -421,7 +421,66 @@ def _observe(s: AccountSnapshot, ev: PositionUpdate | MarkPrice, price: float) -
     return ReduceResult(_apply(s, ev, price), None)
 
 
+def _same_pulse(a: PositionUpdate, b: PositionUpdate) -> bool:
+    """True when ``b`` carries the figures of ``a`` (receive time aside)."""
+    return (
+        a.position == b.position
+        and a.average_price == b.average_price
+        and a.unrealised_pnl == b.unrealised_pnl
+        and a.realised_pnl == b.realised_pnl
+        and a.net_funding == b.net_funding
+        and a.margin_alloc == b.margin_alloc
+        and a.open_orders == b.open_orders
+        and a.open_quantity == b.open_quantity
+        and a.leverage == b.leverage
+        and a.initial_margin_rate == b.initial_margin_rate
+        and a.maintenance_margin_rate == b.maintenance_margin_rate
+    )
+
+
+def _repeat_position(s: AccountSnapshot, old: PositionState, ev: PositionUpdate) -> AccountSnapshot:
+    """A pulse with the figures of the symbol's last one, marked by that pulse: the
+    same checks pass, the same mark holds (no jump), the figures and totals stay; only
+    the pulse (its receive time) and the mark's time move. A third of :func:`_observe`."""
+    sym = ev.symbol
+    marks = dict(s.marks)
+    marks[sym] = Mark(old.mark, "pulse", ev.received_at)  # type: ignore[arg-type]
+    positions = dict(s.positions)
+    positions[sym] = PositionState(ev, *old[1:])
+    return AccountSnapshot(
+        s.account,
+        s.balance,
+        positions,
+        marks,
+        s.open_orders,
+        s.order_delta,
+        s.unconfirmed,
+        s.totals,
+        s.anchor_unrealised_pnl,
+        s.anchor_initial_margin,
+        s.equity_drift,
+        ev.received_at,
+        s.last_balance_at,
+        s.last_mark_at,
+        s.flagged,
+    )
+
+
 def _on_position(s: AccountSnapshot, ev: PositionUpdate) -> ReduceResult:
+    sym = ev.symbol
+    old = s.positions.get(sym)
+    if (
+        old is not None
+        and not old.marked_by_mds
+        and old.mark is not None
+        and ev.position != 0
+        and sym not in s.unconfirmed
+        and sym not in s.order_delta
+        and _same_pulse(old.pulse, ev)
+    ):
+        mark = s.marks.get(sym)
+        if mark is not None and mark.source == "pulse" and mark.price == old.mark:
+            return ReduceResult(_repeat_position(s, old, ev), None)
     reason = check_position(ev)
     if reason is not None:
         return _flag(s, reason)

@@ -192,6 +192,40 @@ class PositionRows(Mapping[str, Row]):
             self._symbols = symbols
         return symbols
 
+    @property
+    def shared_inputs(self) -> tuple[float | None, float]:
+        """What every row depends on besides its own inputs: equity and the account's
+        maintenance requirement."""
+        return (self._equity, self._maintenance)
+
+    def inputs(self, symbol: str) -> tuple[object, ...]:
+        """Everything the row of ``symbol`` is computed from besides
+        :attr:`shared_inputs`: two equal answers (with equal shared inputs) mean equal
+        rows, without building them (the rule engine skips such a symbol)."""
+        snap = self._snapshot
+        st = snap.positions.get(symbol)
+        mark = snap.marks.get(symbol)
+        price = mark.price if mark is not None else None
+        delta = snap.order_delta.get(symbol)
+        if st is None:
+            return (None, price, delta)
+        p = st.pulse
+        return (
+            p.position,
+            p.average_price,
+            p.leverage,
+            p.margin_alloc,
+            p.open_orders,
+            p.open_quantity,
+            p.maintenance_margin_rate,
+            st.notional,
+            st.unrealised_pnl,
+            st.initial_margin,
+            st.maintenance_margin,
+            price,
+            delta,
+        )
+
     def __contains__(self, symbol: object) -> bool:
         return symbol in self._keys()
 
