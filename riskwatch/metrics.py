@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, Generic, Literal, NamedTuple, TypeVar, get_args
 
 from prometheus_client import (
@@ -611,6 +611,9 @@ _POSITION_GAUGES: Final[tuple[tuple[str, str, str], ...]] = (
 )
 
 
+_ACCOUNT_METRICS: Final = tuple(PREFIX + name for name, _, _ in _ACCOUNT_GAUGES)
+_POSITION_METRICS: Final = tuple(PREFIX + name for name, _, _ in _POSITION_GAUGES)
+
 _AGE_HELP: Final = "Seconds since the last position or balance pulse."
 _CONNECTED_HELP: Final = "1 when connected and authenticated, else 0."
 
@@ -626,6 +629,9 @@ class SnapshotCollector:
     def __init__(self, provider: ViewProvider) -> None:
         self._provider = provider
         self._account_labels: dict[str, str] = {}
+        # account → (its gauge values, their lines); (its rows' inputs, their lines)
+        self._account_cache: dict[str, tuple[tuple[float | None, ...], tuple[str, ...]]] = {}
+        self._position_cache: dict[str, tuple[object, tuple[str, ...], int]] = {}
 
     def _account_label(self, account: str) -> str:
         """``{account="…"}`` of ``account``, escaped once and kept (accounts are few)."""
@@ -637,82 +643,117 @@ class SnapshotCollector:
             self._account_labels[account] = text
         return text
 
+    def _account_texts(self, account: str, labels: str, figures: Figures) -> tuple[str, ...]:
+        """The account's line of each account gauge ("" where the figure is unknown),
+        rendered again only when one of the values moved since the last scrape."""
+        values = tuple(figures.account.get(key) for _, _, key in _ACCOUNT_GAUGES)
+        cached = self._account_cache.get(account)
+        if cached is not None and cached[0] == values:
+            return cached[1]
+        fmt = format_value
+        texts = tuple(
+            "" if value is None else metric + labels + fmt(value) + "\n"
+            for metric, value in zip(_ACCOUNT_METRICS, values, strict=True)
+        )
+        self._account_cache[account] = (values, texts)
+        return texts
+
+    def _position_texts(self, account: str, figures: Figures) -> tuple[tuple[str, ...], int, bool]:
+        """The account's lines of each position gauge (non-flat positions only), how
+        many per family (at most), and whether they were rendered now: they are kept
+        while every row's inputs
+        (``derived.PositionRows.inputs``) are unchanged, so rows are not even built."""
+        rows = figures.positions
+        inputs = getattr(rows, "inputs", None)
+        key: object = None
+        if inputs is not None:
+            key = (getattr(rows, "shared_inputs", None), tuple(inputs(sym) for sym in rows))
+            cached = self._position_cache.get(account)
+            if cached is not None and cached[0] == key:
+                return cached[1], cached[2], False
+        fmt = format_value
+        prefix = '{account="' + escape_label_value(account) + '",symbol="'
+        parts: list[list[str]] = [[] for _ in _POSITION_GAUGES]
+        for symbol, row in rows.items():
+            if not row.get("position"):
+                continue  # flat (or unknown size): its series vanish
+            tail = prefix + escape_label_value(symbol) + '"} '
+            for lines, metric, (_, _, name) in zip(
+                parts, _POSITION_METRICS, _POSITION_GAUGES, strict=True
+            ):
+                value = row.get(name)
+                if value is not None:
+                    lines.append(metric + tail + fmt(value) + "\n")
+        texts = tuple("".join(lines) for lines in parts)
+        count = max((len(lines) for lines in parts), default=0)
+        if key is not None:
+            self._position_cache[account] = (key, texts, count)
+        return texts, count, True
+
     def render_chunks(self) -> Iterator[str]:
         """The gauges as text-format lines, from one call of the provider (so one
-        scrape shows one consistent set of views), about :data:`CHUNK_LINES` per piece
-        (a piece may be empty: work was done, the caller may yield to its loop).
+        scrape shows one consistent set of views), in pieces of bounded work (a piece
+        may be empty: work was done, the caller may yield to its loop).
 
+        Each account's lines are kept between scrapes and rendered again only when its
+        figures moved (:meth:`_account_texts`, :meth:`_position_texts`): a scrape of
+        accounts whose positions did not move costs a few µs per account.
         Same families, order, names, HELP and export rules as :meth:`collect`.
         """
         now, views = self._provider()
         fmt = format_value
         label_of = self._account_label
-        rows = [(v, label_of(v.account), v.figures) for v in views]
-        lines: list[str] = []
-        for name, help_text, key in _ACCOUNT_GAUGES:
-            metric = PREFIX + name
-            lines.append(_header(metric, help_text, "gauge"))
-            for _, labels, figures in rows:
-                if figures is None:
-                    continue
-                value = figures.account.get(key)
-                if value is not None:
-                    lines.append(metric + labels + fmt(value) + "\n")
-                    if len(lines) >= CHUNK_LINES:
-                        yield "".join(lines)
-                        lines = []
-        metric = PREFIX + "data_age_seconds"
-        lines.append(_header(metric, _AGE_HELP, "gauge"))
-        for _, labels, figures in rows:
-            if figures is not None and figures.last_pulse_at is not None:
-                age = max(0.0, now - figures.last_pulse_at)
-                lines.append(metric + labels + fmt(age) + "\n")
-                if len(lines) >= CHUNK_LINES:
-                    yield "".join(lines)
-                    lines = []
-        metric = PREFIX + "connected"
-        lines.append(_header(metric, _CONNECTED_HELP, "gauge"))
-        for view, labels, _ in rows:
-            lines.append(metric + labels + ("1.0\n" if view.connected else "0.0\n"))
-            if len(lines) >= CHUNK_LINES:
-                yield "".join(lines)
-                lines = []
-        yield "".join(lines)
-        lines = []
-        # The position rows (built lazily by derived.PositionRows: the costly part),
-        # a few accounts per piece; then one pass per family over them (the text
-        # format wants each family's lines together).
-        positions: list[tuple[str, list[tuple[str, Mapping[str, float | None]]]]] = []
-        built = 0
-        for view, _, figures in rows:
+        accounts: list[tuple[str, ...]] = []
+        positions: list[tuple[str, ...]] = []
+        position_lines: list[int] = []  # lines per position family, per account
+        ages: list[str] = []
+        links: list[str] = []
+        age_metric = PREFIX + "data_age_seconds"
+        connected_metric = PREFIX + "connected"
+        work = 0
+        for view in views:
+            labels = label_of(view.account)
+            links.append(connected_metric + labels + ("1.0\n" if view.connected else "0.0\n"))
+            figures = view.figures
             if figures is None:
                 continue
-            symbols: list[tuple[str, Mapping[str, float | None]]] = [
-                (escape_label_value(symbol) + '"} ', row)
-                for symbol, row in figures.positions.items()
-                if row.get("position")  # flat (or unknown size): its series vanish
-            ]
-            positions.append(
-                ('{account="' + escape_label_value(view.account) + '",symbol="', symbols)
-            )
-            built += len(symbols) + 1
-            if built >= CHUNK_LINES // 4:
+            if figures.last_pulse_at is not None:
+                ages.append(age_metric + labels + fmt(max(0.0, now - figures.last_pulse_at)) + "\n")
+            accounts.append(self._account_texts(view.account, labels, figures))
+            texts, lines, rendered = self._position_texts(view.account, figures)
+            positions.append(texts)
+            position_lines.append(lines)
+            work += 25 if rendered else 1
+            if work >= CHUNK_LINES // 2:
                 yield ""
-                built = 0
-        for name, help_text, key in _POSITION_GAUGES:
-            metric = PREFIX + name
-            lines.append(_header(metric, help_text, "gauge"))
-            for prefix, symbols in positions:
-                head = metric + prefix
-                for tail, row in symbols:
-                    value = row.get(key)
-                    if value is not None:
-                        lines.append(head + tail + fmt(value) + "\n")
-                if len(lines) >= CHUNK_LINES:
-                    yield "".join(lines)
-                    lines = []
-        if lines:
-            yield "".join(lines)
+                work = 0
+        if len(self._account_cache) > len(views):  # accounts removed by a reload
+            keep = {view.account for view in views}
+            self._account_cache = {a: c for a, c in self._account_cache.items() if a in keep}
+            self._position_cache = {a: c for a, c in self._position_cache.items() if a in keep}
+        step = CHUNK_LINES
+        for i, (name, help_text, _) in enumerate(_ACCOUNT_GAUGES):
+            yield _header(PREFIX + name, help_text, "gauge")
+            for k in range(0, len(accounts), step):
+                yield "".join(t[i] for t in accounts[k : k + step])
+        yield _header(age_metric, _AGE_HELP, "gauge")
+        for k in range(0, len(ages), step):
+            yield "".join(ages[k : k + step])
+        yield _header(connected_metric, _CONNECTED_HELP, "gauge")
+        for k in range(0, len(links), step):
+            yield "".join(links[k : k + step])
+        for i, (name, help_text, _) in enumerate(_POSITION_GAUGES):
+            yield _header(PREFIX + name, help_text, "gauge")
+            piece: list[str] = []
+            count = 0
+            for texts, lines in zip(positions, position_lines, strict=True):
+                piece.append(texts[i])
+                count += lines
+                if count >= step:
+                    yield "".join(piece)
+                    piece, count = [], 0
+            if piece:
+                yield "".join(piece)
 
     def describe(self) -> Iterable[Metric]:
         """Return the families with no samples (lets the registry check names cheaply)."""

@@ -20,6 +20,8 @@ from riskwatch.metrics import (
     exposition_chunks,
     format_value,
 )
+from riskwatch.model import BalanceUpdate, PositionUpdate
+from riskwatch.pipeline import AccountCore
 from riskwatch.state.derived import Figures
 
 
@@ -114,3 +116,81 @@ def test_labelled_counter_refuses_to_go_down() -> None:
     else:
         raise AssertionError("negative inc accepted")
     assert series.value == 2.0
+
+
+def _pulse(core: AccountCore, qtys: dict[str, float], at: float) -> None:
+    for symbol, qty in qtys.items():
+        core.handle(
+            [
+                PositionUpdate(
+                    symbol=symbol,
+                    position=qty,
+                    average_price=100.0,
+                    unrealised_pnl=0.0,
+                    realised_pnl=0.0,
+                    net_funding=0.0,
+                    margin_alloc=0.0,
+                    open_orders=0,
+                    open_quantity=0.0,
+                    leverage=10.0,
+                    initial_margin_rate=0.1,
+                    maintenance_margin_rate=0.05,
+                    received_at=at,
+                )
+            ],
+            at,
+        )
+    core.handle(
+        [
+            BalanceUpdate(
+                deposit=10_000.0,
+                realised_pnl=0.0,
+                unrealised_pnl=0.0,
+                net_funding=0.0,
+                order_margin=0.0,
+                position_margin=0.0,
+                available_balance=10_000.0,
+                fees=None,
+                referral_rewards=None,
+                received_at=at,
+            )
+        ],
+        at,
+    )
+
+
+def test_lines_kept_between_scrapes_follow_the_figures() -> None:
+    """An account's lines are reused while its figures stand still and rendered again
+    as soon as one moves; every scrape has the library's series."""
+    core = AccountCore("a", stale_after=60.0)
+    registry = Registry()
+    Metrics(registry)
+    now = [10.0]
+    registry.register(
+        SnapshotCollector(
+            lambda: Scrape(now[0], [ScrapedAccount("a", True, core.figures_at(now[0]))])
+        )
+    )
+
+    def scrape() -> str:
+        body = b"".join(exposition_chunks(registry)).decode()
+        assert samples(body) == samples(generate_latest(registry).decode())
+        return body
+
+    _pulse(core, {"A-USD": 10.0, "B-USD": 0.0, "C-USD": -5.0}, 10.0)
+    first = scrape()
+    assert 'riskwatch_position_size{account="a",symbol="A-USD"} 10.0' in first
+    assert 'symbol="B-USD"' not in first  # flat: no series
+    now[0] = 11.0
+    _pulse(core, {"A-USD": 10.0, "B-USD": 0.0, "C-USD": -5.0}, 11.0)
+    second = scrape()  # equity drift is known from the second balance on
+    assert second == first.replace(
+        "# HELP riskwatch_data_age",
+        ('riskwatch_equity_drift_usd{account="a"} 0.0\n# HELP riskwatch_data_age'),
+    )
+    now[0] = 12.0
+    _pulse(core, {"A-USD": 12.0, "B-USD": 3.0, "C-USD": -5.0}, 12.0)
+    moved = scrape()
+    assert 'riskwatch_position_size{account="a",symbol="A-USD"} 12.0' in moved
+    assert 'riskwatch_position_size{account="a",symbol="B-USD"} 3.0' in moved
+    assert 'riskwatch_gross_notional_usd{account="a"} 2000.0' in moved
