@@ -44,7 +44,14 @@ Semantics, decided here:
 
 Cost: about one closure call per (rule, symbol), no allocation for an inactive alert
 whose condition does not hold, one small dict per symbol when position rules read
-account names. See ``bench/bench_rules.py``.
+account names. See ``bench/bench_rules.py``. A symbol is skipped altogether, its row
+not even built, when the figures say what its row is computed from
+(``PositionRows.inputs`` and ``shared_inputs``, plus the account names position rules
+read) and all that equals its last evaluation, at which every position rule was
+inactive and did not hold: the expressions are pure functions of those values, so
+they would not hold again. Position rules with windows (whose values move with time)
+turn the skip off. ``tests/unit/rules/test_engine_skip.py`` checks that decisions are
+those of a full evaluation.
 """
 
 from __future__ import annotations
