@@ -129,7 +129,8 @@ def test_the_configmap_config_loads_with_the_mounts_of_the_pod(tmp_path: Path) -
 
     state_dir = str(Path(config.state.path).parent)
     claims = {c["metadata"]["name"] for c in sts["spec"]["volumeClaimTemplates"]}
-    assert mounts["state"] == state_dir and "state" in claims
+    assert mounts["state"] == state_dir
+    assert "state" in claims
     assert config.http.port == container["ports"][0]["containerPort"]
     assert load_rule_files(list(config.rules.files)).rules
     names = [a.name for a in config.accounts]
