@@ -54,7 +54,7 @@ from __future__ import annotations
 import enum
 import json
 from collections import OrderedDict
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -75,6 +75,8 @@ from riskwatch.model import (
 )
 from riskwatch.qfex import commands
 from riskwatch.qfex.session import normalised_request
+from riskwatch.refdata.model import Refdata
+from riskwatch.refdata.sizing import twap_working
 from riskwatch.rules.engine import ActionIntent
 from riskwatch.state.account import AccountSnapshot
 from riskwatch.store import ActionRecord
@@ -299,6 +301,8 @@ class ActionBook:
     ) -> None:
         self.config = config
         self.view = view
+        self.refdata_of: Callable[[], Refdata | None] = lambda: None
+        """Current reference data for planning (lots, minimum quantities, leverage levels)."""
         self.reply_timeout = reply_timeout
         self.confirm_timeout = confirm_timeout
         self.backoff_initial = backoff_initial
@@ -426,6 +430,7 @@ class ActionBook:
             used=window.count(now - HOUR, dry_runs=not self.armed),
             max_per_hour=self.config.max_per_account_per_hour,
             recorded=_Recorded(key, recorded, self._taken),
+            refdata=self.refdata_of(),
         )
         for refusal in plan.refusals:
             self._refuse(refusal, now, out)
@@ -792,7 +797,14 @@ class ActionBook:
         cid = payload.get("client_twap_id")
         for f in list(flights.values()):
             if f.cmd.action == "reduce_position" and cid and f.cmd.client_order_id == cid:
-                self._confirm(f, now, f"TWAP {payload.get('twap_id', '')} accepted", out)
+                twap_id, status = payload.get("twap_id", ""), str(payload.get("status", ""))
+                if twap_working(status):
+                    self._confirm(f, now, f"TWAP {twap_id} accepted ({status})", out)
+                else:
+                    # docs/protocol.md §5.5: only a status that says the TWAP works confirms.
+                    f.reject_code = status or "NO_STATUS"
+                    detail = f"TWAP {twap_id} status {status!r} does not say it is working"
+                    self._fail(f, now, model.REJECTED, detail, out)
                 return
 
     # --- time -----------------------------------------------------------------------

@@ -38,11 +38,14 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Container, Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from riskwatch.actions import model
 from riskwatch.actions.model import Plan, PlannedCommand, Refusal
 from riskwatch.qfex import commands
+from riskwatch.refdata.model import Refdata, SymbolRef
+from riskwatch.refdata.sizing import size_reduction, snap_leverage
 from riskwatch.rules.engine import ActionIntent
 from riskwatch.rules.model import Action
 from riskwatch.state.account import AccountSnapshot
@@ -202,19 +205,16 @@ def retry_of(cmd: PlannedCommand) -> PlannedCommand:
 
 
 def _twap_params(
-    fraction: float, over: float, size: float, min_quantity: float
+    fraction: float, over: float, size: float, ref: SymbolRef
 ) -> tuple[dict[str, Any] | None, str]:
-    """The ``add_twap`` sizing of a reduction, or None and why not (module docstring)."""
-    total = abs(size) * fraction
+    """The ``add_twap`` sizing of a reduction, or None and why not (module docstring;
+    lots and minimum quantity from reference data, docs/protocol.md §7, §11)."""
     interval_floor = commands.MIN_TWAP_INTERVAL_SECS
-    num = max(commands.MIN_TWAP_ORDERS, int(over // interval_floor))
-    while num > commands.MIN_TWAP_ORDERS and total / num < min_quantity:
-        num -= 1
-    if total / num < min_quantity:
-        return None, (
-            f"{fraction:g} of {abs(size):g} is {total:g}, under {num} slices of the "
-            f"minimum quantity {min_quantity:g}"
-        )
+    wanted = max(commands.MIN_TWAP_ORDERS, int(over // interval_floor))
+    sized = size_reduction(abs(size) * fraction, size, wanted, ref)
+    if sized.kind != "twap":
+        return None, f"{fraction:g} of {abs(size):g}: {sized.reason}"
+    total, num = sized.total_quantity, sized.num_orders
     interval = max(interval_floor, math.floor(over / num))
     return {
         "side": "SELL" if size > 0 else "BUY",
@@ -237,8 +237,12 @@ def plan(
     max_per_hour: int,
     recorded: Container[tuple[str, str | None]] = (),
     min_quantity: float = DEFAULT_MIN_QUANTITY,
+    refdata: Refdata | None = None,
 ) -> Plan:
     """Plan every action of ``intent`` (see the module docstring for each rule).
+
+    ``refdata`` gives each symbol's lot size, minimum quantity and leverage levels
+    (``min_quantity`` is the fallback minimum of a symbol it does not know).
 
     ``used``: actions the account took in the last hour (for the breaker);
     ``recorded``: ``(action, symbol)`` pairs already in the audit log for this trip.
@@ -276,7 +280,7 @@ def plan(
         guard = (model.NOT_EXCHANGE_CONFIRMED, "figures not yet confirmed by a pulse")
 
     for act in intent.actions:
-        for symbol, params, problem in _expand(act, intent, snapshot, min_quantity):
+        for symbol, params, problem in _expand(act, intent, snapshot, min_quantity, refdata):
             name = _ACTION_NAME[act.kind]
             if (name, symbol) in recorded:
                 continue
@@ -311,7 +315,11 @@ _Expanded = tuple[str | None, dict[str, Any], tuple[str, str] | None]
 
 
 def _expand(
-    act: Action, intent: ActionIntent, snapshot: AccountSnapshot, min_quantity: float
+    act: Action,
+    intent: ActionIntent,
+    snapshot: AccountSnapshot,
+    min_quantity: float,
+    refdata: Refdata | None = None,
 ) -> list[_Expanded]:
     """One action → ``(symbol, params, problem)`` per command it stands for."""
     if act.kind == "cancel_all_orders":
@@ -347,7 +355,11 @@ def _expand(
                 "QFEX rejects set_user_leverage until both are zero"
             )
             return [(symbol, params, (model.LEVERAGE_LOCKED, why))]
-        return [(symbol, params, None)]
+        levels = refdata.levels.get(symbol, ()) if refdata is not None else ()
+        snapped, why = snap_leverage(leverage, levels)
+        if snapped is None:
+            return [(symbol, params, (model.NO_LEVERAGE_LEVEL, f"{symbol}: {why}"))]
+        return [(symbol, {"leverage": snapped}, None)]
     # reduce_position
     size = _size(snapshot, symbol)
     fraction = float(act.fraction or 0.0)
@@ -355,7 +367,11 @@ def _expand(
     if abs(size) <= EPSILON:
         why = f"{symbol} is flat: nothing to reduce"
         return [(symbol, {"fraction": fraction, "over": over}, (model.NO_POSITION, why))]
-    twap, why = _twap_params(fraction, over, size, min_quantity)
+    known = refdata.symbol(symbol) if refdata is not None else None
+    ref = known or SymbolRef(symbol, min_quantity=min_quantity)
+    if ref.min_quantity is None:
+        ref = replace(ref, min_quantity=min_quantity)
+    twap, why = _twap_params(fraction, over, size, ref)
     if twap is None:
         params = {"fraction": fraction, "over": over, "position": size}
         return [(symbol, params, (model.BELOW_MIN_QUANTITY, why))]

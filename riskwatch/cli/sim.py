@@ -77,6 +77,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="report fees in the balance instead of netting them into realised PnL",
     )
     p.add_argument(
+        "--twap-status",
+        default=None,
+        metavar="STATUS",
+        help="status of every twap_response (e.g. ENGINE_STATUS, the docs' placeholder)",
+    )
+    p.add_argument(
         "--signed-jwt",
         action="store_true",
         help="JWTs are HS256 tokens with an enforced exp (connections close at expiry)",
@@ -109,6 +115,7 @@ async def _serve(args: argparse.Namespace) -> int:
         unconfirmed_channels=frozenset(args.unconfirmed_channel),
         fees_apart=args.fees_apart,
         signed_jwt=args.signed_jwt,
+        twap_status=args.twap_status,
     )
     async with sim:  # Simulator.start logs the scenario and both URLs
         await stop.wait()

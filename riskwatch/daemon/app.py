@@ -203,6 +203,7 @@ class Daemon:
         )
         for rt in self.accounts.values():
             rt.link.on_levels = self.refdata.set_levels
+        self.executor.book.refdata_of = lambda: self.refdata.refdata
         self.registry.register(RefdataCollector(self.refdata, self._held_positions))
         self.commands = Commands(
             self.live,

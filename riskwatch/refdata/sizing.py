@@ -91,7 +91,7 @@ def size_reduction(
     if left < minimum - _EPS and size > 0:
         why = (
             f"reducing {size:g} by {abs(total):g} leaves {max(left, 0.0):g}, under the minimum "
-            f"quantity {minimum:g}: closing the position instead"
+            f"quantity {minimum:g}: only close_position can do it"
         )
         return Reduction("close_position", total_quantity=size, reason=why)
     return Reduction(

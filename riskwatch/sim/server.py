@@ -52,6 +52,8 @@ Documented alternatives, each a mode (docs/simulator.md):
 - ``reserialised_echoes``: the request echoed in ``err`` and ``ack`` is the server's
   re-serialisation, as in the docs' error example (§9.1): keys in another order,
   the command's unset optional fields as ``null``, every number as a float (``10.0``).
+- ``twap_status``: every ``twap_response`` carries this status (TWAP statuses are
+  undocumented; the docs' example shows the placeholder ``"ENGINE_STATUS"``, §5.5).
 - the cadence: ``pulse_interval`` (1 s or 10 s in the docs, §4.2).
 
 REST (docs/protocol.md §11, §13): ``GET /refdata`` on ``rest_url`` answers the
@@ -187,6 +189,7 @@ class Simulator:
         signed_jwt: bool = False,
         blank_order_ids: bool = False,
         reserialised_echoes: bool = False,
+        twap_status: str | None = None,
     ) -> None:
         self.scenario = scenario
         self._secrets = dict(secrets or {})
@@ -212,6 +215,7 @@ class Simulator:
         self.reserialised_echoes = reserialised_echoes
         self.unconfirmed_channels = frozenset(unconfirmed_channels)
         self.signed_jwt = signed_jwt
+        self.twap_status = twap_status
         self.upgrades_refused: list[str] = []
         self.upgrade_headers: list[dict[str, str]] = []
         self.exchange = Exchange(scenario, seed=seed, fill_fraction=fill_fraction)
@@ -631,6 +635,9 @@ class Simulator:
                 await self._reply(conn, {key: channel})
 
     async def _reply(self, conn: _Conn, frame: dict[str, Any]) -> None:
+        twap = frame.get("twap_response")
+        if self.twap_status is not None and isinstance(twap, dict):
+            frame = {**frame, "twap_response": {**twap, "status": self.twap_status}}
         order = frame.get("order_response")
         if self.sparse_orders and isinstance(order, dict):
             body = {k: v for k, v in order.items() if k != "quantity_remaining"}

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from riskwatch import __version__
+from riskwatch.actions.model import ActionEvent
 from riskwatch.config import load_config
 from riskwatch.daemon.app import Daemon
 from riskwatch.rules.load import load_rule_files
@@ -72,12 +73,15 @@ async def running(
 ) -> AsyncIterator[tuple[Simulator, Daemon, str]]:
     """The crash scenario (paused) on a simulator with ``sim_options``, and a daemon."""
     base = load_scenario("crash")
-    symbols = tuple(dataclasses.replace(spec, market_hours=ALL_WEEK) for spec in base.symbols)
+    options = {"pulse_interval": 0.1, **(sim_options or {})}
+    overrides = dict(options.pop("symbol_refdata", {}))
+    symbols = tuple(
+        dataclasses.replace(spec, market_hours=ALL_WEEK, **overrides) for spec in base.symbols
+    )
     scenario = dataclasses.replace(base, taker_fee=taker_fee, symbols=symbols)
     secret = secret or secrets.token_hex(16)
     secret_file = tmp / "qfex_secret"
     secret_file.write_text(secret + "\n", encoding="utf-8")
-    options = {"pulse_interval": 0.1, **(sim_options or {})}
     fail_refdata = int(options.pop("fail_refdata_first", 0))
     async with Simulator(scenario, {PUBLIC_KEY: secret}, **options) as sim:
         sim.pause()
@@ -405,3 +409,82 @@ async def test_refdata_fetched_over_http_retried_and_reported(tmp_path: Path) ->
 
 def _scalar(d: Daemon, name: str, **labels: str) -> float | None:
     return d.registry.get_sample_value(name, labels)
+
+
+# --- §7, §11 protective commands fitted to reference data ---------------------------------
+
+RULE_REDUCE = """
+rules:
+  - name: LossReduce
+    scope: position
+    when: unrealised_pnl < -1000
+    severity: critical
+    latch: true
+    actions: [{{reduce_position: {{fraction: {fraction}, over: 5m}}}}]
+"""
+
+
+@asynccontextmanager
+async def refdata_trip(
+    tmp: Path, fraction: float, *, lot: float = 0.001, minimum: float = 0.001, **sim: Any
+) -> AsyncIterator[tuple[Simulator, Daemon, list[ActionEvent]]]:
+    """AAPL with the given lot size and minimum; a reduce rule; refdata fetched first."""
+    events: list[ActionEvent] = []
+
+    def listen(d: Daemon) -> None:
+        d.executor.listeners.append(events.append)
+
+    async with running(
+        tmp,
+        sim_options={"symbol_refdata": {"lot_size": lot, "min_quantity": minimum}, **sim},
+        exchange="  stale_after: 3s\n  rest_url: {rest}\n",
+        rules=RULE_REDUCE.format(fraction=fraction),
+        before_start=listen,
+    ) as (simulator, d, _):
+        await wait_for(lambda: d.refdata.fetched_at is not None)
+        await sim_mark(simulator)
+        yield simulator, d, events
+
+
+async def sim_mark(sim: Simulator) -> None:
+    await sim.set_mark(SYMBOL, 150.0)
+
+
+def _twaps(sim: Simulator) -> list[dict[str, Any]]:
+    return [
+        f.frame["params"]
+        for f in sim.received_commands(ACCOUNT)
+        if f.frame.get("type") == "add_twap"
+    ]
+
+
+async def test_twap_quantity_is_rounded_to_lots(tmp_path: Path) -> None:
+    """A third of 250 with a lot of 1 is 83.33…: the TWAP asks for 83, a whole number of
+    lots the exchange accepts, and is confirmed."""
+    async with refdata_trip(tmp_path, 0.3333, lot=1.0) as (sim, _d, events):
+        await wait_for(lambda: any(e.kind == "confirmed" for e in events))
+        (twap,) = _twaps(sim)
+        assert twap["total_quantity"] == 83.0
+        assert twap["reduce_only"] is True
+
+
+async def test_twap_below_the_symbol_minimum_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """Minimum 100 per slice: a tenth of 250 cannot be a TWAP; nothing is sent and the
+    refusal says why."""
+    async with refdata_trip(tmp_path, 0.1, minimum=100.0) as (sim, _d, events):
+        await wait_for(lambda: any(e.kind == "refused" for e in events))
+        refusal = next(e for e in events if e.kind == "refused")
+        assert refusal.code == "BELOW_MIN_QUANTITY"
+        assert "minimum quantity 100" in refusal.detail
+        await asyncio.sleep(200 * MS)
+        assert not _twaps(sim)
+
+
+async def test_twap_confirmed_only_by_a_working_status(tmp_path: Path) -> None:
+    """A twap_response whose status is the docs' placeholder does not confirm the
+    reduction: it fails with that status as the reason."""
+    async with refdata_trip(tmp_path, 0.5, twap_status="ENGINE_STATUS") as (_sim, _d, events):
+        await wait_for(lambda: any(e.kind == "failed" for e in events))
+        assert not any(e.kind == "confirmed" for e in events)
+        failed = next(e for e in events if e.kind == "failed")
+        assert "ENGINE_STATUS" in failed.detail
