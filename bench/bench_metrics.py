@@ -109,7 +109,7 @@ def render(daemon: Daemon) -> bytes:
 
 
 async def loop_lag(daemon: Daemon, scrapes: int) -> dict[str, Any]:
-    app = build_app(daemon.views, daemon.commands, daemon.registry, daemon.admin)
+    app = build_app(daemon.views, daemon.commands, daemon.registry, daemon.guard)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -218,15 +218,39 @@ class NotificationsConfig:
     delivery_attempts: int = 3
 
 
+MIN_TOKEN_LENGTH = 16
+"""Shortest admin or read token accepted (docs/http.md, "Authentication")."""
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+"""The Host names allowed by default when the listener is on a loopback address."""
+
+
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
-    """The HTTP listener; ``port`` 0 asks the OS for a free port. No token: mutations disabled."""
+    """The HTTP listener and its limits (docs/http.md).
+
+    ``port`` 0 asks the OS for a free port. No ``admin_token``: mutations disabled. A
+    ``read_token`` protects the status page and ``/api/*`` (and ``/metrics``,
+    ``/healthz``, ``/readyz`` with ``protect_metrics`` / ``protect_health``).
+    ``allowed_hosts`` empty: any Host header.
+    """
 
     listen: str = "0.0.0.0:9464"
     host: str = "0.0.0.0"  # noqa: S104 - serving /metrics to Prometheus is the point
     port: int = 9464
     admin_token: Secret | None = None
     external_url: str | None = None
+    read_token: Secret | None = None
+    protect_metrics: bool = False
+    protect_health: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    max_connections: int = 128
+    max_connections_per_client: int = 32
+    header_timeout: Duration = _10S
+    body_timeout: Duration = _10S
+    idle_timeout: Duration = _60S
+    admin_requests_per_minute: int = 60
+    failed_logins_per_minute: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,8 +330,7 @@ class Config:
             found += [s for s in (account.secret_key, account.jwt) if s is not None]
         for route in self.notifications.routes:
             found += route.urls
-        if self.http.admin_token is not None:
-            found.append(self.http.admin_token)
+        found += [t for t in (self.http.admin_token, self.http.read_token) if t is not None]
         return tuple(found)
 
 
@@ -858,7 +881,27 @@ class _Loader:
 
     def http(self, node: Node | None) -> HttpConfig:
         r, d = self.r, HttpConfig()
-        f = r.mapping(node, optional={"listen", "admin_token", "admin_token_file", "external_url"})
+        f = r.mapping(
+            node,
+            optional={
+                "listen",
+                "admin_token",
+                "admin_token_file",
+                "external_url",
+                "read_token",
+                "read_token_file",
+                "protect_metrics",
+                "protect_health",
+                "allowed_hosts",
+                "max_connections",
+                "max_connections_per_client",
+                "header_timeout",
+                "body_timeout",
+                "idle_timeout",
+                "admin_requests_per_minute",
+                "failed_logins_per_minute",
+            },
+        )
         listen, host, port = d.listen, d.host, d.port
         listen_node = f.get("listen")
         text = r.as_str(listen_node)
@@ -878,13 +921,88 @@ class _Loader:
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 r.problem(external_node, "external_url must be an http:// or https:// url")
                 external = None
+        second = Duration(1_000)
+        read_token = self._token(f, "read_token")
+        protect = {
+            key: r.as_bool(f.get(key), getattr(d, key))
+            for key in ("protect_metrics", "protect_health")
+        }
+        token_given = f.get("read_token") is not None or f.get("read_token_file") is not None
+        for key, on in protect.items():
+            node = f.get(key)
+            if on and node is not None and not token_given:
+                r.problem(node, f"{key} needs a read_token (or read_token_file)")
         return HttpConfig(
             listen=listen,
             host=host,
             port=port,
-            admin_token=self._secret(f, "admin_token", empty_is_absent=True),
+            admin_token=self._token(f, "admin_token"),
             external_url=external,
+            read_token=read_token,
+            protect_metrics=protect["protect_metrics"],
+            protect_health=protect["protect_health"],
+            allowed_hosts=self.allowed_hosts(f.get("allowed_hosts"), host),
+            max_connections=r.as_int(
+                f.get("max_connections"), d.max_connections, minimum=1, maximum=10_000
+            ),
+            max_connections_per_client=r.as_int(
+                f.get("max_connections_per_client"),
+                d.max_connections_per_client,
+                minimum=1,
+                maximum=10_000,
+            ),
+            header_timeout=r.as_duration(f.get("header_timeout"), d.header_timeout, minimum=second),
+            body_timeout=r.as_duration(f.get("body_timeout"), d.body_timeout, minimum=second),
+            idle_timeout=r.as_duration(f.get("idle_timeout"), d.idle_timeout, minimum=second),
+            admin_requests_per_minute=r.as_int(
+                f.get("admin_requests_per_minute"), d.admin_requests_per_minute, minimum=1
+            ),
+            failed_logins_per_minute=r.as_int(
+                f.get("failed_logins_per_minute"), d.failed_logins_per_minute, minimum=1
+            ),
         )
+
+    def _token(self, f: Fields, key: str) -> Secret | None:
+        """An HTTP token (``key`` or ``key_file``) of at least :data:`MIN_TOKEN_LENGTH`."""
+        token = self._secret(f, key, empty_is_absent=True)
+        if token is not None and len(token.reveal()) < MIN_TOKEN_LENGTH:
+            node = f.get(key) or f.get(f"{key}_file")
+            assert node is not None  # noqa: S101 - a token was read from one of them
+            self.r.problem(
+                node,
+                f"{key} is too short ({len(token.reveal())} characters): use at least"
+                f" {MIN_TOKEN_LENGTH}, e.g. the output of 'openssl rand -hex 24'",
+            )
+            return None
+        return token
+
+    def allowed_hosts(self, node: Node | None, listen_host: str) -> tuple[str, ...]:
+        """Host names the HTTP API answers to (docs/http.md, "DNS rebinding").
+
+        Default: the loopback names when listening on a loopback address, else any.
+        ``["*"]`` (or an empty list) allows any Host.
+        """
+        if node is None:
+            return LOOPBACK_HOSTS if _is_loopback(listen_host) else ()
+        out: list[str] = []
+        for item in self.r.as_list(node):
+            name = self.r.as_str(item)
+            if name is None:
+                continue
+            name = name.strip().lower()
+            if name == "*":
+                return ()
+            if name.startswith("[") and name.endswith("]"):
+                name = name[1:-1]
+            if not re.fullmatch(r"[a-z0-9_.:-]+", name) or (":" in name and not _is_ip(name)):
+                self.r.problem(
+                    item,
+                    f"invalid host name '{name}': write a name or an address without a port,"
+                    " e.g. riskwatch.internal or 10.0.0.5",
+                )
+                continue
+            out.append(name)
+        return tuple(out)
 
     def state(self, node: Node | None) -> StateConfig:
         r, d = self.r, StateConfig()
@@ -985,6 +1103,14 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_listen(text: str) -> tuple[str, int] | None:

@@ -138,6 +138,18 @@ EVENT_KINDS: Final[tuple[str, ...]] = get_args(EventKind)
 RETENTION_KINDS: Final = ("notification_log", "silences")
 """The ``kind`` label values of ``riskwatch_retention_purged_total``."""
 
+HTTP_REFUSALS: Final = (
+    "connection_cap",
+    "client_connection_cap",
+    "header_timeout",
+    "body_timeout",
+    "request_timeout",
+    "admin_rate",
+    "login_throttled",
+    "host",
+)
+"""The ``reason`` label values of ``riskwatch_http_refused_total`` (docs/http.md)."""
+
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text exposition format's content type (what Prometheus 2.42 parses)."""
 
@@ -394,6 +406,7 @@ class Metrics:
       (ticks, market data, trade frames, action timers) caught and survived.
     - ``recording``: ``riskwatch_recording`` 1 while ``run --record`` writes, 0 once a
       write error stopped it; ``recording_errors``: ``riskwatch_recording_errors_total``.
+    - ``http_refused``: ``riskwatch_http_refused_total{reason}`` (:data:`HTTP_REFUSALS`).
 
     The alert-state gauges (``riskwatch_alert_state``, ``riskwatch_latched``) are read
     from the rule states at scrape time by :class:`AlertStateCollector`.
@@ -477,10 +490,18 @@ class Metrics:
         )
         self.unauthorized = Counter(
             PREFIX + "http_unauthorized_total",
-            "Mutating HTTP requests refused for a missing or wrong admin token.",
+            "HTTP requests refused for a missing or wrong admin or read token.",
             ["reason"],
             registry=registry,
         )
+        self.http_refused = Counter(
+            PREFIX + "http_refused_total",
+            "HTTP connections and requests refused by a limit of the HTTP surface (docs/http.md).",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in HTTP_REFUSALS:
+            self.http_refused.labels(reason)
         self.retention_purged = Counter(
             PREFIX + "retention_purged_total",
             "Rows deleted from the state database by the retention purge, by kind.",

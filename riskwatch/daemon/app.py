@@ -59,9 +59,9 @@ from riskwatch.rules.engine import Decision
 from riskwatch.rules.model import EMPTY_RULES, RuleSet
 from riskwatch.store import Store
 from riskwatch.store.writer import StateWriter
-from riskwatch.web.guard import AdminGuard
+from riskwatch.web.guard import AccessGuard
 from riskwatch.web.routes import build_app
-from riskwatch.web.server import HttpServer
+from riskwatch.web.server import ConnectionGuard, HttpServer
 
 __all__ = ["Daemon", "secrets_of"]
 
@@ -215,7 +215,14 @@ class Daemon:
             self.clock,
             self.writer,
         )
-        self.admin = AdminGuard(config.http.admin_token, on_denied=self._count_denied)
+        http = config.http
+        self.guard = AccessGuard(http, on_denied=self._count_denied, on_refused=self._count_refused)
+        self.connection_guard = ConnectionGuard(
+            http.max_connections,
+            http.max_connections_per_client,
+            http.header_timeout.seconds,
+            on_refused=self._count_refused,
+        )
         self.http: HttpServer | None = None
         self.http_port: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -275,6 +282,9 @@ class Daemon:
     def _count_denied(self, reason: str) -> None:
         self.metrics.unauthorized.labels(reason).inc()
 
+    def _count_refused(self, reason: str) -> None:
+        self.metrics.http_refused.labels(reason).inc()
+
     def _on_action_event(self, event: ActionEvent) -> None:
         """Action events become notices (dry-run, confirmed, FAILED, breaker)."""
         notice = to_notice(event)
@@ -300,7 +310,15 @@ class Daemon:
         self.health.check_disk()
         self.executor.announce()
         self.executor.resume(self.clock.now())
-        app = build_app(self.views, self.commands, self.registry, self.admin)
+        app = build_app(
+            self.views,
+            self.commands,
+            self.registry,
+            self.guard,
+            connections=self.connection_guard,
+            body_timeout=cfg.http.body_timeout.seconds,
+            request_timeout=cfg.http.idle_timeout.seconds,
+        )
         await self.notifier.start()
         now = self.clock.now()
         for name, rt in self.accounts.items():
@@ -309,7 +327,13 @@ class Daemon:
                 # Alerts restored from the state database: the notifier learns of them now,
                 # so their repeat_interval reminders resume (the log prevents re-sending).
                 self.notifier.on_decision(Decision(name, now, "tick", stale=False, alerts=restored))
-        self.http = HttpServer(app, cfg.http.host, cfg.http.port)
+        self.http = HttpServer(
+            app,
+            cfg.http.host,
+            cfg.http.port,
+            self.connection_guard,
+            idle_timeout=cfg.http.idle_timeout.seconds,
+        )
         self.http_port = await self.http.start()
         log.info("serving /metrics and /api on %s:%s", cfg.http.host, self.http_port)
         self._tasks += self.connections.start_market_data()
@@ -367,8 +391,8 @@ def secrets_of(config: Config) -> list[str]:
         for s in (acc.secret_key, acc.jwt):
             if s is not None:
                 out.append(s.reveal())
-    if config.http.admin_token is not None:
-        out.append(config.http.admin_token.reveal())
+    tokens = (config.http.admin_token, config.http.read_token)
+    out += [t.reveal() for t in tokens if t is not None]
     for route in config.notifications.routes:
         out.extend(u.reveal() for u in route.urls)
     return out

@@ -1,27 +1,27 @@
-"""Every HTTP route of the daemon, in one table (:data:`ROUTES`): method, path,
-handler, who may call it. docs/http.md describes each endpoint.
+"""Every HTTP route of the daemon, in one table (:data:`ROUTES`): method, path, handler,
+who may call it; and the application that serves them. docs/http.md describes each.
 
-Access levels (:class:`Access`):
-
-- ``open``: anyone who reaches the port (``/metrics``, ``/healthz``, ``/readyz``);
-- ``read``: the status page and the read API;
-- ``admin``: mutations; ``Authorization: Bearer <admin_token>`` required
-  (:class:`riskwatch.web.guard.AdminGuard`), disabled without a configured token.
+Each request passes, in order: the Host check and the body timeout (the middleware),
+then the access check of its route (:class:`riskwatch.web.guard.AccessGuard`), then its
+handler (:class:`riskwatch.web.handlers.Endpoints`) under the request timeout.
 """
 
 from __future__ import annotations
 
-import enum
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
-from riskwatch.web.guard import AdminGuard
+from riskwatch.web.guard import Access, AccessGuard
 from riskwatch.web.handlers import Endpoints
+from riskwatch.web.jsondoc import error_response
+from riskwatch.web.server import ConnectionGuard
 from riskwatch.web.view import DaemonCommands, DaemonView
 
 __all__ = ["MAX_BODY", "ROUTES", "Access", "Route", "build_app"]
@@ -30,14 +30,6 @@ MAX_BODY: Final = 64 * 1024
 """Largest request body accepted (the API's inputs are small JSON documents)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Access(enum.Enum):
-    """Who may call a route."""
-
-    OPEN = "open"
-    READ = "read"
-    ADMIN = "admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +43,9 @@ class Route:
 
 
 ROUTES: Final[tuple[Route, ...]] = (
-    Route("GET", "/metrics", Endpoints.metrics, Access.OPEN),
-    Route("GET", "/healthz", Endpoints.healthz, Access.OPEN),
-    Route("GET", "/readyz", Endpoints.readyz, Access.OPEN),
+    Route("GET", "/metrics", Endpoints.metrics, Access.METRICS),
+    Route("GET", "/healthz", Endpoints.healthz, Access.HEALTH),
+    Route("GET", "/readyz", Endpoints.readyz, Access.HEALTH),
     Route("GET", "/", Endpoints.status_page, Access.READ),
     Route("GET", "/api/state", Endpoints.state, Access.READ),
     Route("GET", "/api/alerts", Endpoints.alerts, Access.READ),
@@ -68,29 +60,80 @@ ROUTES: Final[tuple[Route, ...]] = (
 )
 
 
-def _admin_only(guard: AdminGuard, handler: Handler) -> Handler:
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        refused = guard.check(request)
+def _checked(guard: AccessGuard, access: Access, handler: Handler) -> Handler:
+    async def checked(request: web.Request) -> web.StreamResponse:
+        refused = guard.check(request, access)
         if refused is not None:
             return refused
         return await handler(request)
 
-    return guarded
+    return checked
+
+
+def _limits(
+    guard: AccessGuard,
+    connections: ConnectionGuard | None,
+    body_timeout: float,
+    request_timeout: float,
+) -> Middleware:
+    """The middleware: Host check, body and request timeouts, request start/end marks."""
+
+    def refused(reason: str) -> None:
+        if connections is not None:
+            connections.refused(reason)
+
+    @web.middleware
+    async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+        transport = request.transport
+        if connections is not None:
+            connections.request_started(transport)
+        try:
+            denied = guard.check_host(request)
+            if denied is not None:
+                return denied
+            if request.body_exists:
+                try:
+                    async with asyncio.timeout(body_timeout):
+                        await request.read()  # at most MAX_BODY (413 beyond)
+                except TimeoutError:
+                    refused("body_timeout")
+                    resp = error_response(408, "request body not received in time")
+                    resp.force_close()
+                    return resp
+            try:
+                async with asyncio.timeout(request_timeout):
+                    return await handler(request)
+            except TimeoutError:
+                # A client that stopped reading the answer: drop it.
+                refused("request_timeout")
+                if transport is not None:
+                    transport.abort()
+                return error_response(503, "request timed out")
+        finally:
+            if connections is not None:
+                connections.request_finished(transport)
+
+    return limits
 
 
 def build_app(
     view: DaemonView,
     commands: DaemonCommands,
     registry: CollectorRegistry,
-    guard: AdminGuard,
+    guard: AccessGuard,
+    *,
+    connections: ConnectionGuard | None = None,
+    body_timeout: float = 10.0,
+    request_timeout: float = 60.0,
     routes: tuple[Route, ...] = ROUTES,
 ) -> web.Application:
     """The aiohttp application serving ``routes`` over ``view`` and ``commands``."""
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[_limits(guard, connections, body_timeout, request_timeout)],
+    )
     endpoints = Endpoints(view, commands, registry)
     for route in routes:
-        handler: Handler = partial(route.handler, endpoints)
-        if route.access is Access.ADMIN:
-            handler = _admin_only(guard, handler)
+        handler = _checked(guard, route.access, partial(route.handler, endpoints))
         app.router.add_route(route.method, route.path, handler)
     return app

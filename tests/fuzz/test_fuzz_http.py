@@ -40,6 +40,8 @@ class ThreadedDaemon:
             f"exchange:\n  url: ws://127.0.0.1:{_closed_port()}/\n  stale_after: 2s\n"
             "accounts:\n  - name: desk-a\n    public_key: pk\n    secret_key: sk-fuzz-9f\n"
             f"http:\n  listen: 127.0.0.1:0\n  admin_token: {TOKEN}\n"
+            # Throttles raised: every wrong token must still be answered 401 here.
+            "  failed_logins_per_minute: 100000\n  admin_requests_per_minute: 100000\n"
             f"state:\n  path: {tmp / 'state.db'}\n"
         )
         self.config = load_config_text(text, tmp / "riskwatch.yaml", environ={})

@@ -46,7 +46,7 @@ def daemon_of(token: str | None, clock: Clock | None = None, store: Store | None
 
 async def api(daemon: Daemon) -> TestClient[web.Request, web.Application]:
     """The daemon's HTTP routes on a loopback test server."""
-    app = build_app(daemon.views, daemon.commands, daemon.registry, daemon.admin)
+    app = build_app(daemon.views, daemon.commands, daemon.registry, daemon.guard)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     return client

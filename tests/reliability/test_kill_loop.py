@@ -112,7 +112,7 @@ async def _round(tmp: Path, rng: random.Random, kills: int, n: int) -> dict[str,
         await sim.set_mark(SYMBOL, 190.0)  # trips LossFlatten at the first pulse
         port = free_port()
         setup = setup_for(
-            sim, tmp, secret, mode="armed", admin_token="tok-kill-loop", port=port,
+            sim, tmp, secret, mode="armed", admin_token="tok-kill-loop-0123456789", port=port,
             # Every life cut short costs an attempt: allow enough for the kills of a round.
             actions_extra=["max_attempts: 20", "retry_window: 10m"],
         )  # fmt: skip

@@ -33,7 +33,7 @@ MUTATIONS = [
 ]  # fmt: skip
 
 
-def _offline(tmp: Path, token: str | None) -> Setup:
+def _offline(tmp: Path, token: str | None, http_extra: list[str] | None = None) -> Setup:
     """A daemon whose exchange never answers (a closed loopback port)."""
     secret_file = tmp / "secret"
     secret_file.write_text("sk-offline\n", encoding="utf-8")
@@ -44,12 +44,15 @@ def _offline(tmp: Path, token: str | None) -> Setup:
         secret_file=secret_file,
         rules=None,
         admin_token=token,
+        http_extra=http_extra or [],
     )
 
 
 @asynccontextmanager
-async def _served(tmp: Path, token: str | None) -> AsyncIterator[Http]:
-    async with in_process(_offline(tmp, token)) as daemon:
+async def _served(
+    tmp: Path, token: str | None, http_extra: list[str] | None = None
+) -> AsyncIterator[Http]:
+    async with in_process(_offline(tmp, token, http_extra)) as daemon:
         assert daemon.http_port is not None
         http = Http(daemon.http_port)
         try:
@@ -70,7 +73,9 @@ async def test_mutating_endpoints_are_off_without_a_token(tmp_path: Path) -> Non
 
 async def test_missing_or_wrong_token_is_refused_and_counted(tmp_path: Path) -> None:
     """A missing or wrong token gets 401 and is counted; the right one gets through."""
-    async with _served(tmp_path, TOKEN) as http:
+    # Limits raised above this test's 44 requests (the throttles have tests of their own).
+    raised = ["failed_logins_per_minute: 100", "admin_requests_per_minute: 100"]
+    async with _served(tmp_path, TOKEN, raised) as http:
         for method, path, body in MUTATIONS:
             for token in (None, "wrong", TOKEN[:-1], TOKEN + "x", ""):
                 status, text = await http.request(method, path, token=token, json_body=body)

@@ -73,6 +73,8 @@ class Setup:
     mode: str = "dry-run"
     rules: str | None = FLATTEN_RULES
     admin_token: str | None = None
+    http_extra: list[str] = field(default_factory=list)
+    """More ``http:`` settings, one ``key: value`` line each."""
     notify_urls: list[str] = field(default_factory=list)
     stale_after: str = "3s"
     port: int = 0
@@ -108,6 +110,7 @@ class Setup:
         lines += ["http:", f"  listen: 127.0.0.1:{self.port}"]
         if self.admin_token:
             lines.append(f"  admin_token: {self.admin_token}")
+        lines += [f"  {x}" for x in self.http_extra]
         lines += ["state:", f"  path: {self.state_path}"]
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return self.config_path

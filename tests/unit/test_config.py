@@ -43,6 +43,8 @@ SECRET_VALUES = [
     "default-jwt-value",
     "header.payload.signature-minimal",
     "user:pass",
+    "short-adm-tok",
+    "short-tok-fil",
 ]
 
 BAD = sorted(p.name for p in TESTDATA.glob("bad-*.yaml"))
