@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Final
+from typing import Final, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -126,11 +126,11 @@ class GuardedConnection(asyncio.Protocol):
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # noqa: S101 - TCP listener
-        self._transport = transport
-        if not self._guard.admit(self, transport):
-            transport.write(OVER_CAP)
-            transport.close()
+        # A TCP transport (uvloop's do not derive from asyncio.Transport).
+        tcp = self._transport = cast(asyncio.Transport, transport)
+        if not self._guard.admit(self, tcp):
+            tcp.write(OVER_CAP)
+            tcp.close()
             return
         self._admitted = True
         self._arm()
