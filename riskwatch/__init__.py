@@ -4,3 +4,6 @@ Importing this package has no side effects; the command line lives in :mod:`risk
 """
 
 __version__ = "0.1.0"
+
+USER_AGENT = f"riskwatch/{__version__}"
+"""The ``User-Agent`` of every request riskwatch makes to the exchange (WebSocket and REST)."""

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from riskwatch import __version__
+from riskwatch import USER_AGENT
 from riskwatch.qfex.auth import new_nonce, sign
 
 __all__ = ["USER_AGENT", "Handshake", "UpgradeAuth", "handshake"]
 
 UpgradeAuth = Literal["both", "query", "headers", "none"]
 """Which documented upgrade credentials to send (docs/protocol.md §1)."""
-
-USER_AGENT: Final = f"riskwatch/{__version__}"
-"""The ``User-Agent`` of every riskwatch WebSocket upgrade."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ from typing import Final
 
 import aiohttp
 
+from riskwatch import USER_AGENT
 from riskwatch.clock import Clock
-from riskwatch.qfex.upgrade import USER_AGENT
 from riskwatch.refdata.model import LeverageLevel, Refdata, parse_refdata
 
 __all__ = ["DEFAULT_INTERVAL", "RefdataSource"]
