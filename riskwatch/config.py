@@ -698,31 +698,7 @@ class _Loader:
         return RuleFiles(patterns=tuple(patterns), files=tuple(sorted(files)))
 
     def actions(self, node: Node | None) -> ActionsConfig:
-        r, d = self.r, ActionsConfig()
-        f = r.mapping(
-            node,
-            optional={
-                "mode",
-                "max_per_account_per_hour",
-                "kill_switch",
-                "max_attempts",
-                "retry_window",
-                "max_decision_age",
-            },
-        )
-        mode = r.as_enum(f.get("mode"), ("dry-run", "armed"), d.mode)
-        return ActionsConfig(
-            mode=cast(ActionMode, mode),
-            max_per_account_per_hour=r.as_int(
-                f.get("max_per_account_per_hour"), d.max_per_account_per_hour, minimum=1
-            ),
-            kill_switch=r.as_bool(f.get("kill_switch"), d.kill_switch),
-            max_attempts=r.as_int(f.get("max_attempts"), d.max_attempts, minimum=1, maximum=100),
-            retry_window=r.as_duration(f.get("retry_window"), d.retry_window, minimum=Duration(1)),
-            max_decision_age=r.as_duration(
-                f.get("max_decision_age"), d.max_decision_age, minimum=Duration(100)
-            ),
-        )
+        return read_actions(self.r, node)
 
     def notifications(self, node: Node | None) -> NotificationsConfig:
         r, d = self.r, NotificationsConfig()
@@ -1071,6 +1047,35 @@ class _Loader:
             k8s_namespace=r.as_str(f.get("k8s_namespace")),
             k8s_api=r.as_str(f.get("k8s_api")),
         )
+
+
+def read_actions(r: Reader, node: Node | None) -> ActionsConfig:
+    """The ``actions`` section (config file or rule test file): mode, breaker, retries."""
+    d = ActionsConfig()
+    f = r.mapping(
+        node,
+        optional={
+            "mode",
+            "max_per_account_per_hour",
+            "kill_switch",
+            "max_attempts",
+            "retry_window",
+            "max_decision_age",
+        },
+    )
+    mode = r.as_enum(f.get("mode"), ("dry-run", "armed"), d.mode)
+    return ActionsConfig(
+        mode=cast(ActionMode, mode),
+        max_per_account_per_hour=r.as_int(
+            f.get("max_per_account_per_hour"), d.max_per_account_per_hour, minimum=1
+        ),
+        kill_switch=r.as_bool(f.get("kill_switch"), d.kill_switch),
+        max_attempts=r.as_int(f.get("max_attempts"), d.max_attempts, minimum=1, maximum=100),
+        retry_window=r.as_duration(f.get("retry_window"), d.retry_window, minimum=Duration(1)),
+        max_decision_age=r.as_duration(
+            f.get("max_decision_age"), d.max_decision_age, minimum=Duration(100)
+        ),
+    )
 
 
 def read_daily(r: Reader, node: Node | None) -> DailyConfig:

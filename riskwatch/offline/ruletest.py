@@ -41,14 +41,21 @@ series goes through the daily tracker, so ``pnl_today`` follows the ``daily`` co
 ``data_age`` series, the account is stale while ``data_age > stale_after``.
 
 Frames (``input_frames: [{at: 2s, source: trade|mds, frame: '<JSON text>'}]``) drive the
-real :class:`~riskwatch.pipeline.AccountCore` through the real decoders, with ticks at
-every evaluation interval, exactly as the daemon and ``replay`` do.
+real :class:`~riskwatch.pipeline.AccountCore` through the real session and decoders,
+with ticks at every evaluation interval, exactly as the daemon and ``replay`` do; the
+rules' intents go through the daemon's action book (riskwatch/offline/actions.py) in
+the file's ``actions:`` config (the config file's keys: ``mode``,
+``max_per_account_per_hour``, ``kill_switch``, …; dry-run by default), and the test's
+trade frames are the exchange's answers to its commands.
 
 Checks: ``exp_alerts`` is the exact set of pending/firing alerts of ``alertname`` at
 ``eval_time`` (items ``{state: pending|firing, symbol: S}``; empty means none).
 ``exp_actions`` is the exact list of actions ``rule`` asked for from the start up to
 ``eval_time`` (items ``{action: KIND, target: T, symbol: S, at: DURATION}``; ``target``
-and ``at`` are checked when given). A failing check prints what was expected, what
+and ``at`` are checked when given). An item with ``outcome: sent|dry_run|refused|
+confirmed|failed`` (and optionally ``code: CIRCUIT_BREAKER_OPEN`` or another reason
+code) instead checks that the action book did that with the action by then (frame
+cases). A failing check prints what was expected, what
 happened, and the rule's timeline. Exit status: 0 when every check passes, 1 when any
 fails or a file has a problem (printed as ``FILE:LINE:COL: message``).
 """
@@ -66,13 +73,20 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final, TextIO
 
-from riskwatch.config import read_daily
+from riskwatch.config import ActionsConfig, read_actions, read_daily
 from riskwatch.durations import Duration
 from riskwatch.errors import Problem
 from riskwatch.model import Event, MarkPrice
-from riskwatch.offline.timeline import Entry, entries_of, format_lines, format_time
+from riskwatch.offline.actions import SHOWN, OfflineActions
+from riskwatch.offline.timeline import (
+    Entry,
+    entries_of,
+    entry_of_event,
+    format_lines,
+    format_time,
+)
 from riskwatch.pipeline import AccountCore
-from riskwatch.qfex.schemas import decode_mds, decode_trade
+from riskwatch.qfex.schemas import decode_mds
 from riskwatch.rules import engine
 from riskwatch.rules.load import check_rule_files
 from riskwatch.rules.model import DATA_STALE_RULE, RuleSet
@@ -195,12 +209,18 @@ class AlertCheck:
 
 @dataclass(frozen=True, slots=True)
 class ExpectedAction:
-    """An action expected by a check; ``target``/``at`` None mean "any"."""
+    """An action expected by a check; ``target``/``at`` None mean "any".
+
+    With ``outcome``, what the action book did with it instead (``sent``, ``dry_run``,
+    ``refused``, ``confirmed``, ``failed``), and ``code`` the reason code it gave.
+    """
 
     action: str
     symbol: str | None
     target: str | None
     at: float | None
+    outcome: str | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +257,7 @@ class TestFile:
     stale_after: float
     daily: DailyConfig
     tests: tuple[TestCase, ...]
+    actions: ActionsConfig = field(default_factory=ActionsConfig)
 
 
 @dataclass(slots=True)
@@ -255,7 +276,7 @@ class CaseResult:
 
 # --------------------------------------------------------------------------- loading
 
-_FILE_KEYS: Final = {"evaluation_interval", "stale_after", "daily", "tests"}
+_FILE_KEYS: Final = {"evaluation_interval", "stale_after", "daily", "actions", "tests"}
 _CASE_KEYS: Final = {
     "name",
     "interval",
@@ -267,6 +288,7 @@ _CASE_KEYS: Final = {
     "action_test",
 }
 _ACTION_KINDS: Final = ("cancel_all_orders", "close_position", "set_leverage", "reduce_position")
+_OUTCOMES: Final = ("sent", "dry_run", "refused", "confirmed", "failed")
 
 
 def load_test_file(path: str) -> tuple[TestFile | None, list[Problem]]:
@@ -294,6 +316,7 @@ def load_test_file(path: str) -> tuple[TestFile | None, list[Problem]]:
         interval = 1.0
     stale_after = r.as_duration(f.get("stale_after"), Duration(5000)).seconds
     daily = read_daily(r, f.get("daily"))
+    actions = read_actions(r, f.get("actions"))
     rules: RuleSet | None = None
     if rule_paths:
         rules, rule_problems = check_rule_files(rule_paths)
@@ -307,7 +330,7 @@ def load_test_file(path: str) -> tuple[TestFile | None, list[Problem]]:
     )
     if problems or rules is None:
         return None, problems.sorted()
-    return TestFile(path, rules, interval, stale_after, daily, tests), []
+    return TestFile(path, rules, interval, stale_after, daily, tests, actions), []
 
 
 def _rule_paths(r: Reader, node: Node | None, base: Path) -> list[str]:
@@ -482,15 +505,18 @@ def _action_check(r: Reader, node: Node, known: set[str], rules_ok: bool) -> Act
     rule = _known_rule(r, f.get("rule"), known, rules_ok)
     expected: list[ExpectedAction] = []
     for item in r.as_list(f.get("exp_actions")):
-        g = r.mapping(item, required={"action"}, optional={"symbol", "target", "at"})
+        g = r.mapping(
+            item, required={"action"}, optional={"symbol", "target", "at", "outcome", "code"}
+        )
         action = r.as_enum(g.get("action"), _ACTION_KINDS)
         symbol = r.as_str(g.get("symbol"))
         target = r.as_str(g.get("target"))
         when = r.as_duration(g.get("at"))
+        outcome = r.as_enum(g.get("outcome"), _OUTCOMES) if g.get("outcome") else None
+        code = r.as_str(g.get("code"))
         if action is not None:
-            expected.append(
-                ExpectedAction(action, symbol, target, when.seconds if when is not None else None)
-            )
+            at_s = when.seconds if when is not None else None
+            expected.append(ExpectedAction(action, symbol, target, at_s, outcome, code))
     if at is None or rule is None:
         return None
     return ActionCheck(at.seconds, rule, tuple(expected), _where(node))
@@ -555,17 +581,23 @@ class _SeriesDriver:
 
 
 class _FrameDriver:
-    """Feeds raw frames through the real decoders into an :class:`AccountCore`."""
+    """Feeds raw frames through the real session and decoders into an
+    :class:`AccountCore`, and the rules' intents through the action book, as the daemon
+    does (riskwatch/offline/actions.py): the test's trade frames are the exchange's
+    answers."""
 
     def __init__(self, tf: TestFile, case: TestCase) -> None:
         self.case = case
         self.core = AccountCore(
             case.account, stale_after=tf.stale_after, rules=tf.rules, daily=tf.daily
         )
+        self.book = OfflineActions(tf.actions, {case.account: self.core})
         self.pending = list(case.frames)
+        self._shown = 0
 
     def evaluate(self, offset: float) -> list[engine.Decision]:
         now = self.case.start + offset
+        account = self.case.account
         decisions: list[engine.Decision] = []
         while self.pending and self.pending[0].at <= offset + _EPS:
             frame = self.pending.pop(0)
@@ -578,14 +610,27 @@ class _FrameDriver:
                     for ev in decode_mds(frame.frame, now)
                     if isinstance(ev, MarkPrice) and ev.symbol in held
                 ]
+                result = self.core.handle(events, now)
+                self.book.decided(result.decision, now)
             else:
-                events = decode_trade(frame.frame, now)
-            result = self.core.handle(events, now)
+                events = self.book.receive(account, frame.frame, now)
+                result = self.core.handle(events, now)
+                self.book.decided(result.decision, now)
+                self.book.events(account, events, now)
             if result.decision is not None:
                 decisions.append(result.decision)
         if not decisions:
-            decisions.append(self.core.tick(now))
+            decision = self.core.tick(now)
+            self.book.decided(decision, now)
+            decisions.append(decision)
+        self.book.tick(now)
         return decisions
+
+    def outcomes(self) -> list[Entry]:
+        """Timeline rows of what the action book did since the last call."""
+        new = self.book.events_seen[self._shown :]
+        self._shown = len(self.book.events_seen)
+        return [entry_of_event(e) for e in new if e.kind in SHOWN]
 
     def alerts(self) -> tuple[engine.Alert, ...]:
         return self.core.alerts()
@@ -617,6 +662,8 @@ def run_case(tf: TestFile, case: TestCase) -> CaseResult:
             alerts = series_driver.alerts()
         for d in decisions:
             result.entries.extend(entries_of(d))
+        if case.frames:
+            result.entries.extend(frame_driver.outcomes())
         for check in checks_at.get(offset, ()):
             if isinstance(check, AlertCheck):
                 failure = _check_alerts(check, alerts, result.entries, case)
@@ -671,12 +718,24 @@ def _check_alerts(
     )
 
 
+def _outcome_matches(exp: ExpectedAction, e: Entry, case: TestCase) -> bool:
+    return (
+        e.command == exp.action
+        and e.what == exp.outcome
+        and (exp.symbol is None or e.symbol == exp.symbol)
+        and (exp.code is None or e.summary.split(":", 1)[0] == exp.code)
+        and (exp.at is None or abs(e.at - case.start - exp.at) <= 1e-6)
+    )
+
+
 def _check_actions(check: ActionCheck, entries: list[Entry], case: TestCase) -> str | None:
     limit = case.start + check.eval_time + _EPS
     got = [e for e in entries if e.kind == "action" and e.rule == check.rule and e.at <= limit]
+    done = [e for e in entries if e.kind == "outcome" and e.rule == check.rule and e.at <= limit]
+    asked = [x for x in check.expected if x.outcome is None]
     left = list(got)
     unmatched: list[ExpectedAction] = []
-    for exp in check.expected:
+    for exp in asked:
         for e in left:
             if (
                 e.what == exp.action
@@ -688,21 +747,36 @@ def _check_actions(check: ActionCheck, entries: list[Entry], case: TestCase) -> 
                 break
         else:
             unmatched.append(exp)
-    if not unmatched and not left:
+    # Outcomes are checked one by one: each listed outcome must have happened.
+    missing = [
+        x
+        for x in check.expected
+        if x.outcome is not None and not any(_outcome_matches(x, e, case) for e in done)
+    ]
+    if not unmatched and not left and not missing:
         return None
-    return "\n".join(
-        [
-            _header(check, case, f"actions of {check.rule} up to {format_time(check.eval_time)}"),
-            "    expected: ["
-            + ", ".join(_fmt_action(x.action, x.target, x.symbol, x.at) for x in check.expected)
-            + "]",
-            "    got:      ["
-            + ", ".join(_fmt_action(e.what, e.target, e.symbol, e.at - case.start) for e in got)
-            + "]",
-            "    timeline:",
-            _timeline(check.rule, entries, case, check.eval_time),
-        ]
-    )
+    lines = [
+        _header(check, case, f"actions of {check.rule} up to {format_time(check.eval_time)}"),
+        "    expected: ["
+        + ", ".join(_fmt_action(x.action, x.target, x.symbol, x.at) for x in asked)
+        + "]",
+        "    got:      ["
+        + ", ".join(_fmt_action(e.what, e.target, e.symbol, e.at - case.start) for e in got)
+        + "]",
+    ]
+    if missing:
+        lines.append(
+            "    outcomes missing: ["
+            + ", ".join(
+                f"{x.action} {x.outcome}"
+                + (f" {x.code}" if x.code else "")
+                + (f" symbol={x.symbol}" if x.symbol else "")
+                for x in missing
+            )
+            + "]"
+        )
+    lines += ["    timeline:", _timeline(check.rule, entries, case, check.eval_time)]
+    return "\n".join(lines)
 
 
 def run_tests(paths: Sequence[str], out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -44,9 +44,9 @@ class Entry:
     ``close_position``, ``set_leverage``, ``reduce_position``) and ``action`` its full
     text (``close_position all``). ``symbol`` is None at account scope.
     ``kind="outcome"``: what the action book did: ``what`` is the event (``sent``,
-    ``refused``, ``dry_run``, ``confirmed``, ``failed``, ``breaker_open``), ``action``
-    the command (``close_position AAPL-USD``), ``summary`` its reason or detail and
-    ``attempt`` its attempt.
+    ``refused``, ``dry_run``, ``confirmed``, ``failed``, ``breaker_open``), ``command``
+    the action kind, ``action`` the command as text (``close_position AAPL-USD``),
+    ``summary`` its ``CODE: detail`` or detail and ``attempt`` its attempt.
     """
 
     at: float
@@ -62,6 +62,7 @@ class Entry:
     summary: str = ""
     shadow: bool = False
     attempt: int = 0
+    command: str = ""
 
 
 def entries_of(decision: Decision) -> list[Entry]:
@@ -114,6 +115,7 @@ def entry_of_event(event: ActionEvent) -> Entry:
         action=event.summary,
         summary=f"{event.code}: {event.detail}" if event.code else event.detail,
         attempt=event.attempt,
+        command=event.action,
     )
 
 

@@ -227,3 +227,107 @@ def test_frames_case_drives_the_real_core(tmp_path: Path) -> None:
     status, out, err = _run(path)
     assert (status, err) == (0, ""), out
     assert "SUCCESS (1 test(s), 4 check(s))" in out
+
+
+CLOSE_RULES = """\
+rules:
+  - name: Big
+    scope: position
+    when: position > 15
+    severity: critical
+    latch: true
+    actions: [{close_position: }]
+  - name: Bigger
+    scope: position
+    when: position > 25
+    severity: critical
+    latch: true
+    actions: [cancel_all_orders]
+"""
+
+
+def _position(size: float, at_price: float = 200.0) -> str:
+    return _frame(
+        "position_response",
+        {
+            "id": "p1", "symbol": "AAPL-USD", "position": size, "margin_alloc": 0.0,
+            "realised_pnl": 0.0, "unrealised_pnl": 0.0, "net_funding": 0.0,
+            "open_orders": 0.0, "open_quantity": 0.0, "leverage": 10.0,
+            "initial_margin": 0.1, "maintenance_margin": 0.05, "average_price": at_price,
+        },
+    )  # fmt: skip
+
+
+def _balance() -> str:
+    return _frame(
+        "balance_response",
+        {
+            "id": "b1", "user_id": "u1", "deposit": 100_000.0, "realised_pnl": 0.0,
+            "order_margin": 0.0, "position_margin": 100.0, "unrealised_pnl": 0.0,
+            "net_funding": 0.0, "available_balance": 99_900.0,
+        },
+    )  # fmt: skip
+
+
+def _frames_test(tmp_path: Path, checks: list[str], actions: str) -> Path:
+    (tmp_path / "r.yaml").write_text(CLOSE_RULES, encoding="utf-8")
+    # The exchange's side, as the test expects it: the pulse trips Big then Bigger, the
+    # IOC close fills (its reply echoes no client_order_id, as the docs' example), the
+    # next pulse is flat.
+    reply = _frame(
+        "order_response",
+        {
+            "order_id": "o1", "client_order_id": "", "symbol": "AAPL-USD",
+            "status": "FILLED", "side": "SELL", "order_type": "MARKET",
+            "time_in_force": "IOC", "quantity": 30.0, "quantity_remaining": 0.0,
+            "price": 200.0,
+        },
+    )  # fmt: skip
+    frames = [
+        (0.0, '{"authenticated": true}'),
+        (0.0, _position(10.0)),
+        (0.0, _balance()),
+        (1.0, _position(30.0)),
+        (1.0, _balance()),
+        (1.2, reply),
+        (2.0, _position(0.0)),
+        (2.0, _balance()),
+    ]
+    lines = ["rule_files: [r.yaml]", "stale_after: 5s", actions, "tests:", "  - name: acts"]
+    lines.append("    input_frames:")
+    for at, text in frames:
+        lines.append(f"      - at: {at}s")
+        lines.append(f"        frame: '{text}'")
+    lines.append("    action_test:")
+    lines += [f"      - {c}" for c in checks]
+    path = tmp_path / "t.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_frames_case_runs_the_action_book(tmp_path: Path) -> None:
+    """Armed, one action an hour: the close is sent and confirmed by the test's replies,
+    the second rule's cancel is refused by the circuit breaker — what the daemon does."""
+    checks = [
+        "{eval_time: 3s, rule: Big, exp_actions: [{action: close_position, symbol: AAPL-USD},"
+        " {action: close_position, outcome: sent, symbol: AAPL-USD},"
+        " {action: close_position, outcome: confirmed, symbol: AAPL-USD}]}",
+        "{eval_time: 3s, rule: Bigger, exp_actions: [{action: cancel_all_orders, symbol: AAPL-USD},"
+        " {action: cancel_all_orders, outcome: refused, code: CIRCUIT_BREAKER_OPEN}]}",
+    ]
+    actions = "actions: {mode: armed, max_per_account_per_hour: 1}"
+    status, out, err = _run(_frames_test(tmp_path, checks, actions))
+    assert (status, err) == (0, ""), out
+    assert "SUCCESS (1 test(s), 2 check(s))" in out
+
+
+def test_frames_case_reports_a_missing_outcome_with_the_timeline(tmp_path: Path) -> None:
+    """In dry-run the close is not sent: a check expecting it sent fails and says so."""
+    checks = [
+        "{eval_time: 3s, rule: Big, exp_actions: [{action: close_position, symbol: AAPL-USD},"
+        " {action: close_position, outcome: sent}]}",
+    ]
+    status, out, _ = _run(_frames_test(tmp_path, checks, "actions: {mode: dry-run}"))
+    assert status == 1
+    assert "outcomes missing: [close_position sent]" in out
+    assert "Big DRY_RUN close_position AAPL-USD" in out
