@@ -16,9 +16,6 @@ decides (docs/actions.md): a duplicate intent is not sent again; an intent the s
 cannot take is sent anyway for ``close_position`` and ``cancel_all_orders`` and not
 for the others, with a critical escalation either way.
 
-Test-only fault points: with ``RISKWATCH_FAULT_POINT=after_intent`` the process kills
-itself (SIGKILL) right after the first command intent is committed and before its
-frame is written; with ``after_send``, shortly after the first frame was written.
 """
 
 from __future__ import annotations
@@ -27,8 +24,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import signal
 import sqlite3
 import tempfile
 from collections.abc import Callable, Sequence
@@ -58,11 +53,10 @@ from riskwatch.state.account import AccountSnapshot
 from riskwatch.store import ActionRecord, DuplicateActionError, Store
 from riskwatch.store.writer import OutcomeLog
 
-__all__ = ["FAULT_ENV", "ActionExecutor", "StoreWriter", "scratch_store"]
+__all__ = ["ActionExecutor", "StoreWriter", "scratch_store"]
 
 log = logging.getLogger(__name__)
 
-FAULT_ENV: Final = "RISKWATCH_FAULT_POINT"
 _RECENT: Final = 20
 
 Sender = Callable[[str, str], float]
@@ -213,7 +207,6 @@ class ActionExecutor:
         # are set aside for a take-over. None: this process is the only one.
         self.gate: LeaderGate | None = None
         self._receiving: str | None = None
-        self._fault = os.environ.get(FAULT_ENV, "")
 
     # --- timing knobs (tests shorten them) ----------------------------------------------
 
@@ -478,13 +471,6 @@ class ActionExecutor:
                     self.book.write_failed(rec, str(exc), self.clock.now(), duplicate=False)
                 )
                 continue
-            if (
-                self._fault == "after_intent"
-                and isinstance(rec, IntentRecord)
-                and isinstance(rec.cmd_or_refusal, PlannedCommand)
-                and rec.mode == "armed"
-            ):
-                os.kill(os.getpid(), signal.SIGKILL)
 
     def _release(self, receiving: str | None = None) -> list[str]:
         """Write the frames the book releases now; those of ``receiving`` (the account
@@ -522,9 +508,6 @@ class ActionExecutor:
                 events=out.events, counts=out.counts, latencies=out.latencies, records=out.records
             )
         )
-        if self._fault == "after_send" and out.records:
-            loop = asyncio.get_running_loop()
-            loop.call_later(0.05, os.kill, os.getpid(), signal.SIGKILL)
 
     def _publish(self, out: Output) -> None:
         actions = self.metrics.actions

@@ -308,6 +308,8 @@ class Daemon:
             self.writer.on_error, self.writer.on_recovered = on_error, on_recovered
             self.writer.start()
         self.health.check_disk()
+        if self.recorder is not None:
+            self._watch_recorder(self.recorder, asyncio.get_running_loop())
         self.executor.announce()
         self.executor.resume(self.clock.now())
         app = build_app(
@@ -358,6 +360,18 @@ class Daemon:
             self._tasks.append(asyncio.create_task(purge, name="retention-purge"))
         self._tasks += self.connections.start_trade()
 
+    def _watch_recorder(self, recorder: Recorder, loop: asyncio.AbstractEventLoop) -> None:
+        """A write error stops the recording, never the connection: counted and notified."""
+        self.metrics.recording.set(1 if recorder.active else 0)
+
+        def on_error(message: str) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self.health.recording_stopped, recorder.path, message)
+
+        recorder.on_error = on_error
+        if recorder.error is not None:  # failed before the daemon started
+            self.health.recording_stopped(recorder.path, recorder.error)
+
     async def stop(self) -> None:
         """Close connections and the HTTP server; idempotent."""
         if self._stopped.is_set():
@@ -373,7 +387,7 @@ class Daemon:
         if self.http is not None:
             await self.http.stop()
         if self.recorder is not None:
-            self.recorder.close()
+            await asyncio.to_thread(self.recorder.close, 3.0)
         self.ticks.save(self.clock.now(), alerts=True)
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close, 3.0)

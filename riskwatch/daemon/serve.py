@@ -41,7 +41,11 @@ async def serve(
     shard: Shard = ALL,
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT (SIGHUP reloads); return the exit status."""
-    recorder = Recorder(record) if record is not None else None
+    try:
+        recorder = Recorder(record) if record is not None else None
+    except OSError as exc:
+        print(f"{record}: cannot record: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     daemon = Daemon(config, recorder=recorder, rules=rules, store=store)
     if shard != ALL:
         daemon.reloader.select = lambda accounts: shard.select(accounts, lambda a: a.name)

@@ -14,6 +14,9 @@ into:
 It also watches the free space of the state directory: ``riskwatch_state_disk_free_bytes``
 and the alert :data:`DISK_LOW` below ``state.warn_free_mb``. At start,
 :func:`check_free_space` refuses a directory with less than ``state.min_free_mb``.
+And it reports a ``run --record`` file that could not be written
+(:meth:`StateHealth.recording_stopped`: ``riskwatch_recording`` 0,
+``riskwatch_recording_errors_total``, the alert :data:`RECORDING_STOPPED`).
 
 Everything here runs on the event loop; the writer thread's callbacks reach it through
 ``loop.call_soon_threadsafe`` (:meth:`StateHealth.threadsafe`).
@@ -32,7 +35,14 @@ from riskwatch.errors import StateStoreError
 from riskwatch.metrics import Metrics
 from riskwatch.notify.notice import AlertNotice
 
-__all__ = ["DISK_LOW", "STATE_FAILING", "StateHealth", "check_free_space", "free_bytes"]
+__all__ = [
+    "DISK_LOW",
+    "RECORDING_STOPPED",
+    "STATE_FAILING",
+    "StateHealth",
+    "check_free_space",
+    "free_bytes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,8 @@ STATE_FAILING: Final = "StateStoreFailing"
 """Built-in alert: writes of the state database fail."""
 DISK_LOW: Final = "StateDiskLow"
 """Built-in alert: the state directory's filesystem is nearly full."""
+RECORDING_STOPPED: Final = "RecordingStopped"
+"""Built-in alert: ``run --record`` stopped on a write error (the connections go on)."""
 MB: Final = 1024 * 1024
 
 Notify = Callable[[AlertNotice], object]
@@ -223,6 +235,28 @@ class StateHealth:
                 )
             )
         return free
+
+    # -- recording -------------------------------------------------------------------
+
+    def recording_stopped(self, path: Path, message: str) -> None:
+        """``run --record`` stopped on a write error: metric and a notification."""
+        self.metrics.recording.set(0)
+        self.metrics.recording_errors.inc()
+        self._notify(
+            AlertNotice(
+                rule=RECORDING_STOPPED,
+                account="",
+                symbol=None,
+                status="firing",
+                severity="warning",
+                at=self._now(),
+                summary=f"recording to {path} stopped: {message}",
+                description=(
+                    "The exchange connections and protection go on; frames from now on"
+                    " are not recorded. Free the disk and restart to record again."
+                ),
+            )
+        )
 
     # -- readiness -------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import secrets
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from riskwatch.sim.server import Simulator
 from riskwatch.store import Store
 from tests.support.asyncapi_schemas import validate_client_message
 from tests.support.daemon_harness import MS, wait_for
+from tests.support.paths import REPO
 
 ACCOUNT = "desk-a"
 SYMBOL = "AAPL-USD"
@@ -460,12 +460,11 @@ async def test_disarm_and_arm_over_http(tmp_path: Path) -> None:
 
 
 def _spawn(config: Path, fault: str | None) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k != "RISKWATCH_FAULT_POINT"}
-    if fault:
-        env["RISKWATCH_FAULT_POINT"] = fault
+    # The fault point is set by a wrapper in tests/support, never by the product.
+    entry = ["-m", "tests.support.fault_points", fault] if fault else ["-m", "riskwatch"]
     return subprocess.Popen(
-        [sys.executable, "-m", "riskwatch", "run", "-c", str(config)],
-        env=env,
+        [sys.executable, *entry, "run", "-c", str(config)],
+        cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -119,18 +119,18 @@ async def _round(tmp: Path, rng: random.Random, kills: int, n: int) -> dict[str,
         config = setup.write()
         checker = Checker(setup.state_path)
         for i in range(kills):
-            env: dict[str, str] = {}
+            fault: str | None = None
             point = rng.random()
             if point < 0.15:
-                env["RISKWATCH_FAULT_POINT"] = "after_intent"
+                fault = "after_intent"
             elif point < 0.3:
-                env["RISKWATCH_FAULT_POINT"] = "after_send"
+                fault = "after_send"
             # The exchange answers late, so that kills land while actions are in flight
             # (a command still delayed when its connection dies is never executed).
             sim.delay_next("close_position", rng.uniform(0.2, 1.0))
             if rng.random() < 0.5:
                 sim.delay_next("cancel_all_orders", rng.uniform(0.1, 0.6))
-            proc = DaemonProcess(config, tmp / f"daemon-{n}-{i}.log", env=env)
+            proc = DaemonProcess(config, tmp / f"daemon-{n}-{i}.log", fault=fault)
             proc.start()
             # Mostly after start-up (the first 0-1.2 s of a serving daemon hold the auth,
             # the trip, the intents, the sends and the confirmations), sometimes before.
@@ -138,7 +138,7 @@ async def _round(tmp: Path, rng: random.Random, kills: int, n: int) -> dict[str,
                 await _serving(port, proc)
             await asyncio.sleep(rng.uniform(0.0, 1.2))
             if not proc.alive:
-                if not env:
+                if fault is None:
                     pytest.fail(f"the daemon died on its own:\n{proc.log_text()[-3000:]}")
                 figures["fault_point_kills"] += 1
             proc.kill()
@@ -215,9 +215,7 @@ async def test_kill_between_two_intents_of_one_trip_loses_no_action(tmp_path: Pa
         port = free_port()
         setup = setup_for(sim, tmp_path, secret, mode="armed", port=port)
         config = setup.write()
-        first = DaemonProcess(
-            config, tmp_path / "first.log", env={"RISKWATCH_FAULT_POINT": "after_intent"}
-        )
+        first = DaemonProcess(config, tmp_path / "first.log", fault="after_intent")
         first.start()
         await wait_for(lambda: not first.alive, timeout=15, what="for the fault point")
         assert first.proc is not None

@@ -31,6 +31,7 @@ from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import Scenario, load_scenario
 from riskwatch.sim.server import Simulator
 from riskwatch.store import Store
+from tests.support.paths import REPO
 
 MS = 0.001
 
@@ -228,9 +229,15 @@ class DaemonProcess:
         env: dict[str, str] | None = None,
         log_level: str = "info",
         log_format: str = "text",
+        fault: str | None = None,
+        record: Path | None = None,
     ) -> None:
         self.config = config
         self.log_level = log_level
+        self.fault = fault
+        """A fault point of tests/support/fault_points.py (the process kills itself there)."""
+        self.record = record
+        """``run --record`` to this file."""
         self.log_format = log_format
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
@@ -238,11 +245,14 @@ class DaemonProcess:
 
     def start(self) -> None:
         log = self.log_path.open("ab")
+        entry = (
+            ["-m", "tests.support.fault_points", self.fault] if self.fault else ["-m", "riskwatch"]
+        )
+        record = ["--record", str(self.record)] if self.record is not None else []
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "riskwatch",
+                *entry,
                 "--log-level",
                 self.log_level,
                 "--log-format",
@@ -250,10 +260,12 @@ class DaemonProcess:
                 "run",
                 "-c",
                 str(self.config),
+                *record,
             ],
             stdout=log,
             stderr=log,
             env=self.env,
+            cwd=REPO,
         )
         log.close()
 
