@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, cast
+from typing import Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from riskwatch.alertmanager_target import is_alertmanager, parse_target
@@ -70,6 +70,7 @@ __all__ = [
     "RouteConfig",
     "RuleFiles",
     "StateConfig",
+    "UpgradeAuth",
     "check_config",
     "load_config",
     "load_config_text",
@@ -80,7 +81,8 @@ DEFAULT_CONFIG_PATH = Path("/etc/riskwatch/riskwatch.yaml")
 ActionMode = Literal["dry-run", "armed"]
 AuthKind = Literal["hmac", "jwt"]
 UpgradeAuth = Literal["both", "query", "headers", "none"]
-_UPGRADE_AUTH: tuple[UpgradeAuth, ...] = ("both", "query", "headers", "none")
+"""Which documented upgrade credentials to send (docs/protocol.md §1)."""
+_UPGRADE_AUTH: tuple[UpgradeAuth, ...] = get_args(UpgradeAuth)
 # docs/protocol.md §4.2: pulses come every 1 s or every 10 s depending on the page read.
 SLOWEST_DOCUMENTED_PULSE = 10.0
 

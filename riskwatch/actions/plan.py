@@ -45,13 +45,12 @@ from riskwatch.actions import model
 from riskwatch.actions.model import Plan, PlannedCommand, Refusal
 from riskwatch.qfex import commands
 from riskwatch.refdata.model import Refdata, SymbolRef
-from riskwatch.refdata.sizing import size_reduction, snap_leverage
+from riskwatch.refdata.sizing import DEFAULT_MIN_QUANTITY, size_reduction, snap_leverage
 from riskwatch.rules.engine import ActionIntent
 from riskwatch.rules.model import Action
 from riskwatch.state.account import AccountSnapshot
 
 __all__ = [
-    "DEFAULT_MIN_QUANTITY",
     "EPSILON",
     "action_id",
     "command",
@@ -64,9 +63,6 @@ __all__ = [
 EPSILON: Final = 1e-9
 """Sizes at or below this are flat (base units)."""
 
-DEFAULT_MIN_QUANTITY: Final = 0.001
-"""Smallest TWAP slice assumed when the symbol's ``min_quantity`` is unknown (refdata,
-docs/protocol.md §11; the simulator uses the same figure)."""
 
 _ACTION_NAME: Final = {
     "cancel_all_orders": "cancel_all_orders",

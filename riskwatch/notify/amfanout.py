@@ -19,7 +19,7 @@ from riskwatch.clock import Clock
 from riskwatch.notify.alertmanager import AlertmanagerBook, Posting
 from riskwatch.notify.amsender import AlertmanagerSender
 from riskwatch.notify.notice import ActionNotice, AlertNotice
-from riskwatch.notify.routes import Route, match_routes
+from riskwatch.notify.routes import NotifyRoute, match_routes
 from riskwatch.secret import Secret
 
 __all__ = ["AlertmanagerFanout", "split_targets"]
@@ -28,7 +28,7 @@ FanoutListener = Callable[[str, str, Posting, str, str | None], None]
 """``(route, target display, posting, "sent" | "failed", detail)``."""
 
 
-def split_targets(routes: Sequence[Route]) -> tuple[Route, ...]:
+def split_targets(routes: Sequence[NotifyRoute]) -> tuple[NotifyRoute, ...]:
     """``routes`` with their ``alertmanager(s)://`` targets removed (for the dispatcher)."""
     return tuple(
         replace(r, targets=tuple(t for t in r.targets if not is_alertmanager(t.reveal())))
@@ -51,7 +51,7 @@ class AlertmanagerFanout:
 
     def __init__(
         self,
-        routes: Sequence[Route],
+        routes: Sequence[NotifyRoute],
         *,
         clock: Clock,
         external_url: str | None = None,
@@ -61,7 +61,7 @@ class AlertmanagerFanout:
         self.external_url = external_url
         self.on_result = on_result
         self.targets: dict[Secret, _Target] = {}
-        self.routes: tuple[Route, ...] = ()
+        self.routes: tuple[NotifyRoute, ...] = ()
         self._started = False
         self.set_routes(routes)
 
@@ -78,7 +78,7 @@ class AlertmanagerFanout:
             sender.start()
         return _Target(route, sender)
 
-    def set_routes(self, routes: Sequence[Route]) -> list[AlertmanagerSender]:
+    def set_routes(self, routes: Sequence[NotifyRoute]) -> list[AlertmanagerSender]:
         """Use these routes; targets no longer named are returned (to be closed)."""
         self.routes = tuple(routes)
         wanted: dict[Secret, str] = {}
@@ -130,7 +130,7 @@ class AlertmanagerFanout:
             t.book.action(n)
             t.sender.wake()
 
-    async def send_test(self, route: Route) -> list[tuple[str, str | None]]:
+    async def send_test(self, route: NotifyRoute) -> list[tuple[str, str | None]]:
         """``notify-test``: one test alert to each Alertmanager of ``route``, now;
         ``(target display, None | what failed)`` each."""
         out = []

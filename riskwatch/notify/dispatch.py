@@ -31,7 +31,7 @@ from riskwatch.notify.dedup import GroupView, LastSent, NotifyReason, needs_noti
 from riskwatch.notify.inhibit import DEFAULT_POLICY, InhibitPolicy, inhibited
 from riskwatch.notify.notice import ActionNotice, AlertKey, AlertNotice
 from riskwatch.notify.render import Message, render_action, render_group
-from riskwatch.notify.routes import Route, group_key, match_routes
+from riskwatch.notify.routes import NotifyRoute, group_key, match_routes
 from riskwatch.notify.silences import Matcher, matchers_of, silenced_by
 from riskwatch.secret import Secret
 from riskwatch.store import Silence
@@ -78,7 +78,7 @@ def fingerprint(alerts: Iterable[AlertNotice]) -> str:
 
 @dataclass(slots=True)
 class _Group:
-    route: Route
+    route: NotifyRoute
     key: str
     created: float
     members: dict[AlertKey, AlertNotice] = field(default_factory=dict)
@@ -108,7 +108,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        routes: Sequence[Route],
+        routes: Sequence[NotifyRoute],
         *,
         policy: InhibitPolicy = DEFAULT_POLICY,
         external_url: str | None = None,
@@ -342,7 +342,7 @@ class Dispatcher:
             message = render_action(n, self.external_url)
             out.append(Outgoing(route.name, key, route.targets, message, n.kind))
 
-    def _new_group(self, route: Route, key: str, now: float) -> _Group:
+    def _new_group(self, route: NotifyRoute, key: str, now: float) -> _Group:
         g = _Group(route=route, key=key, created=now)
         last = self._restored.pop((route.name, key), None)
         if last is not None:

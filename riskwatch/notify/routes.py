@@ -27,7 +27,7 @@ from riskwatch.secret import Secret
 __all__ = [
     "DEFAULT_GROUP_BY",
     "TAG_SCHEME",
-    "Route",
+    "NotifyRoute",
     "build_routes",
     "group_key",
     "match_routes",
@@ -41,7 +41,7 @@ DEFAULT_GROUP_BY: Final = ("rule", "account")
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class NotifyRoute:
     """One route, ready to match. Durations in seconds."""
 
     name: str
@@ -62,11 +62,11 @@ class Route:
         return all(p.fullmatch(labels.get(name, "")) for name, p in self.match_re.items())
 
     def __repr__(self) -> str:
-        return f"Route({self.name!r}, {len(self.targets)} target(s))"
+        return f"NotifyRoute({self.name!r}, {len(self.targets)} target(s))"
 
 
-def _route(index: int, rc: RouteConfig) -> Route:
-    return Route(
+def _route(index: int, rc: RouteConfig) -> NotifyRoute:
+    return NotifyRoute(
         name=rc.name or str(index),
         targets=rc.urls,
         match=MappingProxyType(dict(rc.match)),
@@ -79,14 +79,14 @@ def _route(index: int, rc: RouteConfig) -> Route:
     )
 
 
-def build_routes(config: NotificationsConfig) -> tuple[Route, ...]:
+def build_routes(config: NotificationsConfig) -> tuple[NotifyRoute, ...]:
     """The config's routes in order, named by their ``name`` or else their index."""
     return tuple(_route(i, rc) for i, rc in enumerate(config.routes))
 
 
-def match_routes(routes: Sequence[Route], labels: Mapping[str, str]) -> list[Route]:
+def match_routes(routes: Sequence[NotifyRoute], labels: Mapping[str, str]) -> list[NotifyRoute]:
     """The routes ``labels`` go to: first match, plus the following ones after a continue."""
-    out: list[Route] = []
+    out: list[NotifyRoute] = []
     for route in routes:
         if route.matches(labels):
             out.append(route)
@@ -95,7 +95,7 @@ def match_routes(routes: Sequence[Route], labels: Mapping[str, str]) -> list[Rou
     return out
 
 
-def group_key(route: Route, labels: Mapping[str, str]) -> str:
+def group_key(route: NotifyRoute, labels: Mapping[str, str]) -> str:
     """The group an alert joins on ``route``: its ``group_by`` label values.
 
     Stored as the notification log's ``alert_key``; it is stable across restarts.

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from riskwatch import USER_AGENT
+from riskwatch.config import UpgradeAuth
 from riskwatch.qfex.auth import new_nonce, sign
 
-__all__ = ["USER_AGENT", "Handshake", "UpgradeAuth", "handshake"]
-
-UpgradeAuth = Literal["both", "query", "headers", "none"]
-"""Which documented upgrade credentials to send (docs/protocol.md §1)."""
+__all__ = ["USER_AGENT", "Handshake", "handshake"]
 
 
 @dataclass(frozen=True, slots=True)

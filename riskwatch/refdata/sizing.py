@@ -34,7 +34,8 @@ __all__ = [
 ]
 
 DEFAULT_MIN_QUANTITY: Final = 0.001
-"""Smallest slice assumed while the symbol's ``min_quantity`` is unknown."""
+"""Smallest slice assumed while the symbol's ``min_quantity`` is unknown (docs/protocol.md §11;
+the simulator uses the same figure)."""
 
 MIN_SLICES: Final = 2
 """DOCS add_twap: ``num_orders ≥ 2``."""
