@@ -15,7 +15,7 @@ from typing import Final
 
 __all__ = ["PulseCadence"]
 
-WINDOW: Final = 9
+CADENCE_SAMPLES: Final = 9
 """Intervals kept for the median."""
 
 MIN_INTERVAL: Final = 0.05
@@ -33,7 +33,7 @@ class PulseCadence:
         self.pulses = pulses
         self._initial = initial
         self._pinned = pinned
-        self._intervals: deque[float] = deque(maxlen=WINDOW)
+        self._intervals: deque[float] = deque(maxlen=CADENCE_SAMPLES)
         self._last: float | None = None
 
     def observe(self, now: float) -> None:

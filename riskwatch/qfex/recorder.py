@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUE: Final = 100_000
 """Frames waiting for the disk before the recording gives up."""
-FILE_MODE: Final = 0o600
+RECORDING_FILE_MODE: Final = 0o600
 
 _Item = tuple[float, str, str, "str | bytes"] | None
 
@@ -65,7 +65,7 @@ class Recorder:
         self.error: str | None = None
         """Why the recording stopped, once it has."""
         self.written = 0
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, RECORDING_FILE_MODE)
         self._file = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
         self._queue: queue.Queue[_Item] = queue.Queue(max_queue)
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)

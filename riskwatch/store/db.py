@@ -85,7 +85,7 @@ from riskwatch.store.schema import (
 WRITE_WAIT_S = 0.1
 
 #: File mode of the database and its ``-wal``/``-shm`` files: owner only.
-FILE_MODE = 0o600
+STATE_FILE_MODE = 0o600
 
 #: ``PRAGMA synchronous`` of the intent commit (module docstring: process-crash safe).
 INTENT_SYNCHRONOUS = "NORMAL"
@@ -796,7 +796,7 @@ def _create_private(path: Path) -> None:
     """Create ``path`` empty with mode 0600 if absent (SQLite gives ``-wal``/``-shm`` the
     database file's mode)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, STATE_FILE_MODE)
     except FileExistsError:
         return
     except OSError as exc:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Final
 
-__all__ = ["WINDOW", "LoginThrottle", "TokenBucket"]
+__all__ = ["LIMIT_WINDOW", "LoginThrottle", "TokenBucket"]
 
-WINDOW: Final = 60.0
+LIMIT_WINDOW: Final = 60.0
 """Seconds over which both limits count (their settings are per minute)."""
 
 MAX_TRACKED: Final = 10_000
@@ -22,7 +22,7 @@ class TokenBucket:
 
     def __init__(self, per_minute: int) -> None:
         self.capacity = float(per_minute)
-        self.rate = per_minute / WINDOW
+        self.rate = per_minute / LIMIT_WINDOW
         self._tokens = self.capacity
         self._at: float | None = None
 
@@ -38,10 +38,10 @@ class TokenBucket:
 
 
 class LoginThrottle:
-    """Refuses a client address after ``per_minute`` failed logins within :data:`WINDOW`.
+    """Refuses a client address after ``per_minute`` failed logins within :data:`LIMIT_WINDOW`.
 
     While refused, even a right token is not checked (a guesser learns nothing); the
-    refusal ends when the oldest counted failure is :data:`WINDOW` seconds old.
+    refusal ends when the oldest counted failure is :data:`LIMIT_WINDOW` seconds old.
     """
 
     def __init__(self, per_minute: int) -> None:
@@ -52,7 +52,7 @@ class LoginThrottle:
         times = self._failures.get(address)
         if times is None:
             return None
-        while times and times[0] <= now - WINDOW:
+        while times and times[0] <= now - LIMIT_WINDOW:
             times.popleft()
         if not times:
             del self._failures[address]
@@ -64,7 +64,7 @@ class LoginThrottle:
         times = self._recent(address, now)
         if times is None or len(times) < self.limit:
             return None
-        return times[-self.limit] + WINDOW - now
+        return times[-self.limit] + LIMIT_WINDOW - now
 
     def failed(self, address: str, now: float) -> None:
         """Count one failed login of ``address``."""

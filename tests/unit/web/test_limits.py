@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from riskwatch.web.guard import host_name
-from riskwatch.web.limits import WINDOW, LoginThrottle, TokenBucket
+from riskwatch.web.limits import LIMIT_WINDOW, LoginThrottle, TokenBucket
 
 
 def test_bucket_allows_a_burst_then_refills_at_the_minute_rate() -> None:
@@ -32,10 +32,10 @@ def test_throttle_refuses_an_address_after_the_limit_until_the_window_passes() -
     for t in (0.0, 1.0, 2.0):
         assert throttle.blocked("10.0.0.1", t) is None
         throttle.failed("10.0.0.1", t)
-    assert throttle.blocked("10.0.0.1", 2.0) == pytest.approx(WINDOW - 2.0)
+    assert throttle.blocked("10.0.0.1", 2.0) == pytest.approx(LIMIT_WINDOW - 2.0)
     assert throttle.blocked("10.0.0.2", 2.0) is None  # per address
-    assert throttle.blocked("10.0.0.1", WINDOW - 0.1) is not None
-    assert throttle.blocked("10.0.0.1", WINDOW + 0.1) is None
+    assert throttle.blocked("10.0.0.1", LIMIT_WINDOW - 0.1) is not None
+    assert throttle.blocked("10.0.0.1", LIMIT_WINDOW + 0.1) is None
 
 
 def test_throttle_forgets_failures_older_than_the_window() -> None:
