@@ -14,6 +14,10 @@ The convention, also stated in docs/README.md for whoever writes a page:
 - First line ``# needs: PROGRAM``: run when ``PROGRAM`` is on ``PATH``, else skipped.
 - Any other fence (```text, ```yaml, …) is never run.
 
+The blocks use the documented fixed ports (the simulator's 8765 and 8766, the daemon's
+9464), so every block runs under one lock file in the system's temporary folder: test
+runs of several checkouts on one machine take turns instead of colliding.
+
 Besides running the blocks, this module checks what a newcomer relies on: the README is
 at most 12 KB and starts with ``make demo`` and ``make test``; every relative link of the
 docs and every ``docs/*.md`` (and ``#anchor``) cited in the code names a file (and a
@@ -22,12 +26,15 @@ heading) that exists; and no tracked file refers to a file outside the repositor
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +56,8 @@ WRITTEN_ALONGSIDE = frozenset(
     {"docs/protocol.md", "docs/performance.md", "docs/http.md", "docs/high-availability.md"}
 )
 """Chapters other parts of the project write; a reference to one is checked once it exists."""
+PORTS_LOCK = Path(tempfile.gettempdir()) / "riskwatch-doc-examples.lock"
+"""Held while a block runs: the documented ports are one machine's, not one checkout's."""
 SIM_STATE = REPO / "examples" / "sim-state.db"
 """The state database examples/sim.yaml creates (README, "A rule's life", step 4)."""
 
@@ -178,6 +187,17 @@ def run_block(block: Block) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
 
 
+@contextlib.contextmanager
+def documented_ports() -> Iterator[None]:
+    """Hold the machine-wide lock of the documented ports while the body runs."""
+    with PORTS_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture
 def fresh_sim_state() -> Iterator[None]:
     """examples/sim.yaml's state database starts and ends absent (a reader's first run)."""
@@ -210,6 +230,7 @@ EXPECTED_OUTPUT: dict[str, tuple[str, ...]] = {
 NEVER_PRINTED = ("authentication rejected", "FAILED test", "does not exist")
 
 
+@pytest.mark.timeout(3 * (BLOCK_TIMEOUT + LONG_TIMEOUT))
 @pytest.mark.usefixtures("fresh_sim_state")
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=[b.where for b in ALL_BLOCKS])
 def test_shell_block_runs_as_written(block: Block) -> None:
@@ -221,10 +242,12 @@ def test_shell_block_runs_as_written(block: Block) -> None:
     if (needs := _NEEDS.match(first)) and shutil.which(needs["program"]) is None:
         pytest.skip(f"{block.where}: needs {needs['program']}, not installed")
     if long := _LONG.match(first):
-        out = run_long(block, long["text"].strip())
+        with documented_ports():
+            out = run_long(block, long["text"].strip())
         assert long["text"].strip() in out, f"{block.where}: never showed it:\n{out[-4000:]}"
     else:
-        proc = run_block(block)
+        with documented_ports():
+            proc = run_block(block)
         out = proc.stdout
         assert proc.returncode == 0, f"{block.where}: exit {proc.returncode}:\n{out[-4000:]}"
     for command, texts in EXPECTED_OUTPUT.items():
