@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import secrets
 import signal
 import socket
@@ -231,6 +232,7 @@ class DaemonProcess:
         log_format: str = "text",
         fault: str | None = None,
         record: Path | None = None,
+        max_open_files: int | None = None,
     ) -> None:
         self.config = config
         self.log_level = log_level
@@ -239,6 +241,8 @@ class DaemonProcess:
         self.record = record
         """``run --record`` to this file."""
         self.log_format = log_format
+        self.max_open_files = max_open_files
+        """A lower soft RLIMIT_NOFILE for the child (to show a file-descriptor limit holds)."""
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -266,8 +270,14 @@ class DaemonProcess:
             stderr=log,
             env=self.env,
             cwd=REPO,
+            preexec_fn=self._limit_open_files if self.max_open_files is not None else None,
         )
         log.close()
+
+    def _limit_open_files(self) -> None:
+        assert self.max_open_files is not None
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_open_files, hard))
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs."""
