@@ -132,6 +132,8 @@ class AccountCore:
     ) -> None:
         self.account = account
         self.stale_after = stale_after
+        self.market: derived.MarketFigures | None = None
+        """Market figures of position rows from reference data (set by the daemon)."""
         self.snapshot: AccountSnapshot = account_state.initial(account)
         self.rules: RuleSet = rules if rules is not None else EMPTY_RULES
         self.daily = daily if daily is not None else DailyConfig()
@@ -308,7 +310,7 @@ class AccountCore:
             if cached.account.get("data_age") == age:
                 return cached
             return cached._replace(account={**cached.account, "data_age": age})
-        figures = derived.compute(snap, now, baseline)
+        figures = derived.compute(snap, now, baseline, self.market)
         self._figures = figures
         self._figures_of = snap
         self._figures_baseline = baseline

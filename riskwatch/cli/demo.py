@@ -63,6 +63,7 @@ def write_demo_config(
         "exchange:",
         f"  url: {sim.trade_url}",
         f"  market_data_url: {sim.mds_url}",
+        f"  rest_url: {sim.rest_url}",
         "  stale_after: 5s",
         "accounts:",
     ]

@@ -55,6 +55,7 @@ from riskwatch.qfex.link import LinkCollector, LinkView
 from riskwatch.qfex.recorder import Recorder
 from riskwatch.refdata.collector import HeldPosition, RefdataCollector
 from riskwatch.refdata.fetch import RefdataSource
+from riskwatch.refdata.figures import MarketFiguresOf
 from riskwatch.rules.engine import Decision
 from riskwatch.rules.model import EMPTY_RULES, RuleSet
 from riskwatch.store import Store
@@ -204,6 +205,9 @@ class Daemon:
         for rt in self.accounts.values():
             rt.link.on_levels = self.refdata.set_levels
         self.executor.book.refdata_of = lambda: self.refdata.refdata
+        market = MarketFiguresOf(lambda: self.refdata.refdata)
+        for rt in self.accounts.values():
+            rt.core.market = market
         self.registry.register(RefdataCollector(self.refdata, self._held_positions))
         self.commands = Commands(
             self.live,

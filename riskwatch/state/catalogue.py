@@ -113,6 +113,18 @@ POSITION_FIGURES: Final[tuple[FigureInfo, ...]] = (
         "ratio",
         "relative mark move that would bring maintenance_usage to 1.0",
     ),
+    _p("market_open", "0 or 1", "1 while the symbol's market is open (refdata market_hours)"),
+    _p("seconds_to_market_close", "seconds", "time until the market closes; 0 when closed"),
+    _p(
+        "position_limit_at_close",
+        "USD",
+        "position limit at the next market close: max_notional × 50 % overnight, 10 % weekend",
+    ),
+    _p(
+        "position_limit_headroom_at_close",
+        "USD",
+        "position_limit_at_close − notional; below 0 the close makes the account reduce-only",
+    ),
 )
 """Every position figure, in the order of a ``Figures.positions`` row."""
 

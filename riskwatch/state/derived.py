@@ -101,10 +101,15 @@ known from order events; the rule engine decides which rows a rule looks at:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Final, NamedTuple
 
-from riskwatch.state.account import AccountSnapshot, estimated_equity, open_order_count
+from riskwatch.state.account import (
+    AccountSnapshot,
+    PositionState,
+    estimated_equity,
+    open_order_count,
+)
 
 _INF: Final = float("inf")
 
@@ -161,6 +166,20 @@ def liquidation_distance(
     return x
 
 
+MarketFigures = Callable[[str, float, float, float], Mapping[str, float | None]]
+"""``(symbol, leverage, notional, now)`` → the market figures of a position row
+(``market_open``, ``seconds_to_market_close``, ``position_limit_at_close``,
+``position_limit_headroom_at_close``; docs/protocol.md §10, §11), from reference data
+(:class:`riskwatch.refdata.figures.MarketFiguresOf`)."""
+
+_NO_MARKET: Final[Mapping[str, float | None]] = {
+    "market_open": None,
+    "seconds_to_market_close": None,
+    "position_limit_at_close": None,
+    "position_limit_headroom_at_close": None,
+}
+
+
 class PositionRows(Mapping[str, Row]):
     """The position rows of one :class:`Figures`: a lazy, read-only mapping symbol → row.
 
@@ -169,10 +188,18 @@ class PositionRows(Mapping[str, Row]):
     known only from order events.
     """
 
-    __slots__ = ("_equity", "_maintenance", "_rows", "_snapshot", "_symbols")
+    __slots__ = ("_equity", "_maintenance", "_market", "_now", "_rows", "_snapshot", "_symbols")
 
-    def __init__(self, snapshot: AccountSnapshot, equity: float | None) -> None:
+    def __init__(
+        self,
+        snapshot: AccountSnapshot,
+        equity: float | None,
+        market: MarketFigures | None = None,
+        now: float = 0.0,
+    ) -> None:
         self._snapshot = snapshot
+        self._market = market
+        self._now = now
         self._equity = equity
         self._maintenance = snapshot.totals.maintenance_margin
         self._rows: dict[str, Row] = {}
@@ -209,6 +236,15 @@ class PositionRows(Mapping[str, Row]):
         delta = snap.order_delta.get(symbol)
         if st is None:
             return (None, price, delta)
+        if self._market is not None:
+            # Time-dependent: the market figures are part of the inputs.
+            return (*self._core_inputs(st, price, delta), *self._market_of(symbol).values())
+        return self._core_inputs(st, price, delta)
+
+    @staticmethod
+    def _core_inputs(
+        st: PositionState, price: float | None, delta: int | None
+    ) -> tuple[object, ...]:
         p = st.pulse
         return (
             p.position,
@@ -269,6 +305,7 @@ class PositionRows(Mapping[str, Row]):
                 "open_orders": float(count),
                 "open_quantity": None,
                 "liquidation_distance": None,
+                **_NO_MARKET,
             }
         pulse = st.pulse
         qty = pulse.position
@@ -295,13 +332,27 @@ class PositionRows(Mapping[str, Row]):
             "open_orders": float(open_order_count(snap, symbol)),
             "open_quantity": pulse.open_quantity,
             "liquidation_distance": liq,
+            **self._market_of(symbol),
         }
 
+    def _market_of(self, symbol: str) -> Mapping[str, float | None]:
+        """The row's market figures (all None without a market provider or a pulse)."""
+        st = self._snapshot.positions.get(symbol)
+        if self._market is None or st is None:
+            return _NO_MARKET
+        return self._market(symbol, st.pulse.leverage, st.notional, self._now)
 
-def compute(snapshot: AccountSnapshot, now: float, pnl_baseline: float | None = None) -> Figures:
+
+def compute(
+    snapshot: AccountSnapshot,
+    now: float,
+    pnl_baseline: float | None = None,
+    market: MarketFigures | None = None,
+) -> Figures:
     """Return the :class:`Figures` of ``snapshot`` at ``now`` (Unix seconds).
 
     ``pnl_baseline`` is the equity (USD) at the last daily reset, or None if unknown.
+    ``market`` gives the market figures of the position rows (None: they are None).
     Cost: O(1) plus O(symbols with order events since their pulse); position rows are
     built when read.
     """
@@ -373,4 +424,5 @@ def compute(snapshot: AccountSnapshot, now: float, pnl_baseline: float | None = 
             "equity_drift": snapshot.equity_drift,
             "reported_equity": bal.reported_equity,
         }
-    return Figures(account, PositionRows(snapshot, equity), t.mds_marked == 0, last)
+    rows = PositionRows(snapshot, equity, market, now)
+    return Figures(account, rows, t.mds_marked == 0, last)

@@ -399,6 +399,17 @@ async def test_refdata_fetched_over_http_retried_and_reported(tmp_path: Path) ->
         # The simulator's 10x level caps 1 000 000 USD; the close is overnight (50 %).
         assert limit == pytest.approx(500_000.0)
         assert headroom == pytest.approx(500_000.0 - 250 * 200.0)
+
+        def row() -> dict[str, Any]:
+            figures = d.accounts[ACCOUNT].core.figures_at(d.clock.now())
+            return dict(figures.positions[SYMBOL]) if figures is not None else {}
+
+        # The same figures reach the rules (rules/market_close.yaml reads them).
+        await wait_for(lambda: row().get("position_limit_at_close") is not None)
+        assert row()["market_open"] == 1.0
+        assert row()["position_limit_headroom_at_close"] == pytest.approx(
+            500_000.0 - row()["notional"]
+        )
         levels = [
             f.frame
             for f in sim.received_commands(ACCOUNT)

@@ -43,4 +43,4 @@ def test_example_config_checks() -> None:
     """``riskwatch check -c examples/riskwatch.yaml`` validates the config and the pack."""
     result = _riskwatch("check", "-c", "examples/riskwatch.yaml")
     assert result.returncode == 0, result.stderr
-    assert "ok (1 account(s), 5 rule file(s), 10 rule(s))" in result.stdout
+    assert "ok (1 account(s), 6 rule file(s), 12 rule(s))" in result.stdout

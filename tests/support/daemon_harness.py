@@ -36,6 +36,7 @@ def daemon_config_text(
 ) -> str:
     """A config for a daemon watching every account of ``scenario`` on ``sim``."""
     lines = ["exchange:", f"  url: {sim.trade_url}", f"  stale_after: {stale_after}"]
+    lines.append(f"  rest_url: {sim.rest_url}")
     if market_data:
         lines.append(f"  market_data_url: {sim.mds_url}")
     lines.append("accounts:")

@@ -112,7 +112,7 @@ def test_check_from_the_wheel(installed: Installed) -> None:
     """`riskwatch check` validates the example config and a config using the packaged rule pack."""
     proc = installed.run("check", "-c", str(REPO / "examples" / "riskwatch.yaml"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert ": ok (1 account(s), 5 rule file(s), 10 rule(s))" in proc.stdout
+    assert ": ok (1 account(s), 6 rule file(s), 12 rule(s))" in proc.stdout
 
     pack = Path(
         installed.python(
@@ -127,7 +127,7 @@ def test_check_from_the_wheel(installed: Installed) -> None:
     )
     proc = installed.run("check", "-c", str(config))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ok (1 account(s), 5 rule file(s), 10 rule(s))" in proc.stdout
+    assert "ok (1 account(s), 6 rule file(s), 12 rule(s))" in proc.stdout
 
     tests = sorted(str(p) for p in (pack / "tests").glob("*.yaml"))
     assert tests

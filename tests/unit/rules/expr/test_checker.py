@@ -170,6 +170,11 @@ def test_registry_covers_product_names() -> None:
         "open_orders",
         "open_quantity",
         "liquidation_distance",
+        # From reference data (docs/protocol.md §10): the close's position limit.
+        "market_open",
+        "seconds_to_market_close",
+        "position_limit_at_close",
+        "position_limit_headroom_at_close",
     }
     assert {i.name for i in RULE_ACCOUNT_FIGURES} == account
     assert {i.name for i in RULE_POSITION_FIGURES} == position

@@ -1,0 +1,50 @@
+"""The market figures of a position row, from reference data (pure; docs/protocol.md §10).
+
+:class:`MarketFiguresOf` is the ``market`` provider of
+:func:`riskwatch.state.derived.compute`: for a symbol, the position's leverage and
+notional, and ``now``, it gives ``market_open`` (1/0), ``seconds_to_market_close``,
+``position_limit_at_close`` (the ``max_notional`` of the position's leverage level ×
+the next closure's factor) and ``position_limit_headroom_at_close`` (that limit minus
+the notional). Each is None when the reference data needed is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from riskwatch.refdata.hours import market_state
+from riskwatch.refdata.model import Refdata
+
+__all__ = ["MarketFiguresOf"]
+
+
+class MarketFiguresOf:
+    """Market figures from the reference data ``current()`` returns at each call."""
+
+    __slots__ = ("_current",)
+
+    def __init__(self, current: Callable[[], Refdata]) -> None:
+        self._current = current
+
+    def __call__(
+        self, symbol: str, leverage: float, notional: float, now: float
+    ) -> Mapping[str, float | None]:
+        """The four market figures of one position (see the module docstring)."""
+        data = self._current()
+        ref = data.symbol(symbol)
+        state = market_state(ref.market_hours if ref is not None else None, now)
+        cap = next(
+            (
+                lv.max_notional
+                for lv in data.levels.get(symbol, ())
+                if abs(lv.leverage - leverage) < 1e-9
+            ),
+            None,
+        )
+        limit = cap * state.close_factor if cap is not None and state is not None else None
+        return {
+            "market_open": None if state is None else (1.0 if state.open else 0.0),
+            "seconds_to_market_close": None if state is None else round(state.seconds_to_close),
+            "position_limit_at_close": limit,
+            "position_limit_headroom_at_close": None if limit is None else limit - notional,
+        }
