@@ -241,7 +241,8 @@ class Flight:
     """One armed action between its first send and its final outcome."""
 
     cmd: PlannedCommand
-    sent_frame: dict[str, Any]
+    sent_frame: dict[str, Any] | None
+    """The command's frame as a dict, decoded when a reply needs it (None until then)."""
     first_at: float
     decided_at: float
     trigger_at: float | None
@@ -474,7 +475,7 @@ class ActionBook:
         out.records.append(IntentRecord(cmd, cmd.action_id, cmd.attempt, reason, self._mode, now))
         flight = Flight(
             cmd,
-            normalised_request(json.loads(cmd.frame)),
+            None,
             first_at=now,
             decided_at=trigger_at,
             trigger_at=trigger_at,
@@ -770,7 +771,12 @@ class ActionBook:
         if not isinstance(request, dict):
             return None
         want = normalised_request(request)
-        return next((f for f in self._awaiting(flights) if f.sent_frame == want), None)
+        for f in self._awaiting(flights):
+            if f.sent_frame is None:
+                f.sent_frame = json.loads(f.cmd.frame)
+            if normalised_request(f.sent_frame) == want:
+                return f
+        return None
 
     def _on_error(
         self, flights: dict[str, Flight], ev: ErrorReply, now: float, out: Output
@@ -888,7 +894,7 @@ class ActionBook:
                 OutcomeRecord(cmd.action_id, "retried", f.error or "effect not seen", now)
             )
         f.cmd = nxt
-        f.sent_frame = normalised_request(json.loads(nxt.frame))
+        f.sent_frame = None
         f.error = ""
         f.reject_code = ""
         f.retryable = True
@@ -951,7 +957,7 @@ class ActionBook:
                 continue
             flight = Flight(
                 cmd,
-                normalised_request(json.loads(cmd.frame)),
+                None,
                 first_at=first,
                 decided_at=first,
                 trigger_at=None,
