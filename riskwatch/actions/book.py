@@ -51,16 +51,23 @@ and ``set_leverage`` are not sent. Either way a critical escalation
 
 from __future__ import annotations
 
-import enum
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Container, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from riskwatch.actions import confirm, model
 from riskwatch.actions import plan as planner
+from riskwatch.actions.flight import Flight, Phase
 from riskwatch.actions.model import ActionEvent, ActionEventKind, PlannedCommand, Refusal
+from riskwatch.actions.outputs import (
+    IntentRecord,
+    OutcomeRecord,
+    OutgoingFrame,
+    Output,
+    Record,
+    SentRecord,
+)
 from riskwatch.actions.window import HOUR, BreakerWindow, lineage_of
 from riskwatch.config import ActionsConfig
 from riskwatch.model import (
@@ -81,20 +88,7 @@ from riskwatch.rules.engine import ActionIntent
 from riskwatch.state.account import AccountSnapshot
 from riskwatch.store import ActionRecord
 
-__all__ = [
-    "HARMLESS_TO_REPEAT",
-    "AccountView",
-    "ActionBook",
-    "Flight",
-    "IntentRecord",
-    "OutcomeRecord",
-    "OutgoingFrame",
-    "Output",
-    "Phase",
-    "Record",
-    "SentRecord",
-    "result_of_rejection",
-]
+__all__ = ["HARMLESS_TO_REPEAT", "AccountView", "ActionBook", "rebuild"]
 
 HARMLESS_TO_REPEAT: Final = frozenset({"close_position", "cancel_all_orders"})
 """Actions sent even when their intent cannot be written (a repeat does no harm:
@@ -104,35 +98,6 @@ _ACKED: Final = frozenset({"cancel_all_orders", "set_leverage"})
 _TAKEN_MAX: Final = 100_000
 _AUDIT_ALARM_EVERY: Final = 60.0
 _STALE_RETRY: Final = 0.5
-
-# Rejections with a label of their own in riskwatch_actions_total{result}: the
-# documented error codes and order statuses (docs/protocol.md §9); others count as
-# "rejected_other", so that the label set stays bounded.
-_KNOWN_REJECTIONS: Final = frozenset(
-    {
-        "RateLimited",
-        "InvalidJSONFormat",
-        "InvalidParameter",
-        "PermissionDenied",
-        "ServerError",
-        "InvalidOrder",
-        "KycRequired",
-        "TncRequired",
-        *(
-            "REJECTED NO_SUCH_ORDER INVALID_ORDER_TYPE BAD_SYMBOL FAILED_MARGIN_CHECK "
-            "QUANTITY_LESS_THAN_MIN_QUANTITY QUANTITY_GREATER_THAN_MAX_QUANTITY "
-            "REJECTED_WOULD_BREACH_MAX_NOTIONAL REJECTED_MARKET_CLOSED "
-            "REJECTED_FAILED_TO_PROCESS RATE_LIMITED REJECTED_TOO_MANY_OPEN_ORDERS "
-            "REJECTED_OPEN_INTEREST_LIMIT CANCELLED_STP INVALID_TIME_IN_FORCE"
-        ).split(),
-    }
-)
-
-
-def result_of_rejection(code: str) -> str:
-    """The ``result`` label of a final rejection: ``rejected_<code>`` (lower case) for a
-    documented code, ``rejected_other`` for any other."""
-    return f"rejected_{code.lower()}" if code in _KNOWN_REJECTIONS else "rejected_other"
 
 
 class AccountView(Protocol):
@@ -145,119 +110,6 @@ class AccountView(Protocol):
     def stale(self, account: str, now: float) -> bool:
         """True when no fresh pulse backs the account's figures at ``now``."""
         ...
-
-
-class Phase(enum.Enum):
-    """Where a flight (one action, all its attempts) is."""
-
-    QUEUED = "queued"
-    """Recorded; its frame waits for :meth:`ActionBook.release` (guards hold)."""
-    REPLY = "reply"
-    """Written; waiting for the exchange's reply."""
-    PULSE = "pulse"
-    """Replied (or no reply in time); waiting for a pulse that shows the effect."""
-    BACKOFF = "backoff"
-    """Waiting to send the next attempt."""
-    RECONCILE = "reconcile"
-    """Outcome unknown (disconnect, restart): ``get_user_orders`` and the next pulse decide."""
-
-
-@dataclass(frozen=True, slots=True)
-class IntentRecord:
-    """Commit the intent of one attempt (``Store.record_intent``) before its frame leaves."""
-
-    cmd_or_refusal: PlannedCommand | Refusal
-    action_id: str
-    attempt: int
-    reason: str
-    mode: str
-    at: float
-
-    @property
-    def action(self) -> str:
-        """The action's name."""
-        return self.cmd_or_refusal.action
-
-
-@dataclass(frozen=True, slots=True)
-class OutcomeRecord:
-    """Record an attempt's final outcome (``Store.record_outcome``)."""
-
-    action_id: str
-    status: str
-    detail: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class SentRecord:
-    """Record that an attempt's frame was written (``Store.mark_sent``)."""
-
-    action_id: str
-    at: float
-
-
-Record = IntentRecord | OutcomeRecord | SentRecord
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingFrame:
-    """A frame to write on ``account``'s trade connection (``action_id`` None for a query)."""
-
-    account: str
-    frame: str
-    action_id: str | None = None
-
-
-@dataclass(slots=True)
-class Output:
-    """What one call to the book asks the shell to do (see the module docstring)."""
-
-    events: list[ActionEvent] = field(default_factory=list)
-    counts: list[tuple[str, str]] = field(default_factory=list)
-    """``(action, result)`` increments of ``riskwatch_actions_total``."""
-    retries: list[str] = field(default_factory=list)
-    """Actions whose retry was started (``riskwatch_action_retries_total``)."""
-    latencies: list[float] = field(default_factory=list)
-    """Seconds from a trigger frame to its first command's write."""
-    records: list[Record] = field(default_factory=list)
-    frames: list[OutgoingFrame] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.events or self.counts or self.records or self.frames)
-
-    def extend(self, other: Output) -> None:
-        """Append ``other``'s items to this output's."""
-        self.events += other.events
-        self.counts += other.counts
-        self.retries += other.retries
-        self.latencies += other.latencies
-        self.records += other.records
-        self.frames += other.frames
-
-
-@dataclass(slots=True, eq=False)
-class Flight:
-    """One armed action between its first send and its final outcome."""
-
-    cmd: PlannedCommand
-    sent_frame: dict[str, Any] | None
-    """The command's frame as a dict, decoded when a reply needs it (None until then)."""
-    first_at: float
-    decided_at: float
-    trigger_at: float | None
-    phase: Phase = Phase.QUEUED
-    since: float = 0.0
-    deadline: float = 0.0
-    next_at: float = 0.0
-    error: str = ""
-    reject_code: str = ""
-    retryable: bool = True
-    replied: bool = False
-    orders_known: bool = False
-    audited: bool = True
-    held: str = ""
-    """Why a queued frame did not leave yet: ``""``, ``"stale"`` or ``"expired"``."""
 
 
 class _Recorded:
@@ -919,7 +771,7 @@ class ActionBook:
         out.events.append(self._event("escalation", cmd, now, code=code, detail=detail))
         out.counts.append((cmd.action, "failed"))
         if code == model.REJECTED and f.reject_code:
-            out.counts.append((cmd.action, result_of_rejection(f.reject_code)))
+            out.counts.append((cmd.action, confirm.result_of_rejection(f.reject_code)))
         if f.audited:
             out.records.append(OutcomeRecord(cmd.action_id, "failed", f"{code}: {detail}", now))
 

@@ -24,6 +24,7 @@ __all__ = [
     "WORKING_STATUSES",
     "effect",
     "is_terminal",
+    "result_of_rejection",
 ]
 
 RETRYABLE_ERRORS: Final = frozenset({"RateLimited", "ServerError"})
@@ -44,6 +45,36 @@ RETRYABLE_STATUSES: Final = frozenset(
 
 WORKING_STATUSES: Final = frozenset({"ACK", "MODIFIED"})
 """Statuses after which more responses for the same order follow (§7 close_position)."""
+
+
+# Rejections with a label of their own in riskwatch_actions_total{result}: the
+# documented error codes and order statuses (docs/protocol.md §9); others count as
+# "rejected_other", so that the label set stays bounded.
+_KNOWN_REJECTIONS: Final = frozenset(
+    {
+        "RateLimited",
+        "InvalidJSONFormat",
+        "InvalidParameter",
+        "PermissionDenied",
+        "ServerError",
+        "InvalidOrder",
+        "KycRequired",
+        "TncRequired",
+        *(
+            "REJECTED NO_SUCH_ORDER INVALID_ORDER_TYPE BAD_SYMBOL FAILED_MARGIN_CHECK "
+            "QUANTITY_LESS_THAN_MIN_QUANTITY QUANTITY_GREATER_THAN_MAX_QUANTITY "
+            "REJECTED_WOULD_BREACH_MAX_NOTIONAL REJECTED_MARKET_CLOSED "
+            "REJECTED_FAILED_TO_PROCESS RATE_LIMITED REJECTED_TOO_MANY_OPEN_ORDERS "
+            "REJECTED_OPEN_INTEREST_LIMIT CANCELLED_STP INVALID_TIME_IN_FORCE"
+        ).split(),
+    }
+)
+
+
+def result_of_rejection(code: str) -> str:
+    """The ``result`` label of a final rejection: ``rejected_<code>`` (lower case) for a
+    documented code, ``rejected_other`` for any other."""
+    return f"rejected_{code.lower()}" if code in _KNOWN_REJECTIONS else "rejected_other"
 
 
 def is_terminal(status: str, quantity_remaining: float) -> bool:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from riskwatch.actions.book import IntentRecord, OutcomeRecord, Record
 from riskwatch.actions.model import PlannedCommand
+from riskwatch.actions.outputs import IntentRecord, OutcomeRecord, Record
 
 __all__ = ["AuditRow", "MemoryAuditLog"]
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from riskwatch.actions.book import ActionBook, IntentRecord, OutgoingFrame, Output
+from riskwatch.actions.book import ActionBook
 from riskwatch.actions.memlog import MemoryAuditLog
 from riskwatch.actions.model import ActionEvent
+from riskwatch.actions.outputs import IntentRecord, OutgoingFrame, Output
 from riskwatch.config import ActionsConfig
 from riskwatch.model import Authenticated, Event
 from riskwatch.pipeline import AccountCore

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from riskwatch.actions import confirm
 from riskwatch.actions import plan as planner
-from riskwatch.actions.book import Flight, Phase
 from riskwatch.actions.executor import ActionExecutor
+from riskwatch.actions.flight import Flight, Phase
 from riskwatch.clock import ManualClock
 from riskwatch.config import ActionsConfig
 from riskwatch.metrics import Metrics

@@ -7,15 +7,10 @@ import json
 from typing import Any
 
 from riskwatch.actions import confirm, model
-from riskwatch.actions.book import (
-    ActionBook,
-    IntentRecord,
-    OutcomeRecord,
-    Output,
-    Phase,
-    SentRecord,
-    result_of_rejection,
-)
+from riskwatch.actions.book import ActionBook
+from riskwatch.actions.confirm import result_of_rejection
+from riskwatch.actions.flight import Phase
+from riskwatch.actions.outputs import IntentRecord, OutcomeRecord, Output, SentRecord
 from riskwatch.config import ActionsConfig
 from riskwatch.model import Event
 from riskwatch.pipeline import AccountCore
