@@ -18,9 +18,9 @@ import signal
 import sys
 from typing import Any
 
-from riskwatch.actions import executor
-from riskwatch.actions.book import IntentRecord, Output
+from riskwatch.actions import audit, executor
 from riskwatch.actions.model import PlannedCommand
+from riskwatch.actions.outputs import IntentRecord, Output
 from riskwatch.cli.main import main
 
 POINTS = ("after_intent", "after_send")
@@ -33,9 +33,9 @@ def _die() -> None:
 def install(point: str) -> None:
     """Wrap the executor's step that ``point`` names with a SIGKILL."""
     if point == "after_intent":
-        write = executor.StoreWriter.write
+        write = audit.StoreWriter.write
 
-        def write_then_die(self: executor.StoreWriter, rec: Any) -> None:
+        def write_then_die(self: audit.StoreWriter, rec: Any) -> None:
             write(self, rec)
             if (
                 isinstance(rec, IntentRecord)
@@ -44,7 +44,7 @@ def install(point: str) -> None:
             ):
                 _die()
 
-        executor.StoreWriter.write = write_then_die  # type: ignore[method-assign]
+        audit.StoreWriter.write = write_then_die  # type: ignore[method-assign]
     elif point == "after_send":
         after_send = executor.ActionExecutor._after_send
 
