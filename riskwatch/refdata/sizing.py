@@ -4,9 +4,11 @@
   (a reduction never sends more than asked).
 - A reduce-only TWAP needs ``total_quantity / num_orders ≥ min_quantity`` and at least
   two slices (DOCS add_twap). :func:`size_reduction` lowers the slice count down to
-  two, and when even two slices are too small it sends ``close_position`` if the
-  reduction would leave less than ``min_quantity`` (closing is then what was meant),
-  else refuses with the reason, never a TWAP the exchange must reject.
+  two; when even two slices are too small it answers ``close_position`` if the
+  reduction would leave less than ``min_quantity`` (only a close can do it), else
+  ``refuse``, each with the reason: never a TWAP the exchange must reject. The action
+  planner refuses both with the reason (a reduction never becomes a full close
+  without a rule saying so).
 - Leverage comes in discrete per-symbol levels (``get_available_leverage_levels``):
   :func:`snap_leverage` takes the highest level not above the wanted one (never more
   leverage than asked), or says which levels exist.

@@ -58,7 +58,11 @@ def _p(name: str, unit: str, doc: str) -> FigureInfo:
 
 
 ACCOUNT_FIGURES: Final[tuple[FigureInfo, ...]] = (
-    _a("equity", "USD", "deposit + realised_pnl + unrealised_pnl + net_funding"),
+    _a(
+        "equity",
+        "USD",
+        "deposit + realised_pnl + unrealised_pnl + net_funding − fees + referral rewards",
+    ),
     _a("deposit", "USD", "deposited collateral as the exchange reports it"),
     _a("available_balance", "USD", "balance free for new orders, as the exchange reports it"),
     _a("realised_pnl", "USD", "realised profit and loss"),

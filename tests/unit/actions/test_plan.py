@@ -177,3 +177,40 @@ def test_effect_reads_only_pulses_after_since() -> None:
     assert not confirm.is_terminal("FILLED", 10.0)
     assert confirm.is_terminal("CANCELLED", 10.0)
     assert not confirm.is_terminal("ACK", 0.0)
+
+
+def test_set_leverage_snaps_to_an_available_level() -> None:
+    """Leverage comes in levels (docs/protocol.md §7): 7x becomes the 5x level; under the
+    lowest level the action is refused and the refusal lists the levels."""
+    from riskwatch.refdata.model import LeverageLevel, Refdata
+
+    levels = {"ETH-USD": tuple(LeverageLevel(x) for x in (1.0, 2.0, 5.0, 10.0))}
+    refdata = Refdata(levels=levels)
+    snapped = plan.plan(
+        _intent(Action("set_leverage", leverage=7.0), symbol="ETH-USD"),
+        _snapshot(_pos("ETH-USD", 0.0, 100.0, 0.0)),
+        stale=False, kill_switch=False, used=0, max_per_hour=6, refdata=refdata,
+    )  # fmt: skip
+    assert json.loads(snapped.commands[0].frame)["params"]["leverage"] == 5.0
+    low = plan.plan(
+        _intent(Action("set_leverage", leverage=0.5), symbol="ETH-USD"),
+        _snapshot(_pos("ETH-USD", 0.0, 100.0, 0.0)),
+        stale=False, kill_switch=False, used=0, max_per_hour=6, refdata=refdata,
+    )  # fmt: skip
+    assert [r.code for r in low.refusals] == ["NO_LEVERAGE_LEVEL"]
+    assert "available: 1, 2, 5, 10" in low.refusals[0].detail
+
+
+def test_reduction_is_rounded_to_the_symbols_lots() -> None:
+    """A reduction uses the symbol's lot size and minimum from reference data."""
+    from riskwatch.refdata.model import Refdata, SymbolRef
+
+    refdata = Refdata(symbols={"AAPL-USD": SymbolRef("AAPL-USD", lot_size=1.0, min_quantity=5.0)})
+    p = plan.plan(
+        _intent(Action("reduce_position", fraction=0.3333, over=300.0), symbol="AAPL-USD"),
+        _snapshot(_pos("AAPL-USD", 250.0, 200.0, -100.0)),
+        stale=False, kill_switch=False, used=0, max_per_hour=6, refdata=refdata,
+    )  # fmt: skip
+    params = json.loads(p.commands[0].frame)["params"]
+    assert params["total_quantity"] == 83.0
+    assert params["num_orders"] == 10
