@@ -225,6 +225,7 @@ class Daemon:
             http.max_connections,
             http.max_connections_per_client,
             http.header_timeout.seconds,
+            http.idle_timeout.seconds,
             on_refused=self._count_refused,
         )
         self.http: HttpServer | None = None
@@ -323,7 +324,6 @@ class Daemon:
             self.guard,
             connections=self.connection_guard,
             body_timeout=cfg.http.body_timeout.seconds,
-            request_timeout=cfg.http.idle_timeout.seconds,
         )
         await self.notifier.start()
         now = self.clock.now()

@@ -3,7 +3,8 @@ who may call it; and the application that serves them. docs/http.md describes ea
 
 Each request passes, in order: the Host check and the body timeout (the middleware),
 then the access check of its route (:class:`riskwatch.web.guard.AccessGuard`), then its
-handler (:class:`riskwatch.web.handlers.Endpoints`) under the request timeout.
+handler (:class:`riskwatch.web.handlers.Endpoints`). The connection limits (caps,
+header and request timeouts) are :mod:`riskwatch.web.server`'s.
 """
 
 from __future__ import annotations
@@ -71,12 +72,9 @@ def _checked(guard: AccessGuard, access: Access, handler: Handler) -> Handler:
 
 
 def _limits(
-    guard: AccessGuard,
-    connections: ConnectionGuard | None,
-    body_timeout: float,
-    request_timeout: float,
+    guard: AccessGuard, connections: ConnectionGuard | None, body_timeout: float
 ) -> Middleware:
-    """The middleware: Host check, body and request timeouts, request start/end marks."""
+    """The middleware: Host check, body timeout, request start and end marks."""
 
     def refused(reason: str) -> None:
         if connections is not None:
@@ -100,15 +98,7 @@ def _limits(
                     resp = error_response(408, "request body not received in time")
                     resp.force_close()
                     return resp
-            try:
-                async with asyncio.timeout(request_timeout):
-                    return await handler(request)
-            except TimeoutError:
-                # A client that stopped reading the answer: drop it.
-                refused("request_timeout")
-                if transport is not None:
-                    transport.abort()
-                return error_response(503, "request timed out")
+            return await handler(request)
         finally:
             if connections is not None:
                 connections.request_finished(transport)
@@ -124,13 +114,12 @@ def build_app(
     *,
     connections: ConnectionGuard | None = None,
     body_timeout: float = 10.0,
-    request_timeout: float = 60.0,
     routes: tuple[Route, ...] = ROUTES,
 ) -> web.Application:
     """The aiohttp application serving ``routes`` over ``view`` and ``commands``."""
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[_limits(guard, connections, body_timeout, request_timeout)],
+        middlewares=[_limits(guard, connections, body_timeout)],
     )
     endpoints = Endpoints(view, commands, registry)
     for route in routes:

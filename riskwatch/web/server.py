@@ -11,12 +11,14 @@ listener's protocol factory) that enforces what aiohttp has no setting for:
   take every slot from Prometheus and the operators);
 - a header timeout: from its first byte (or from the connection's opening), a request
   whose header block has not been received within ``header_timeout`` is dropped, so
-  a client that sends a partial header and stalls (slowloris) holds nothing for long.
+  a client that sends a partial header and stalls (slowloris) holds nothing for long;
+- a request timeout: a request not answered within ``request_timeout`` of its header
+  block (a client that stopped reading a long answer) is dropped.
 
-The idle timeout (between two requests of a kept-alive connection) is aiohttp's
-``keepalive_timeout``; the body and request timeouts are applied per request by the
-middleware of :mod:`riskwatch.web.routes`, which marks each request's start and end
-here (:meth:`ConnectionGuard.request_started`).
+The middleware of :mod:`riskwatch.web.routes` marks each request's start and end here
+(:meth:`ConnectionGuard.request_started`) and applies the body timeout; the idle
+timeout (between two requests of a kept-alive connection) is aiohttp's
+``keepalive_timeout``.
 """
 
 from __future__ import annotations
@@ -51,11 +53,13 @@ class ConnectionGuard:
         max_connections: int,
         max_per_client: int,
         header_timeout: float,
+        request_timeout: float,
         on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.max_connections = max_connections
         self.max_per_client = max_per_client
         self.header_timeout = header_timeout
+        self.request_timeout = request_timeout
         self._on_refused = on_refused
         self._open: dict[asyncio.BaseTransport, GuardedConnection] = {}
         self._per_client: dict[str, int] = {}
@@ -138,24 +142,29 @@ class GuardedConnection(asyncio.Protocol):
 
     def _arm(self) -> None:
         loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(self._guard.header_timeout, self._header_timeout)
+        self._deadline = loop.call_later(self._guard.header_timeout, self._expired)
 
-    def _header_timeout(self) -> None:
+    def _expired(self) -> None:
+        """The header or the request deadline passed: drop the connection."""
         self._deadline = None
-        if self._transport is not None and not self._in_request:
-            self._guard.refused("header_timeout")
+        if self._transport is not None:
+            self._guard.refused("request_timeout" if self._in_request else "header_timeout")
             self._transport.abort()
 
     def request_started(self) -> None:
-        """Headers received: the header deadline no longer applies."""
+        """Headers received: the request deadline replaces the header deadline."""
         self._in_request = True
         if self._deadline is not None:
             self._deadline.cancel()
-            self._deadline = None
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self._guard.request_timeout, self._expired)
 
     def request_finished(self) -> None:
-        """Answered: the next request's deadline starts with its first byte."""
+        """Answered: the next request's header deadline starts with its first byte."""
         self._in_request = False
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def data_received(self, data: bytes) -> None:
         if not self._admitted:
