@@ -128,7 +128,7 @@ def position(sim: Simulator) -> float:
 
 @asynccontextmanager
 async def replicas(
-    tmp_path: Path, sim: Simulator, secret: str, hooks: Hooks, ha: list[str], env_a: dict[str, str]
+    tmp_path: Path, sim: Simulator, secret: str, hooks: Hooks, ha: list[str], fault_a: str | None
 ) -> AsyncIterator[tuple[Replica, Replica]]:
     """Replica ``a`` started first (it takes the lease), then ``b``; the crash runs once
     both roles are settled; both replicas are stopped after."""
@@ -147,7 +147,7 @@ async def replicas(
             with config.open("a", encoding="utf-8") as f:
                 f.write("ha:\n" + "\n".join(lines) + "\n")
             proc = DaemonProcess(
-                config, folder / "daemon.log", env=env_a if name == "a" else None,
+                config, folder / "daemon.log", fault=fault_a if name == "a" else None,
                 log_format="json",
             )  # fmt: skip
             proc.start()
@@ -180,7 +180,7 @@ async def test_two_replicas_etcd_one_twap_one_page_flat(tmp_path: Path) -> None:
         async with running_etcd(tmp_path) as etcd:
             async with simulator("crash", speed=1.0, pulse_interval=PULSE) as (sim, secret):
                 async with replicas(
-                    tmp_path, sim, secret, hooks, lease_lines("etcd", etcd.url), {}
+                    tmp_path, sim, secret, hooks, lease_lines("etcd", etcd.url), None
                 ) as (a, b):
                     await wait_for(lambda: position(sim) == 0, timeout=60, what="flat")
                     await wait_for(
@@ -220,14 +220,14 @@ async def test_two_replicas_etcd_one_twap_one_page_flat(tmp_path: Path) -> None:
 
 
 async def _kill_leader_run(
-    tmp_path: Path, backend: str, where: str, env_a: dict[str, str], kill_on_twap: bool
+    tmp_path: Path, backend: str, where: str, fault_a: str | None, kill_on_twap: bool
 ) -> dict[str, float]:
     hooks = Hooks()
     await hooks.start()
     try:
         async with simulator("crash", speed=1.0, pulse_interval=PULSE) as (sim, secret):
             async with replicas(
-                tmp_path, sim, secret, hooks, lease_lines(backend, where), env_a
+                tmp_path, sim, secret, hooks, lease_lines(backend, where), fault_a
             ) as (a, b):
                 if kill_on_twap:
                     # SIGKILL the leader the moment its TWAP reached the exchange.
@@ -267,7 +267,7 @@ async def _kill_leader_run(
 async def test_sigkill_leader_after_its_twap_etcd(tmp_path: Path) -> None:
     """The new leader sees the dead leader's TWAP on the exchange and does not repeat it."""
     async with running_etcd(tmp_path) as etcd:
-        times = await _kill_leader_run(tmp_path, "etcd", etcd.url, {}, kill_on_twap=True)
+        times = await _kill_leader_run(tmp_path, "etcd", etcd.url, None, kill_on_twap=True)
     # etcd lets the lease go LEASE seconds after the last renewal; the follower's next
     # campaign (every LEASE/3) wins: at most a lease period plus a third, plus a pulse.
     print(f"etcd failover: follower leader {times['takeover']:.2f}s after SIGKILL")
@@ -282,7 +282,7 @@ async def test_leader_dies_before_its_twap_file_lock(tmp_path: Path) -> None:
         tmp_path,
         "file",
         str(shared / "riskwatch.lock"),
-        {"RISKWATCH_FAULT_POINT": "after_intent"},
+        "after_intent",
         kill_on_twap=False,
     )
     print(
