@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from packaging.requirements import Requirement
@@ -14,8 +16,19 @@ from packaging.version import Version
 
 from tests.support.paths import REPO
 
-sys.path.insert(0, str(REPO / "scripts"))
-import audit_locks
+
+def _load_script(path: Path) -> ModuleType:
+    """Import a script of ``scripts/`` as a module, without touching ``sys.path``."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses of the script resolve their module
+    spec.loader.exec_module(module)
+    return module
+
+
+audit_locks = _load_script(REPO / "scripts" / "audit_locks.py")
 
 LOCKS = {
     "runtime": REPO / "requirements" / "runtime.lock",

@@ -398,3 +398,15 @@ def test_no_file_refers_outside_the_repository() -> None:
             continue
         hits += [f"{path.relative_to(REPO)}: {m[0]}" for m in outside.finditer(text)]
     assert hits == []
+
+
+def test_no_python_file_edits_sys_path() -> None:
+    """Tests, benches and scripts import through packages, never by editing ``sys.path``."""
+    edit = re.compile(r"sys\.pat[h]\.(insert|append|extend)|sys\.pat[h] ?\+?=")
+    hits = [
+        f"{path.relative_to(REPO)}: {m[0]}"
+        for path in tracked_files()
+        if path.suffix == ".py"
+        for m in edit.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert hits == []
