@@ -133,11 +133,16 @@ class Probe:
         client_mod.TradeConnection._flush = flush  # type: ignore[method-assign]
 
 
-def daemon_config(folder: Path, trade_url: str, accounts: int) -> Path:
+def daemon_config(
+    folder: Path, trade_url: str, accounts: int, transport: str = "websockets"
+) -> Path:
     (folder / "secret").write_text(SIM_SECRET + "\n")
     (folder / "trip.rules.yaml").write_text(TRIP_RULE)
     packs = sorted((ROOT / "rules").glob("*.yaml"))
-    lines = ["exchange:", f"  url: {trade_url}", "  stale_after: 5s", "accounts:"]
+    lines = ["exchange:", f"  url: {trade_url}", "  stale_after: 5s"]
+    if transport != "websockets":  # the default; older trees know no other
+        lines.append(f"  transport: {transport}")
+    lines.append("accounts:")
     for a in range(accounts):
         lines += [
             f"  - name: acc{a:03d}",

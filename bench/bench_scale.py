@@ -1,7 +1,8 @@
 """Scale: N accounts × 20 symbols pulsed every second, scraped by a real Prometheus.
 
 Run: ``.venv/bin/python bench/bench_scale.py [--accounts 10 100 1000] [--seconds 30]
-[--scrape-interval 1 15] [--loop default|uvloop|asyncio] [--profile DIR]`` (about 1 min
+[--scrape-interval 1 15] [--loop default|uvloop|asyncio] [--transport websockets|aiohttp]
+[--profile DIR]`` (about 1 min
 per N and interval, then a few shorter runs to bisect the largest N that keeps the
 event-loop lag under 10 ms at the first interval). Writes ``build/bench/scale.json``.
 
@@ -143,6 +144,7 @@ class Options:
     gap: float
     scrape_interval: float
     loop: str
+    transport: str = "websockets"
     profile: Path | None = None
 
 
@@ -188,7 +190,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
     lags: list[float] = []
     probe_task: asyncio.Task[None] | None = None
     try:
-        config = load_config(daemon_config(folder, trade_url, n))
+        config = load_config(daemon_config(folder, trade_url, n, opts.transport))
         store = Store.open(config.state.path)
         daemon = Daemon(config, rules=load_rule_files(list(config.rules.files)), store=store)
         probe = Probe()
@@ -269,6 +271,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
             "seconds": seconds,
             "scrape_interval_s": opts.scrape_interval,
             "loop": opts.loop,
+            "transport": opts.transport,
             "ready_after_s": round(ready_s, 1),
             "cpu_share_of_one_core": round(cpu, 3),
             "frames_per_s": round(frames_per_s, 1),
@@ -325,6 +328,7 @@ def measure(opts: Options) -> dict[str, Any]:
             f"--gap={opts.gap}",
             f"--scrape-interval={opts.scrape_interval}",
             f"--loop={opts.loop}",
+            f"--transport={opts.transport}",
             f"--out={out}",
         ]
         if opts.profile is not None:
@@ -334,7 +338,8 @@ def measure(opts: Options) -> dict[str, Any]:
     s, lag = r["scrape_prometheus"], r["loop_lag"]
     load = ", ".join(f"{x:.2f}" for x in r["load_average"])
     print(
-        f"N={opts.accounts:5d} scrape every {opts.scrape_interval:g} s, {opts.loop}"
+        f"N={opts.accounts:5d} scrape every {opts.scrape_interval:g} s, {opts.loop},"
+        f" {opts.transport}"
         f" ({r['seconds']:.0f} s, load {load}):"
         f" CPU {r['cpu_share_of_one_core'] * 100:5.1f}% of a core"
         f" ({r['cpu_us_per_frame']} µs per frame, {r['frames_per_s']:.0f} frames/s),"
@@ -387,6 +392,12 @@ def main() -> None:
         help="the daemon's event loop: as `riskwatch run` picks it (default), or forced",
     )
     parser.add_argument(
+        "--transport",
+        choices=["websockets", "aiohttp"],
+        default="websockets",
+        help="the daemon's WebSocket library (config exchange.transport)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="folder: sample the daemon with py-spy during each window and print the"
@@ -420,6 +431,7 @@ def main() -> None:
             gap=args.gap,
             scrape_interval=interval,
             loop=args.loop,
+            transport=args.transport,
             profile=profile,
         )
 

@@ -23,12 +23,15 @@ Stages, by the files and functions of their frames:
 ``evaluation`` the rule engine (``rules/``, ``state/windows.py``, ``state/daily.py``);
 ``metrics``   per-frame metric updates (``metrics.py``, ``prometheus_client``) outside
               a scrape;
-``dispatch``  the daemon's per-frame glue (``Daemon._on_trade_events``) and the action
-              executor's per-frame bookkeeping;
+``dispatch``  the daemon's per-frame glue (``riskwatch/daemon/``: counting, the
+              link's cadence, handing events on) and the action executor's
+              per-frame bookkeeping;
 ``actions``   planning, auditing and confirming protective actions, notifications,
               the state database;
 ``scrape``    everything under the ``/metrics`` handler, and the HTTP server;
 ``timers``    the rule tick loop, the deferred-burst flush, timer handles;
+``connect``   opening connections (TCP, proxy look-up, the WebSocket handshake):
+              reconnections, none in a steady state;
 ``bench``     the benchmark's lag probe and stamps (not part of the product);
 ``other``     the rest (interpreter start-up frames, the loop's own bookkeeping).
 """
@@ -51,6 +54,7 @@ STAGES = (
     "actions",
     "scrape",
     "timers",
+    "connect",
     "bench",
     "other",
 )
@@ -63,12 +67,22 @@ _RULES: tuple[tuple[str, bool, str, frozenset[str] | None], ...] = (
     ("scrape", True, "riskwatch/web/server.py", frozenset({"metrics"})),
     ("scrape", True, "riskwatch/metrics.py", frozenset({"exposition_chunks", "render_chunks"})),
     ("scrape", False, "aiohttp/web_", None),
+    (
+        "connect",
+        True,
+        "websockets/asyncio/client.py",
+        frozenset({"__aenter__", "__await_impl__", "create_connection", "open_tcp_connection"}),
+    ),
+    ("connect", True, "aiohttp/client.py", frozenset({"_ws_connect", "__aenter__"})),
     ("scrape", False, "aiohttp/http_writer", None),
     ("scrape", False, "aiohttp/http_parser", None),
-    ("timers", False, "riskwatch/daemon/app.py", frozenset({"_tick_loop", "_flush_deferred"})),
+    ("timers", False, "riskwatch/daemon/ticks.py", None),
+    ("timers", False, "riskwatch/daemon/frames.py", frozenset({"_flush_deferred"})),
     ("timers", False, "asyncio/tasks.py", frozenset({"wait_for"})),
     ("timers", False, "asyncio/events.py", frozenset({"cancel"})),
-    ("dispatch", False, "riskwatch/daemon/app.py", None),
+    ("dispatch", False, "riskwatch/daemon/", None),
+    ("dispatch", False, "riskwatch/qfex/link.py", None),
+    ("dispatch", False, "riskwatch/qfex/cadence.py", None),
     ("dispatch", False, "riskwatch/actions/executor.py", frozenset({"frame_started", "on_events"})),
     ("actions", False, "riskwatch/actions/", None),
     ("actions", False, "riskwatch/notify/", None),
@@ -99,6 +113,7 @@ _RULES: tuple[tuple[str, bool, str, frozenset[str] | None], ...] = (
 def _stage_of_frame(frame: str) -> tuple[str, bool] | None:
     m = _FRAME.match(frame.strip())
     func, file = (m.group("func"), m.group("file")) if m else (frame, "")
+    func = func.rsplit(".", 1)[-1]  # py-spy gives qualified names: Class.method
     for stage, sticky, part, funcs in _RULES:
         if part in file and (funcs is None or func in funcs):
             return stage, sticky

@@ -83,6 +83,9 @@ AuthKind = Literal["hmac", "jwt"]
 UpgradeAuth = Literal["both", "query", "headers", "none"]
 """Which documented upgrade credentials to send (docs/protocol.md §1)."""
 _UPGRADE_AUTH: tuple[UpgradeAuth, ...] = get_args(UpgradeAuth)
+Transport = Literal["websockets", "aiohttp"]
+"""The WebSocket library under the exchange connections (riskwatch/qfex/transport.py)."""
+TRANSPORTS: tuple[Transport, ...] = get_args(Transport)
 # docs/protocol.md §4.2: pulses come every 1 s or every 10 s depending on the page read.
 SLOWEST_DOCUMENTED_PULSE = 10.0
 
@@ -122,6 +125,8 @@ class ExchangeConfig:
     ping_timeout: Duration = _10S
     allow_insecure: bool = False
     upgrade_auth: UpgradeAuth = "both"
+    transport: Transport = "websockets"
+    """The WebSocket library: ``websockets`` or ``aiohttp`` (docs/performance.md)."""
     rest_url: str = "https://api.qfex.com"
     refdata_interval: Duration = _5M
 
@@ -481,6 +486,7 @@ class _Loader:
                 "allow_insecure",
                 "stale_after_pulses",
                 "upgrade_auth",
+                "transport",
                 "rest_url",
                 "refdata_interval",
             },
@@ -490,6 +496,7 @@ class _Loader:
         positive = Duration(1)
         pulses = r.as_float(f.get("stale_after_pulses"), d.stale_after_pulses, minimum=1.0)
         upgrade = r.as_enum(f.get("upgrade_auth"), _UPGRADE_AUTH, d.upgrade_auth)
+        transport = r.as_enum(f.get("transport"), TRANSPORTS, d.transport)
         return ExchangeConfig(
             url=self._ws_url(f.get("url"), insecure, "url") or d.url,
             market_data_url=self._ws_url(f.get("market_data_url"), insecure, "market_data_url"),
@@ -502,6 +509,7 @@ class _Loader:
                 f.get("refdata_interval"), d.refdata_interval, minimum=Duration(1000)
             ),
             upgrade_auth=next(u for u in _UPGRADE_AUTH if u == upgrade),
+            transport="aiohttp" if transport == "aiohttp" else "websockets",
             ping_interval=r.as_duration(f.get("ping_interval"), d.ping_interval, minimum=positive),
             ping_timeout=r.as_duration(f.get("ping_timeout"), d.ping_timeout, minimum=positive),
             allow_insecure=insecure,

@@ -58,6 +58,7 @@ class Connections:
         return SocketOptions(
             ping_interval=exchange.ping_interval.seconds,
             ping_timeout=exchange.ping_timeout.seconds,
+            transport=exchange.transport,
         )
 
     def _on_mds_events(self, events: Sequence[Event], now: float) -> None:

@@ -14,6 +14,7 @@ import random
 from collections.abc import Iterator
 from typing import Final, Literal
 
+import aiohttp
 import websockets.exceptions as wsexc
 
 __all__ = [
@@ -105,7 +106,8 @@ def classify(exc: BaseException) -> Literal["retry", "fatal"]:
     ``InvalidHandshake`` (``InvalidStatus`` of any code — 5xx and 429 are transient,
     401/403 are credential trouble that docs/design.md#precise-points retries slowly, and a wrong
     path's 404 is still better logged and retried than fatal to the daemon —,
-    ``InvalidMessage`` from a half-open server, proxy failures).
+    ``InvalidMessage`` from a half-open server, proxy failures), and every aiohttp
+    ``ClientError`` (the same trouble through the other transport, riskwatch/qfex/transport.py).
 
     fatal — everything else: programming errors (``TypeError``, ``AttributeError``,
     ``KeyError``, ``ValueError``, ...), configuration errors (``InvalidURI``,
@@ -114,7 +116,7 @@ def classify(exc: BaseException) -> Literal["retry", "fatal"]:
     """
     if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
         return "fatal"
-    if isinstance(exc, wsexc.ConnectionClosed | wsexc.InvalidHandshake):
+    if isinstance(exc, wsexc.ConnectionClosed | wsexc.InvalidHandshake | aiohttp.ClientError):
         return "retry"
     if isinstance(exc, OSError | TimeoutError | EOFError):
         return "retry"

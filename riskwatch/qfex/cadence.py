@@ -35,6 +35,7 @@ class PulseCadence:
         self._pinned = pinned
         self._intervals: deque[float] = deque(maxlen=CADENCE_SAMPLES)
         self._last: float | None = None
+        self._median: float | None = None  # of _intervals, kept at each pulse (read per frame)
 
     def observe(self, now: float) -> None:
         """A balance pulse arrived at ``now``."""
@@ -43,6 +44,7 @@ class PulseCadence:
             if gap < MIN_INTERVAL:
                 return
             self._intervals.append(gap)
+            self._median = statistics.median(self._intervals)
         self._last = now
 
     def connection_lost(self) -> None:
@@ -52,7 +54,7 @@ class PulseCadence:
     @property
     def interval(self) -> float | None:
         """The measured cadence in seconds, or None before two pulses."""
-        return statistics.median(self._intervals) if self._intervals else None
+        return self._median
 
     @property
     def stale_after(self) -> float:

@@ -28,8 +28,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
 
 from riskwatch.clock import Clock
 from riskwatch.model import Event
@@ -38,7 +36,9 @@ from riskwatch.qfex import commands
 from riskwatch.qfex.recorder import Recorder
 from riskwatch.qfex.schemas import decode_mds
 from riskwatch.qfex.session import SessionState, TradeSession
-from riskwatch.qfex.upgrade import USER_AGENT, Handshake
+from riskwatch.qfex.transport import Socket, UpgradeRefused, open_socket
+from riskwatch.qfex.transport import SocketOptions as SocketOptions
+from riskwatch.qfex.upgrade import Handshake
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +62,6 @@ class ConnectionStatus:
     """Subscriptions still unconfirmed past the session's timeout (docs/protocol.md §4)."""
     resubscribes: int = 0
     """Subscribe frames sent again on this connection for want of a confirmation."""
-
-
-@dataclass(frozen=True, slots=True)
-class SocketOptions:
-    """WebSocket settings; pings shorter than the library's 20 s/20 s (docs/design.md#libraries)."""
-
-    ping_interval: float = 5.0
-    ping_timeout: float = 10.0
-    open_timeout: float = 10.0
-    max_size: int = 4 * 1024 * 1024
-    backoff_initial: float = 0.5
-    backoff_cap: float = 30.0
-    auth_retry_interval: float = 30.0
 
 
 class TradeConnection:
@@ -119,7 +106,7 @@ class TradeConnection:
         self._recorder = recorder
         self._on_status = on_status
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._ws: ClientConnection | None = None
+        self._ws: Socket | None = None
         self._session: TradeSession | None = None
         self._stopping = asyncio.Event()
 
@@ -180,8 +167,8 @@ class TradeConnection:
                 reached_live = await self._connect_once()
             except asyncio.CancelledError:
                 raise
-            except InvalidStatus as exc:
-                code = exc.response.status_code
+            except UpgradeRefused as exc:
+                code = exc.status
                 self.status.last_error = f"upgrade refused: HTTP {code}"
                 # 401/403 on the upgrade: the gateway refused the credentials (§1).
                 self.status.auth_rejected = code in (401, 403)
@@ -221,7 +208,7 @@ class TradeConnection:
         if self._prepare is not None:
             await self._prepare()
         request = self._handshake(self._clock.now())
-        async with _connect(request.url, opts, request.headers) as ws:
+        async with open_socket(request.url, opts, request.headers) as ws:
             session = self._session_factory()
             self._ws, self._session = ws, session
             self.status.connected = True
@@ -288,7 +275,7 @@ class TradeConnection:
                     break
         return reached_live
 
-    async def _flush(self, ws: ClientConnection, session: TradeSession) -> None:
+    async def _flush(self, ws: Socket, session: TradeSession) -> None:
         for frame in session.data_to_send():
             await ws.send(frame)
 
@@ -332,7 +319,7 @@ class MarketDataConnection:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._symbols: set[str] = set()
         self._subscribed: set[str] = set()
-        self._ws: ClientConnection | None = None
+        self._ws: Socket | None = None
         self._stopping = asyncio.Event()
 
     @property
@@ -369,7 +356,7 @@ class MarketDataConnection:
                 self.status.reconnects += 1
             first = False
             try:
-                async with _connect(self.url, opts) as ws:
+                async with open_socket(self.url, opts) as ws:
                     self._ws = ws
                     self._subscribed = set()
                     self.status.connected = True
@@ -403,37 +390,18 @@ class MarketDataConnection:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
-    async def _subscribe(self, ws: ClientConnection, symbols: list[str]) -> None:
+    async def _subscribe(self, ws: Socket, symbols: list[str]) -> None:
         todo = [s for s in symbols if s not in self._subscribed]
         if not todo:
             return
         self._subscribed |= set(todo)
-        with contextlib.suppress(websockets.ConnectionClosed):
+        with contextlib.suppress(websockets.ConnectionClosed, ConnectionError):
             await ws.send(commands.mds_subscribe("mark_price", todo))
-
-
-def _connect(url: str, opts: SocketOptions, headers: Sequence[tuple[str, str]] = ()) -> connect:
-    """Open a WebSocket the way riskwatch wants it: no compression (it costs latency on
-    small frames), short pings (docs/design.md#libraries), ``User-Agent: riskwatch/<version>``,
-    and the proxy the environment names (``HTTPS_PROXY``/``HTTP_PROXY``, bypassed per
-    ``NO_PROXY``; websockets ≥ 15 reads them, docs/protocol.md §1)."""
-    return connect(
-        url,
-        additional_headers=list(headers),
-        user_agent_header=USER_AGENT,
-        compression=None,
-        proxy=True,
-        open_timeout=opts.open_timeout,
-        ping_interval=opts.ping_interval,
-        ping_timeout=opts.ping_timeout,
-        max_size=opts.max_size,
-        close_timeout=2,
-    )
 
 
 def _log_task_error(task: asyncio.Task[None]) -> None:
     if task.cancelled():
         return
     exc = task.exception()
-    if exc is not None and not isinstance(exc, websockets.ConnectionClosed):
+    if exc is not None and not isinstance(exc, websockets.ConnectionClosed | ConnectionError):
         log.warning("background send failed: %s: %s", type(exc).__name__, exc)

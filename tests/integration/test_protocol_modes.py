@@ -22,7 +22,7 @@ import pytest
 
 from riskwatch import __version__
 from riskwatch.actions.model import ActionEvent
-from riskwatch.config import load_config
+from riskwatch.config import TRANSPORTS, load_config
 from riskwatch.daemon.app import Daemon
 from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import load_scenario
@@ -56,6 +56,17 @@ def make_jwt(secret: str, exp: float, sub: str = PUBLIC_KEY) -> str:
     body = _b64(json.dumps({"sub": sub, "exp": int(exp)}).encode())
     sig = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
     return f"{head}.{body}.{_b64(sig)}"
+
+
+TRANSPORT: list[str] = ["websockets"]
+"""The transport the daemons of the running test use (the ``transport`` fixture)."""
+
+
+@pytest.fixture(autouse=True, params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every protocol mode runs on each WebSocket library (riskwatch/qfex/transport.py)."""
+    TRANSPORT[0] = request.param
+    return str(request.param)
 
 
 @asynccontextmanager
@@ -92,7 +103,7 @@ async def running(
         )
         (tmp / "rules.yaml").write_text(rules, encoding="utf-8")
         text = (
-            f"exchange:\n  url: {sim.trade_url}\n{exchange}"
+            f"exchange:\n  url: {sim.trade_url}\n  transport: {TRANSPORT[0]}\n{exchange}"
             f"accounts:\n  - name: {ACCOUNT}\n{credentials}"
             f"rules: [{tmp / 'rules.yaml'}]\n"
             "actions:\n  mode: armed\n"
@@ -208,8 +219,12 @@ async def _connect_proxy(
     await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
-async def test_proxy_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """HTTPS_PROXY is honoured: the trade connection goes through the proxy."""
+async def test_proxy_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    """HTTPS_PROXY is honoured: the trade connection goes through the proxy (websockets,
+    which tunnels ws:// too); aiohttp tunnels wss:// only, so this loopback ws://
+    connection goes direct (riskwatch/qfex/transport.py)."""
     seen: list[str] = []
     server = await asyncio.start_server(lambda r, w: _connect_proxy(r, w, seen), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -219,7 +234,11 @@ async def test_proxy_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     try:
         async with running(tmp_path) as (sim, _d, _):
             trade_port = sim.trade_url.rsplit(":", 1)[1].strip("/")
-            assert any(f"127.0.0.1:{trade_port}" in line for line in seen), seen
+            through = [line for line in seen if f"127.0.0.1:{trade_port}" in line]
+            if transport == "websockets":
+                assert through, seen
+            else:
+                assert through == [], seen
             assert all(line.startswith("CONNECT ") for line in seen)
     finally:
         server.close()

@@ -1,0 +1,191 @@
+"""The WebSocket under a connection: ``websockets`` (the default) or aiohttp's client.
+
+:mod:`riskwatch.qfex.client` only needs a socket it can iterate for text frames, send
+text on and close; :func:`open_socket` opens one with the library that
+``SocketOptions.transport`` names (config ``exchange.transport``). Both are set up the
+same way: no compression, pings every ``ping_interval`` (a connection whose pongs stop
+is closed), ``User-Agent: riskwatch/<version>`` and the credential headers of the
+upgrade, the proxy the environment names (``HTTPS_PROXY``/``HTTP_PROXY``, ``NO_PROXY``;
+with aiohttp for ``wss://`` only: a loopback ``ws://`` goes direct), frames up to
+``max_size``. An upgrade refused with an HTTP status raises
+:class:`UpgradeRefused` with either.
+
+Why two: ``websockets`` parses frames in Python, about three quarters of the CPU a
+received frame costs at a thousand accounts; aiohttp parses them in C
+(docs/performance.md has the measured split). ``websockets`` stays the default the
+design names; the test suite runs the protocol modes on both
+(tests/integration/test_protocol_modes.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from websockets.proxy import get_proxy
+from websockets.uri import parse_uri
+
+from riskwatch.config import TRANSPORTS, Transport
+from riskwatch.qfex.upgrade import USER_AGENT
+
+__all__ = [
+    "TRANSPORTS",
+    "Socket",
+    "SocketClosed",
+    "SocketOptions",
+    "Transport",
+    "UpgradeRefused",
+    "open_socket",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SocketOptions:
+    """WebSocket settings of the exchange connections (riskwatch/qfex/client.py); pings
+    shorter than the library's 20 s/20 s (docs/design.md#libraries)."""
+
+    ping_interval: float = 5.0
+    ping_timeout: float = 10.0
+    open_timeout: float = 10.0
+    max_size: int = 4 * 1024 * 1024
+    backoff_initial: float = 0.5
+    backoff_cap: float = 30.0
+    auth_retry_interval: float = 30.0
+    transport: Transport = "websockets"
+    """The WebSocket library (riskwatch/qfex/transport.py)."""
+
+
+class Socket(Protocol):
+    """What a connection does with its WebSocket."""
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        """Received data frames until the connection closes (an abnormal close raises)."""
+        ...
+
+    async def send(self, message: str) -> None:
+        """Write one text frame."""
+        ...
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        ...
+
+
+class UpgradeRefused(ConnectionError):
+    """The server answered the WebSocket upgrade with HTTP ``status``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"upgrade refused: HTTP {status}")
+        self.status = status
+
+
+class SocketClosed(ConnectionError):
+    """The connection closed abnormally (no close frame, an error, or a close code
+    other than 1000/1001)."""
+
+
+@contextlib.asynccontextmanager
+async def open_socket(
+    url: str, opts: SocketOptions, headers: Sequence[tuple[str, str]] = ()
+) -> AsyncIterator[Socket]:
+    """Open a WebSocket to ``url`` with ``opts.transport``; close it on exit."""
+    if opts.transport == "aiohttp":
+        async with _open_aiohttp(url, opts, headers) as ws:
+            yield ws
+        return
+    try:
+        conn = connect(
+            url,
+            additional_headers=list(headers),
+            user_agent_header=USER_AGENT,
+            compression=None,
+            proxy=True,
+            open_timeout=opts.open_timeout,
+            ping_interval=opts.ping_interval,
+            ping_timeout=opts.ping_timeout,
+            max_size=opts.max_size,
+            close_timeout=2,
+        )
+        ws = await conn.__aenter__()
+    except InvalidStatus as exc:
+        raise UpgradeRefused(exc.response.status_code) from exc
+    try:
+        yield ws
+    finally:
+        await conn.__aexit__(None, None, None)
+
+
+class _AiohttpSocket:
+    """aiohttp's client WebSocket seen as a :class:`Socket`."""
+
+    __slots__ = ("_ws",)
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+
+    def __aiter__(self) -> _AiohttpSocket:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        received = await self._ws.receive()
+        kind = received.type
+        if kind is aiohttp.WSMsgType.TEXT:
+            data: str = received.data
+            return data
+        if kind is aiohttp.WSMsgType.BINARY:
+            raw: bytes = received.data
+            return raw
+        if kind is aiohttp.WSMsgType.ERROR:
+            exc = self._ws.exception()
+            msg = f"connection failed: {exc}"
+            raise SocketClosed(msg) from exc
+        # CLOSE, CLOSING, CLOSED: the end of the stream.
+        code = self._ws.close_code
+        if code in (1000, 1001):
+            raise StopAsyncIteration
+        msg = f"connection closed (code {code})"
+        raise SocketClosed(msg)
+
+    async def send(self, message: str) -> None:
+        await self._ws.send_str(message)
+
+    async def close(self) -> None:
+        await self._ws.close()
+
+
+@contextlib.asynccontextmanager
+async def _open_aiohttp(
+    url: str, opts: SocketOptions, headers: Sequence[tuple[str, str]]
+) -> AsyncIterator[Socket]:
+    timeout = aiohttp.ClientTimeout(total=None, connect=opts.open_timeout)
+    uri = parse_uri(url)
+    # The proxy websockets would take (HTTPS_PROXY first, NO_PROXY honoured), through
+    # a CONNECT tunnel: for wss:// only. A ws:// URL (loopback only, config.py) goes
+    # direct: aiohttp would forward it as plain HTTP instead of tunnelling.
+    proxy = get_proxy(uri) if uri.secure else None
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        try:
+            ws = await http.ws_connect(
+                url,
+                proxy=proxy,
+                headers=[("User-Agent", USER_AGENT), *headers],
+                compress=0,
+                autoping=True,
+                # aiohttp pings every `heartbeat` and closes when the pong is not back
+                # within half of it: a dead link is found within ping_interval +
+                # ping_timeout, as with websockets.
+                heartbeat=(opts.ping_interval + opts.ping_timeout) / 1.5,
+                max_msg_size=opts.max_size,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise UpgradeRefused(exc.status) from exc
+        try:
+            yield _AiohttpSocket(ws)
+        finally:
+            await ws.close()
