@@ -316,6 +316,21 @@ class AccountCore:
         self._figures_baseline = baseline
         return figures
 
+    def current_figures(self) -> Figures | None:
+        """The derived figures of the current snapshot without bringing ``data_age`` to a
+        new ``now`` (a reader that shows the age computes it from ``last_pulse_at``):
+        the figures of the last :meth:`figures_at` while the snapshot and the baseline
+        are unchanged, so a scrape copies nothing. None before the first pulse."""
+        cached = self._figures
+        if (
+            cached is not None
+            and self._figures_of is self.snapshot
+            and self._figures_baseline == self.pnl_baseline
+        ):
+            return cached
+        last = self.snapshot.last_pulse_at
+        return self.figures_at(last if last is not None else 0.0)
+
     def is_stale(self, now: float) -> bool:
         """True when no pulse arrived within ``stale_after`` seconds (or none ever)."""
         last = self.snapshot.last_pulse_at

@@ -65,7 +65,8 @@ class Views:
         return Scrape(
             now=now,
             accounts=[
-                ScrapedAccount(name, rt.connected, rt.core.figures_at(now))
+                # data_age is exported from last_pulse_at and the scrape's now.
+                ScrapedAccount(name, rt.connected, rt.core.current_figures())
                 for name, rt in self._accounts.items()
             ],
         )

@@ -96,7 +96,9 @@ class RefdataCollector(Collector):
             "Position limit at the next market close minus the position's notional, USD.",
             labels=["account", "symbol"],
         )
-        for held in self._positions():
+        # Every held position is listed only when a symbol has market hours (a listing
+        # of thousands of positions per scrape for nothing otherwise).
+        for held in self._positions() if factors else ():
             factor = factors.get(held.symbol)
             cap = level_cap(src.refdata.levels.get(held.symbol, ()), held.leverage)
             if factor is None or cap is None:
