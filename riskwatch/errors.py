@@ -13,6 +13,9 @@
     ├── StateStoreError             the state database is corrupt, foreign or unwritable
     │   └── DuplicateRecordError    the record is already stored (store/errors.py)
     │       └── DuplicateActionError    the action intent is already in the audit log
+    ├── ExchangeLinkError           the WebSocket to the exchange failed (also a ConnectionError)
+    │   ├── UpgradeRefused          the upgrade was answered with an HTTP status (qfex/transport.py)
+    │   └── SocketClosed            the socket closed abnormally (qfex/transport.py)
     ├── CoordinationError           the leader lease's service refused a request (ha/*.py)
     └── SyntaxStop                  internal to the expression parser (rules/expr/parser.py)
 
@@ -96,6 +99,16 @@ class StateStoreError(RiskwatchError):
     The daemon refuses to start (exit status 2) rather than run without its latches,
     peaks and audit log: starting blank could repeat an action already sent. The
     operator must repair, move or delete the file.
+    """
+
+
+class ExchangeLinkError(RiskwatchError, ConnectionError):
+    """The WebSocket to the exchange failed, whichever library carries it
+    (riskwatch/qfex/transport.py).
+
+    The connection loop (riskwatch/qfex/client.py) logs it, shows it in the account's
+    status and ``/readyz``, and connects again with backoff; an upgrade refused with
+    401 or 403 counts as an authentication rejection (retried on the slow schedule).
     """
 
 

@@ -31,6 +31,7 @@ from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
 
 from riskwatch.config import TRANSPORTS, Transport
+from riskwatch.errors import ExchangeLinkError
 from riskwatch.qfex.upgrade import USER_AGENT
 
 __all__ = [
@@ -76,7 +77,7 @@ class Socket(Protocol):
         ...
 
 
-class UpgradeRefused(ConnectionError):
+class UpgradeRefused(ExchangeLinkError):
     """The server answered the WebSocket upgrade with HTTP ``status``."""
 
     def __init__(self, status: int) -> None:
@@ -84,7 +85,7 @@ class UpgradeRefused(ConnectionError):
         self.status = status
 
 
-class SocketClosed(ConnectionError):
+class SocketClosed(ExchangeLinkError):
     """The connection closed abnormally (no close frame, an error, or a close code
     other than 1000/1001)."""
 
