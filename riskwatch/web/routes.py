@@ -98,7 +98,13 @@ def _limits(
                     resp = error_response(408, "request body not received in time")
                     resp.force_close()
                     return resp
-            return await handler(request)
+            answer = await handler(request)
+            if not answer.prepared:
+                # Written here, not after the middleware returns, so that the request
+                # timeout also covers a client that does not read its answer.
+                await answer.prepare(request)
+                await answer.write_eof()
+            return answer
         finally:
             if connections is not None:
                 connections.request_finished(transport)

@@ -230,6 +230,48 @@ async def test_a_request_not_answered_in_time_is_dropped(tmp_path: Path) -> None
         await server.stop()
 
 
+async def test_a_client_that_does_not_read_its_answer_is_dropped(tmp_path: Path) -> None:
+    """An answer larger than the socket buffers, never read: dropped after idle_timeout."""
+    config = load_config_text(
+        "exchange:\n  url: ws://127.0.0.1:9/\naccounts: [{name: a, jwt: h.p.s}]\n"
+        "http:\n  listen: 127.0.0.1:0\n  idle_timeout: 1s\n",
+        tmp_path / "riskwatch.yaml",
+        {},
+    )
+    daemon = Daemon(config)
+
+    async def big(_: Endpoints, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"x" * (64 << 20))
+
+    app = build_app(
+        daemon.views,
+        daemon.commands,
+        daemon.registry,
+        daemon.guard,
+        connections=daemon.connection_guard,
+        routes=(Route("GET", "/big", big, Access.HEALTH),),
+    )
+    server = HttpServer(app, "127.0.0.1", 0, daemon.connection_guard, idle_timeout=1.0)
+    port = await server.start()
+    try:
+        _r, _w = await connect(port, request_bytes(port, "/big"))
+        started = time.monotonic()
+
+        def dropped() -> bool:
+            sample = daemon.registry.get_sample_value(
+                "riskwatch_http_refused_total", {"reason": "request_timeout"}
+            )
+            return sample == 1
+
+        while not dropped() and time.monotonic() - started < 5.0:
+            await asyncio.sleep(0.05)
+        assert dropped()
+        assert 0.8 < time.monotonic() - started < 3.0
+        assert daemon.connection_guard.open_connections == 0
+    finally:
+        await server.stop()
+
+
 # --- per request ------------------------------------------------------------------------
 
 
