@@ -37,6 +37,7 @@ COPY riskwatch ./riskwatch
 COPY rules ./rules
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && install -d -o riskwatch -g riskwatch -m 0750 /var/lib/riskwatch \
+    && install -d -o riskwatch -g riskwatch -m 0750 /var/lib/riskwatch-lease \
     && install -d -m 0755 /etc/riskwatch
 
 # The shipped rule pack; the config (mounted at /etc/riskwatch/riskwatch.yaml) may use

@@ -101,6 +101,7 @@ class Views:
                 reasons.append(f"account {name}: JWT expired")
         if self.health is not None:
             reasons += self.health.readiness_reasons()
+        reasons += self._leadership.readiness_reasons()
         return (not reasons, reasons)
 
     def alerts_document(self) -> dict[str, Any]:

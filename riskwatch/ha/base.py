@@ -42,6 +42,8 @@ Role = Literal["leader", "follower", "standalone"]
 
 RENEW_FRACTION: Final = 3
 """The lease is renewed (or campaigned for) this many times per lease period."""
+UNREADY_AFTER_ERRORS: Final = 3
+"""Failed round trips in a row (one lease period) after which ``/readyz`` fails."""
 
 
 def default_identity() -> str:
@@ -104,6 +106,10 @@ class Leadership(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - nothing to give up by default
         """Give the lease up at once (clean shutdown), so another replica takes over."""
 
+    def readiness_reasons(self) -> list[str]:
+        """Why ``/readyz`` should fail (the lease cannot be kept or sought)."""
+        return []
+
     def status(self) -> dict[str, object]:
         """For ``/api/state`` and the status page."""
         return {
@@ -155,6 +161,13 @@ class LeaseLeadership(Leadership):
 
     def is_leader(self) -> bool:
         return not self._closed and time.monotonic() < self._valid_until
+
+    def readiness_reasons(self) -> list[str]:
+        """Not ready while the coordination service fails: no replica may be leading,
+        and then nobody sends leader-only actions or pages (fail loud)."""
+        if self._errors_in_row >= UNREADY_AFTER_ERRORS:
+            return [f"ha {self.backend}: lease service failing: {self.last_error}"]
+        return []
 
     @abc.abstractmethod
     async def step(self) -> float | None:

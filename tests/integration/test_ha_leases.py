@@ -123,6 +123,8 @@ async def test_etcd_unreachable_ends_leadership_within_one_lease(tmp_path: Path)
             assert metrics.errors.labels("etcd")._value.get() >= 1
             assert metrics.leader.labels("etcd", "a")._value.get() == 0
             assert a.l.last_error
+            await wait_for(lambda: bool(a.l.readiness_reasons()), timeout=LEASE * 2, what="unready")
+            assert a.l.readiness_reasons()[0].startswith("ha etcd: lease service failing: ")
         finally:
             await a.die()
 
