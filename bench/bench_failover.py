@@ -23,19 +23,61 @@ import argparse
 import asyncio
 import json
 import platform
+import shutil
+import socket
 import statistics
-import sys
+import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import aiohttp
 
 from riskwatch.ha.base import LeaseLeadership
 from riskwatch.ha.etcd import EtcdLeadership
 from riskwatch.ha.filelock import FileLockLeadership
-from tests.support.etcd import running_etcd
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def running_etcd(folder: Path) -> AsyncIterator[str]:
+    """A one-member etcd on loopback (Debian's etcd-server); yields its client URL."""
+    binary = shutil.which("etcd")
+    if binary is None:
+        raise SystemExit("etcd is not installed (Debian package etcd-server)")
+    url, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+    proc = subprocess.Popen(
+        [binary, "--name=bench", f"--data-dir={folder / 'etcd'}",
+         f"--listen-client-urls={url}", f"--advertise-client-urls={url}",
+         f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+         f"--initial-cluster=bench={peer}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        async with aiohttp.ClientSession() as s:
+            while True:
+                try:
+                    async with s.get(url + "/health") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("etcd did not become healthy")
+                await asyncio.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 async def _until(predicate: Callable[[], bool], timeout: float) -> None:
@@ -89,7 +131,7 @@ async def main(rounds: int, lease: float) -> dict[str, object]:
         def file_lock(name: str) -> LeaseLeadership:
             return FileLockLeadership(lock, lease, name)
 
-        async with running_etcd(Path(tmp)) as etcd:
+        async with running_etcd(Path(tmp)) as etcd_url:
             for backend in ("etcd", "file"):
                 for clean in (False, True):
                     times = []
@@ -100,7 +142,7 @@ async def main(rounds: int, lease: float) -> dict[str, object]:
                             name: str, key: str = key, backend: str = backend
                         ) -> LeaseLeadership:
                             if backend == "etcd":
-                                return EtcdLeadership((etcd.url,), key, lease, name)
+                                return EtcdLeadership((etcd_url,), key, lease, name)
                             return file_lock(name)
 
                         times.append(await _round(make, lease, clean))
