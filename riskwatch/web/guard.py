@@ -11,9 +11,10 @@ the failed-login throttle (docs/http.md, "Authentication" and "Limits").
   ``/healthz`` and ``/readyz`` with ``protect_health``): with a ``read_token``
   configured, ``Authorization: Bearer <token>`` or HTTP basic authentication with the
   token as password (for browsers) is required, the admin token also being accepted.
-- Failed logins: a client address with ``failed_logins_per_minute`` failures within a
-  minute is refused with 429 (its tokens are not even compared) until the oldest of
-  them is a minute old.
+- Failed logins: a client address with ``failed_logins_per_minute`` wrong tokens within
+  a minute is refused with 429 (its tokens are not even compared) until the oldest of
+  them is a minute old. A request without a token is refused (401) but guesses nothing,
+  so it does not count (a browser's first request to the status page is one).
 
 Refusals are counted (``riskwatch_http_unauthorized_total{reason}``,
 ``riskwatch_http_refused_total{reason}``) and logged without the token. Tokens are
@@ -92,11 +93,6 @@ class AccessGuard:
         self._on_refused = on_refused
         self._clock = clock
 
-    @property
-    def admin_enabled(self) -> bool:
-        """Whether mutating endpoints are available at all."""
-        return self._admin is not None
-
     def _refused(self, reason: str) -> None:
         if self._on_refused is not None:
             self._on_refused(reason)
@@ -112,7 +108,8 @@ class AccessGuard:
         )
         if self._on_denied is not None:
             self._on_denied(reason)
-        self._logins.failed(request.remote or "", self._clock())
+        if reason == "wrong":  # a guess; a request without a token guesses nothing
+            self._logins.failed(request.remote or "", self._clock())
 
     def check_host(self, request: web.Request) -> web.Response | None:
         """403 when ``Host`` names a host outside ``allowed_hosts`` (when set)."""
