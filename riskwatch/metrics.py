@@ -407,6 +407,8 @@ class Metrics:
     - ``recording``: ``riskwatch_recording`` 1 while ``run --record`` writes, 0 once a
       write error stopped it; ``recording_errors``: ``riskwatch_recording_errors_total``.
     - ``http_refused``: ``riskwatch_http_refused_total{reason}`` (:data:`HTTP_REFUSALS`).
+    - ``http_connections``: ``riskwatch_http_connections``, open HTTP connections (read
+      from the connection guard at scrape time).
 
     The alert-state gauges (``riskwatch_alert_state``, ``riskwatch_latched``) are read
     from the rule states at scrape time by :class:`AlertStateCollector`.
@@ -502,6 +504,11 @@ class Metrics:
         )
         for reason in HTTP_REFUSALS:
             self.http_refused.labels(reason)
+        self.http_connections = Gauge(
+            PREFIX + "http_connections",
+            "Open HTTP connections (docs/http.md: at most http.max_connections).",
+            registry=registry,
+        )
         self.retention_purged = Counter(
             PREFIX + "retention_purged_total",
             "Rows deleted from the state database by the retention purge, by kind.",

@@ -228,6 +228,7 @@ class Daemon:
             http.idle_timeout.seconds,
             on_refused=self._count_refused,
         )
+        self.metrics.http_connections.set_function(lambda: self.connection_guard.open_connections)
         self.http: HttpServer | None = None
         self.http_port: int | None = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -96,6 +96,8 @@ async def test_connections_past_the_cap_get_503_and_are_closed_at_once(tmp_path:
         port = d.http_port
         assert port is not None
         held = [await connect(port) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        assert d.registry.get_sample_value("riskwatch_http_connections") == 3
         reader, _writer1 = await connect(port)
         seconds, answer = await closed_after(reader, 2.0)
         assert answer.startswith(b"HTTP/1.1 503 ")
