@@ -50,7 +50,8 @@ def run_control(
     try:
         token = _token(token_file)
         if command == "actions":
-            status, doc = call("GET", f"{base}/api/actions?limit={limit}", None)
+            # The admin token also opens the read endpoints (when a read token guards them).
+            status, doc = call("GET", f"{base}/api/actions?limit={limit}", token)
         elif command in ("arm", "disarm"):
             status, doc = call("POST", f"{base}/api/{command}", token, {})
         elif command == "latch-reset":

@@ -71,7 +71,8 @@ def run_silence(
         return 2
     try:
         if action == "list":
-            status, doc = call("GET", f"{base}/api/silences", None)
+            # The admin token also opens the read endpoints (when a read token guards them).
+            status, doc = call("GET", f"{base}/api/silences", token)
             if status == 200:
                 for s in doc["silences"]:
                     print(_line(s), file=out)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +18,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from riskwatch.cli.control import run_control
+from riskwatch.cli.silence import run_silence
 from riskwatch.config import load_config_text
 from riskwatch.daemon.app import Daemon
 from riskwatch.web.guard import Access
@@ -409,3 +413,27 @@ async def test_arm_undoes_a_remote_disarm_of_an_armed_config(tmp_path: Path) -> 
         assert d.state_document()["armed"] is False
         assert (await http.request("POST", "/api/arm", token=ADMIN))[0] == 200
         assert d.state_document()["armed"] is True
+
+
+async def test_operator_commands_read_with_the_admin_token(tmp_path: Path) -> None:
+    """``riskwatch actions`` and ``silence list`` pass a read token with the admin token."""
+    async with served(tmp_path, f"read_token: {READ}") as (d, _):
+        base = f"http://127.0.0.1:{d.http_port}"
+        token_file = tmp_path / "admin.token"
+        token_file.write_text(ADMIN + "\n", encoding="utf-8")
+        out = io.StringIO()
+        loop = asyncio.get_running_loop()
+        code = await loop.run_in_executor(
+            None, lambda: run_control("actions", url=base, token_file=token_file, out=out)
+        )
+        assert code == 0, out.getvalue()
+        assert "mode dry-run" in out.getvalue()
+        os.environ["RISKWATCH_ADMIN_TOKEN"] = ADMIN
+        try:
+            code = await loop.run_in_executor(
+                None, lambda: run_silence("list", config_path=None, url=base, out=out)
+            )
+        finally:
+            del os.environ["RISKWATCH_ADMIN_TOKEN"]
+        assert code == 0, out.getvalue()
+        assert ADMIN not in out.getvalue()
