@@ -4,9 +4,10 @@ the failed-login throttle (docs/http.md, "Authentication" and "Limits").
 - Host: with ``http.allowed_hosts`` set (the default when listening on loopback), a
   request whose ``Host`` header names another host is refused with 403, so that a web
   page whose DNS name was rebound to this address cannot read or drive the API.
-- Admin routes: no ``admin_token`` configured: 403 (disabled). Otherwise at most
-  ``admin_requests_per_minute`` of them are served (429 beyond, all clients together),
-  and ``Authorization: Bearer <admin_token>`` is required (401).
+- Admin routes: no ``admin_token`` configured: 403 (disabled). Otherwise
+  ``Authorization: Bearer <admin_token>`` is required (401), and at most
+  ``admin_requests_per_minute`` authenticated requests are served (429 beyond, all
+  clients together) — except ``POST /api/disarm``, which is never rate-limited.
 - Read routes (the status page, ``/api/*`` reads; ``/metrics`` with ``protect_metrics``,
   ``/healthz`` and ``/readyz`` with ``protect_health``): with a ``read_token``
   configured, ``Authorization: Bearer <token>`` or HTTP basic authentication with the
@@ -55,6 +56,9 @@ class Access(enum.Enum):
     """The status page and the read API: the read token when one is configured."""
     ADMIN = "admin"
     """Mutations: the admin token, rate-limited."""
+    KILL_SWITCH = "kill-switch"
+    """``POST /api/disarm``: the admin token, never rate-limited (disarming is always
+    possible, whatever else an operator's scripts did)."""
 
 
 def host_name(header: str) -> str:
@@ -131,7 +135,9 @@ class AccessGuard:
     def check(self, request: web.Request, access: Access) -> web.Response | None:
         """None when ``request`` may proceed to a route of ``access``, else the refusal."""
         if access is Access.ADMIN:
-            return self._check_admin(request)
+            return self._check_admin(request, rate_limited=True)
+        if access is Access.KILL_SWITCH:
+            return self._check_admin(request, rate_limited=False)
         if access is Access.METRICS and not self._protect_metrics:
             return None
         if access is Access.HEALTH and not self._protect_health:
@@ -149,26 +155,29 @@ class AccessGuard:
         resp.headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return resp
 
-    def _check_admin(self, request: web.Request) -> web.Response | None:
+    def _check_admin(self, request: web.Request, *, rate_limited: bool) -> web.Response | None:
         if self._admin is None:
             return error_response(
                 403, "mutating endpoints are disabled: no http.admin_token configured"
             )
-        wait = self._admin_rate.take(self._clock())
-        if wait is not None:
-            self._refused("admin_rate")
-            resp = error_response(429, "too many admin requests: retry later")
-            resp.headers["Retry-After"] = str(max(1, math.ceil(wait)))
-            return resp
         throttled = self._throttled(request)
         if throttled is not None:
             return throttled
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._admin):
-            return None
-        self._denied(request, "missing" if not header else "wrong", "admin")
-        return error_response(401, "unauthorized")
+        if not (
+            scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._admin)
+        ):
+            self._denied(request, "missing" if not header else "wrong", "admin")
+            return error_response(401, "unauthorized")
+        # Counted once the token is right: requests without it cannot spend the budget.
+        wait = self._admin_rate.take(self._clock()) if rate_limited else None
+        if wait is not None:
+            self._refused("admin_rate")
+            resp = error_response(429, "too many admin requests: retry later")
+            resp.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return resp
+        return None
 
     def _check_read(self, request: web.Request, read: bytes) -> web.Response | None:
         throttled = self._throttled(request)

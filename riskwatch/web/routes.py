@@ -56,7 +56,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("DELETE", "/api/silences/{id}", Endpoints.expire_silence, Access.ADMIN),
     Route("POST", "/api/latches/reset", Endpoints.reset_latches, Access.ADMIN),
     Route("POST", "/api/arm", Endpoints.arm, Access.ADMIN),
-    Route("POST", "/api/disarm", Endpoints.disarm, Access.ADMIN),
+    Route("POST", "/api/disarm", Endpoints.disarm, Access.KILL_SWITCH),
     Route("POST", "/api/reload", Endpoints.reload, Access.ADMIN),
 )
 

@@ -282,14 +282,26 @@ async def test_a_client_that_does_not_read_its_answer_is_dropped(tmp_path: Path)
 
 
 async def test_admin_requests_past_the_rate_get_429(tmp_path: Path) -> None:
-    """Past admin_requests_per_minute, admin calls get 429 with Retry-After; reads do not."""
+    """Past admin_requests_per_minute, authenticated admin calls get 429 with Retry-After;
+    calls without the token do not spend the budget; reads and disarm are never limited."""
     async with served(tmp_path, "admin_requests_per_minute: 3") as (_, http):
+        reset = {"account": "desk-a"}
+        for _ in range(5):
+            status, _ = await http.request("POST", "/api/latches/reset", json_body=reset)
+            assert status == 401
         for _ in range(3):
-            assert (await http.request("POST", "/api/disarm", token=ADMIN))[0] == 200
-        status, text = await http.request("POST", "/api/disarm", token=ADMIN)
+            status, _ = await http.request(
+                "POST", "/api/latches/reset", token=ADMIN, json_body=reset
+            )
+            assert status == 200
+        status, text = await http.request(
+            "POST", "/api/latches/reset", token=ADMIN, json_body=reset
+        )
         assert status == 429
         assert "too many admin requests" in text
         assert (await http.get("/api/state"))[0] == 200
+        for _ in range(5):
+            assert (await http.request("POST", "/api/disarm", token=ADMIN))[0] == 200
         assert await refused(http, "admin_rate") == 1
 
 

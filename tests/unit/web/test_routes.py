@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
+from riskwatch.web.guard import Access
 from riskwatch.web.routes import ROUTES
 from tests.support.paths import REPO
 
-ROW = re.compile(r"^\| (GET|POST|DELETE|PUT|PATCH) \| `([^`]+)` \| (\w+) \|", re.M)
+ROW = re.compile(r"^\| (GET|POST|DELETE|PUT|PATCH) \| `([^`]+)` \| ([\w-]+) \|", re.M)
 
 
 def test_each_method_and_path_is_declared_once() -> None:
@@ -24,6 +25,9 @@ def test_docs_table_lists_every_route_with_its_access() -> None:
 
 
 def test_every_mutation_needs_the_admin_token() -> None:
-    """POST and DELETE routes are admin routes; GET routes never are."""
+    """POST and DELETE routes need the admin token; GET routes never do; only the kill
+    switch escapes the admin rate limit."""
     for route in ROUTES:
-        assert (route.access.value == "admin") == (route.method != "GET"), route
+        admin = route.access in (Access.ADMIN, Access.KILL_SWITCH)
+        assert admin == (route.method != "GET"), route
+    assert [r.path for r in ROUTES if r.access is Access.KILL_SWITCH] == ["/api/disarm"]
