@@ -29,7 +29,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-__all__ = ["GENERAL_HINT", "UNITS", "Duration", "parse_duration", "seconds_argument"]
+__all__ = [
+    "GENERAL_HINT",
+    "UNITS",
+    "Duration",
+    "duration_argument",
+    "parse_duration",
+    "seconds_argument",
+]
 
 UNITS: Final[tuple[tuple[str, int], ...]] = (
     ("w", 604_800_000),
@@ -107,16 +114,22 @@ def parse_duration(text: str) -> Duration:
     return Duration(int(total))
 
 
-def seconds_argument(text: str) -> float:
-    """An ``argparse`` ``type=``: a duration option's value, in seconds.
+def duration_argument(text: str) -> Duration:
+    """An ``argparse`` ``type=``: a duration option's value.
 
     A malformed value becomes argparse's usage error (exit status 2), with the grammar's
     message.
     """
     try:
-        return parse_duration(text).seconds
+        return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def seconds_argument(text: str) -> float:
+    """An ``argparse`` ``type=``: a duration option's value, in seconds (see
+    :func:`duration_argument`)."""
+    return duration_argument(text).seconds
 
 
 def _refusal(text: str) -> str:

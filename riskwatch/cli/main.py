@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from riskwatch import __version__
-from riskwatch.durations import seconds_argument
+from riskwatch.durations import Duration, duration_argument, seconds_argument
 from riskwatch.logformat import setup_logging
 
 EXIT_OK = 0
@@ -109,7 +109,7 @@ def _cmd_silence(args: argparse.Namespace) -> int:
         config_path=Path(args.config) if args.config else None,
         url=args.url,
         matchers=getattr(args, "matchers", None),
-        duration=getattr(args, "duration", "1h"),
+        duration=str(getattr(args, "duration", "1h")),
         author=getattr(args, "author", None),
         comment=getattr(args, "comment", ""),
         silence_id=getattr(args, "id", None),
@@ -206,7 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--url", help="daemon base URL (default: from the config's http.listen)")
         if name == "add":
             sp.add_argument("matchers", nargs="+", metavar="MATCHER")
-            sp.add_argument("--duration", default="1h", help="how long (default 1h)")
+            sp.add_argument(
+                "--duration",
+                type=duration_argument,
+                default=Duration(3_600_000),
+                metavar="DURATION",
+                help="how long (default 1h)",
+            )
             sp.add_argument("--author", help="who (default: $USER)")
             sp.add_argument("--comment", default="", help="why")
         if name == "expire":

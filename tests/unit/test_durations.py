@@ -139,6 +139,7 @@ def test_scenario_reads_the_grammar() -> None:
         ["replay", "rec.jsonl", "-c", "c.yaml", "--tick", "10"],
         ["demo", "--duration", "10"],
         ["sim", "--pulse-interval", "10"],
+        ["silence", "add", "--duration", "10", "rule=R"],
     ],
 )
 def test_cli_duration_options_refuse_with_the_grammar_message(
@@ -158,3 +159,6 @@ def test_cli_duration_options_read_the_grammar() -> None:
     assert parser.parse_args(["demo", "--duration", "1m30s"]).duration == 90.0
     assert parser.parse_args(["replay", "r", "-c", "c", "--tick", "100ms"]).tick == 0.1
     assert parser.parse_args(["sim", "--pulse-interval", "1.5s"]).pulse_interval == 1.5
+    silence = parser.parse_args(["silence", "add", "--duration", "1.5h", "rule=R"])
+    assert silence.duration == Duration(5_400_000)
+    assert parser.parse_args(["silence", "add", "rule=R"]).duration == Duration(3_600_000)
