@@ -12,27 +12,42 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from riskwatch.refdata.hours import market_state
+from riskwatch.refdata.hours import MarketState, market_state
 from riskwatch.refdata.model import Refdata
 
 __all__ = ["MarketFiguresOf"]
 
 
 class MarketFiguresOf:
-    """Market figures from the reference data ``current()`` returns at each call."""
+    """Market figures from the reference data ``current()`` returns at each call.
 
-    __slots__ = ("_current",)
+    The market state of a symbol is computed once per whole second of ``now`` (time-zone
+    arithmetic is the costly part; the rules read it on every pulse)."""
+
+    __slots__ = ("_current", "_second", "_states")
 
     def __init__(self, current: Callable[[], Refdata]) -> None:
         self._current = current
+        self._second: tuple[int, Refdata | None] = (-1, None)
+        self._states: dict[str, MarketState | None] = {}
+
+    def _state(self, data: Refdata, symbol: str, now: float) -> MarketState | None:
+        second = (int(now), data)
+        if second[0] != self._second[0] or second[1] is not self._second[1]:
+            self._second, self._states = second, {}
+        if symbol not in self._states:
+            ref = data.symbol(symbol)
+            self._states[symbol] = market_state(
+                ref.market_hours if ref is not None else None, float(int(now))
+            )
+        return self._states[symbol]
 
     def __call__(
         self, symbol: str, leverage: float, notional: float, now: float
     ) -> Mapping[str, float | None]:
         """The four market figures of one position (see the module docstring)."""
         data = self._current()
-        ref = data.symbol(symbol)
-        state = market_state(ref.market_hours if ref is not None else None, now)
+        state = self._state(data, symbol, now)
         cap = next(
             (
                 lv.max_notional

@@ -122,3 +122,28 @@ def test_friday_close_is_a_weekend_and_closed_hours_are_closed() -> None:
     assert not night.open
     assert night.close_factor == OVERNIGHT_FACTOR
     assert market_state(None, 0.0) is None
+
+
+def test_market_figures_of_a_position() -> None:
+    """Open market, the 10x level's cap halved for the overnight close, minus the notional;
+    without hours or levels the figures are missing."""
+    from riskwatch.refdata.figures import MarketFiguresOf
+    from riskwatch.refdata.model import Refdata
+
+    data = Refdata(
+        symbols={"GOOG-USD": SymbolRef("GOOG-USD", market_hours=HOURS)},
+        levels={"GOOG-USD": (LeverageLevel(10.0, max_notional=1_000_000.0),)},
+    )
+    figures = MarketFiguresOf(lambda: data)
+    row = figures("GOOG-USD", 10.0, 200_000.0, _ts("2026-03-04T15:00:00.5"))
+    assert row == {
+        "market_open": 1.0,
+        "seconds_to_market_close": 36000,
+        "position_limit_at_close": 500_000.0,
+        "position_limit_headroom_at_close": 300_000.0,
+    }
+    other = figures("GOOG-USD", 5.0, 1.0, _ts("2026-03-04T15:00:00"))
+    assert other["position_limit_at_close"] is None
+    assert other["market_open"] == 1.0
+    unknown = figures("XYZ-USD", 10.0, 1.0, _ts("2026-03-04T15:00:00"))
+    assert set(unknown.values()) == {None}
