@@ -84,6 +84,10 @@ from riskwatch.store.schema import (
 #: Longest a write waits for the store's lock, then again for SQLite's write lock, seconds.
 WRITE_WAIT_S = 0.1
 
+#: Longest :meth:`Store.open` waits for another process's write lock (at start, before
+#: any event loop runs), seconds.
+OPEN_WAIT_S = 5.0
+
 #: File mode of the database and its ``-wal``/``-shm`` files: owner only.
 STATE_FILE_MODE = 0o600
 
@@ -142,7 +146,7 @@ class Store:
         found = inspect_file(path)
         _create_private(path)
         try:
-            conn = _connect(path)
+            conn = _connect(path, OPEN_WAIT_S)
         except sqlite3.Error as exc:
             msg = f"cannot open state database {path}: {exc}"
             raise StateStoreError(msg) from exc
@@ -155,7 +159,7 @@ class Store:
             conn.execute("PRAGMA synchronous = FULL")
             _migrate(conn, path, found.version)
             _narrow_modes(path)
-            reader = _connect(path)
+            reader = _connect(path, WRITE_WAIT_S)
         except sqlite3.Error as exc:
             conn.close()
             msg = f"cannot prepare state database {path}: {exc}"
@@ -783,10 +787,10 @@ def _suppress_sqlite() -> Iterator[None]:
         log.debug("state database clean-up failed: %s", exc)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, wait: float) -> sqlite3.Connection:
     return sqlite3.connect(
         str(path),
-        timeout=WRITE_WAIT_S,
+        timeout=wait,
         isolation_level=None,  # autocommit: transactions are explicit BEGIN/COMMIT
         check_same_thread=False,  # serialised by Store's locks instead
     )

@@ -81,6 +81,7 @@ class Setup:
     stale_after: str = "3s"
     port: int = 0
     actions_extra: list[str] = field(default_factory=list)
+    state_extra: list[str] = field(default_factory=list)
 
     @property
     def state_path(self) -> Path:
@@ -113,7 +114,7 @@ class Setup:
         if self.admin_token:
             lines.append(f"  admin_token: {self.admin_token}")
         lines += [f"  {x}" for x in self.http_extra]
-        lines += ["state:", f"  path: {self.state_path}"]
+        lines += ["state:", f"  path: {self.state_path}", *(f"  {x}" for x in self.state_extra)]
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return self.config_path
 
