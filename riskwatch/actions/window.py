@@ -33,7 +33,8 @@ class BreakerWindow:
     Per lineage (trip, action, symbol) the time of its latest counted row, one map for
     actions taken and one for dry runs (refusals never count); a queue in time order
     expires them. Counting is O(1) amortised (a trip's path), and gives what
-    ``Store.actions_in_window`` would count over the same rows.
+    a count over the audit log gives for the same rows (the test oracle
+    ``actions_in_window`` of tests/support/store_queries.py).
     """
 
     __slots__ = ("acted", "dry", "queue")

@@ -239,26 +239,6 @@ class Store:
             ).fetchall()
         return [_alert_row(r) for r in rows]
 
-    def delete_alert(self, rule: str, account: str, symbol: str | None) -> bool:
-        """Delete one alert state; return whether it existed."""
-        with self._tx() as conn:
-            cur = conn.execute(
-                "DELETE FROM alert_state WHERE rule = ? AND account = ? AND symbol = ?",
-                (rule, account, symbol_key(symbol)),
-            )
-            return cur.rowcount > 0
-
-    def latched(self, account: str | None = None) -> list[AlertRow]:
-        """Return the latched alert states (of ``account``, or of all accounts)."""
-        sql = "SELECT rule, account, symbol, record FROM alert_state WHERE latched = 1"
-        args: tuple[str, ...] = ()
-        if account is not None:
-            sql += " AND account = ?"
-            args = (account,)
-        with self._read() as conn:
-            rows = conn.execute(sql + " ORDER BY account, rule, symbol", args).fetchall()
-        return [_alert_row(r) for r in rows]
-
     def reset_latch(
         self,
         account: str,
@@ -271,8 +251,8 @@ class Store:
         """Clear the latch flag of the matching latched states; return them as now stored.
 
         ``rule=None`` matches every rule of the account; ``symbol=None`` every symbol
-        (and account scope). Each reset is logged with ``actor`` and ``now`` (see
-        :meth:`latch_resets`). The stored record keeps its other fields: the engine,
+        (and account scope). Each reset is logged with ``actor`` and ``now`` (the
+        ``latch_reset`` table). The stored record keeps its other fields: the engine,
         which owns the lifecycle, must clear its own latch too (docs/rules.md).
         An empty list means nothing matched.
         """
@@ -303,15 +283,6 @@ class Store:
                 )
                 reset.append(AlertRow(r_rule, r_account, symbol_value(r_symbol), record))
         return reset
-
-    def latch_resets(self, limit: int = 100) -> list[LatchReset]:
-        """Return the latest latch resets, newest first."""
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT rule, account, symbol, actor, at FROM latch_reset ORDER BY id DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [LatchReset(r[0], r[1], symbol_value(r[2]), r[3], float(r[4])) for r in rows]
 
     # -- daily baselines and peaks, window history -----------------------------------
 
@@ -478,37 +449,6 @@ class Store:
             rows = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit]).fetchall()
         return [_action(r) for r in rows]
 
-    def actions_in_window(
-        self, account: str, since: float, *, exclude: Sequence[str] = ("refused",)
-    ) -> int:
-        """Count ``account``'s actions whose intent was recorded at or after ``since``.
-
-        For the circuit breaker: attempts of one action (same trip, action and symbol)
-        count once, and actions whose status is in ``exclude`` (by default the ones
-        the breaker itself refused) are not counted.
-        """
-        excluded = dumps(list(exclude), "excluded statuses")
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT COUNT(*) FROM (SELECT DISTINCT trip_key, action, symbol FROM action"
-                " WHERE account = ? AND intent_at >= ?"
-                " AND status NOT IN (SELECT value FROM json_each(?)))",
-                (account, since, excluded),
-            ).fetchone()
-        return int(row[0])
-
-    def find_action(
-        self, trip_key: str, action: str, symbol: str | None, attempt: int = 1
-    ) -> ActionRecord | None:
-        """Return the action recorded for ``(trip_key, action, symbol, attempt)``, if any."""
-        with self._read() as conn:
-            return _find_action(conn, trip_key, action, symbol_key(symbol), attempt)
-
-    def get_action(self, action_id: str) -> ActionRecord | None:
-        """Return the action recorded under ``action_id``, if any."""
-        with self._read() as conn:
-            return _get_action(conn, action_id)
-
     def actions_for_trip(self, trip_key: str) -> list[ActionRecord]:
         """Return every action attempt of one trip, in the order recorded."""
         with self._read() as conn:
@@ -557,24 +497,6 @@ class Store:
                 (limit,),
             ).fetchall()
         return [_notification(r) for r in rows]
-
-    def last_notification(
-        self, route: str, group_key: str, *, result: str | None = "sent"
-    ) -> NotificationRecord | None:
-        """Return the latest entry of ``route`` for ``group_key`` (the ``alert_key``).
-
-        By default only successful deliveries (``result="sent"``) count, which is what
-        dedup and ``repeat_interval`` need after a restart; ``result=None`` matches any.
-        """
-        sql = f"SELECT {_NOTIFICATION_COLUMNS} FROM notification"  # noqa: S608
-        sql += " WHERE route = ? AND alert_key = ?"
-        args: list[str] = [route, group_key]
-        if result is not None:
-            sql += " AND result = ?"
-            args.append(result)
-        with self._read() as conn:
-            row = conn.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
-        return None if row is None else _notification(row)
 
     def purge_notifications(self, before: float, limit: int | None = None) -> int:
         """Delete notification log entries older than ``before``; return how many.
@@ -646,11 +568,6 @@ class Store:
         with self._read() as conn:
             rows = conn.execute(sql + " ORDER BY starts_at, id", args).fetchall()
         return [_silence(r) for r in rows]
-
-    def get_silence(self, id: str) -> Silence | None:
-        """Return the silence ``id``, if kept."""
-        with self._read() as conn:
-            return _get_silence(conn, id)
 
     def expire_silence(self, id: str, now: float) -> Silence | None:
         """End the silence ``id`` at ``now`` (kept for history); return it, or ``None``.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from riskwatch.actions.window import BreakerWindow, Counted, lineage_of
 from riskwatch.store import Store
+from tests.support.store_queries import actions_in_window
 
 
 def test_window_matches_actions_in_window(tmp_path: Path) -> None:
@@ -40,7 +41,7 @@ def test_window_matches_actions_in_window(tmp_path: Path) -> None:
         window.add(lineage_of(trip, action, symbol), t, kind)
         for dry_runs in (False, True):
             exclude = ("refused",) if dry_runs else ("refused", "dry_run")
-            expected = store.actions_in_window("acc", t - 3600, exclude=exclude)
+            expected = actions_in_window(store, "acc", t - 3600, exclude=exclude)
             assert window.count(t - 3600, dry_runs=dry_runs) == expected
     assert len(window.queue) < 300  # rows older than the hour were dropped
     store.close()

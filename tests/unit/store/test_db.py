@@ -16,6 +16,16 @@ from riskwatch.store import (
     Store,
     url_id,
 )
+from tests.support.store_queries import (
+    actions_in_window,
+    delete_alert,
+    find_action,
+    get_action,
+    get_silence,
+    last_notification,
+    latch_resets,
+    latched,
+)
 
 T0 = 1_700_000_000.0
 
@@ -68,8 +78,8 @@ def test_alert_save_load_replace_delete(tmp_path: Path) -> None:
             None,
             T0,
         )
-        assert store.delete_alert("MarginUsageHigh", "desk-a", "") is True
-        assert store.delete_alert("MarginUsageHigh", "desk-a", None) is False
+        assert delete_alert(store, "MarginUsageHigh", "desk-a", "") is True
+        assert delete_alert(store, "MarginUsageHigh", "desk-a", None) is False
         assert [r.rule for r in store.load_alerts()] == ["LeverageCap"]
 
 
@@ -98,13 +108,13 @@ def test_latched_listing_and_reset(store: Store) -> None:
     store.save_alert("MarginUsageHigh", "desk-a", None, {"state": "firing"}, T0)
     store.save_alert("Other", "desk-a", None, {"state": "firing", "latched": "yes"}, T0)
 
-    assert [(r.account, r.rule) for r in store.latched()] == [
+    assert [(r.account, r.rule) for r in latched(store)] == [
         ("desk-a", "DailyLoss"),
         ("desk-a", "LeverageCap"),
         ("desk-a", "MarginUsageCritical"),
         ("desk-b", "DailyLoss"),
     ]
-    assert len(store.latched("desk-b")) == 1
+    assert len(latched(store, "desk-b")) == 1
 
     reset = store.reset_latch("desk-a", rule="DailyLoss", now=T0 + 5, actor="ops@desk")
     assert reset == [("DailyLoss", "desk-a", None, {**firing, "latched": False})]
@@ -115,13 +125,13 @@ def test_latched_listing_and_reset(store: Store) -> None:
 
     rest = store.reset_latch("desk-a", now=T0 + 8, actor="api")
     assert [r.rule for r in rest] == ["MarginUsageCritical"]
-    assert [(r.account, r.rule) for r in store.latched()] == [("desk-b", "DailyLoss")]
+    assert [(r.account, r.rule) for r in latched(store)] == [("desk-b", "DailyLoss")]
 
     stored = {(r.rule, r.account): r.record for r in store.load_alerts()}
     assert stored["DailyLoss", "desk-a"] == {"state": "firing", "trip": "t1", "latched": False}
     assert stored["DailyLoss", "desk-b"]["latched"] is True
 
-    log = store.latch_resets()
+    log = latch_resets(store)
     assert [(e.rule, e.symbol, e.actor, e.at) for e in log] == [
         ("MarginUsageCritical", None, "api", T0 + 8),
         ("LeverageCap", "ETH-USD", "cli", T0 + 7),
@@ -132,9 +142,9 @@ def test_latched_listing_and_reset(store: Store) -> None:
 def test_saving_a_latched_record_again_keeps_listing_in_step(store: Store) -> None:
     """The latch listing follows the record's latched flag on every save."""
     store.save_alert("R", "a", None, {"latched": True}, T0)
-    assert len(store.latched()) == 1
+    assert len(latched(store)) == 1
     store.save_alert("R", "a", None, {"latched": False}, T0 + 1)
-    assert store.latched() == []
+    assert latched(store) == []
 
 
 # -- daily and windows ------------------------------------------------------------------
@@ -163,7 +173,7 @@ def test_daily_and_windows_round_trip(tmp_path: Path) -> None:
 def test_intent_lifecycle(store: Store) -> None:
     """An intent is recorded, marked sent and given an outcome, with every field kept."""
     _intent(store, 1)
-    rec = store.get_action("act-1")
+    rec = get_action(store, "act-1")
     assert rec is not None
     assert (rec.status, rec.sent_at, rec.outcome_at, rec.finished) == ("intent", None, None, False)
     assert rec.params == {"symbol": "BTC-USD", "quantity": 0.5}
@@ -203,13 +213,13 @@ def test_distinct_attempt_symbol_or_action_is_not_a_duplicate(store: Store) -> N
     _intent(store, 1, action_id="a3", symbol="ETH-USD")
     _intent(store, 1, action_id="a4", action="cancel_all_orders", symbol=None, params={})
     assert len(store.actions_for_trip("trip-1")) == 4
-    found = store.find_action("trip-1", "close_position", "BTC-USD", 2)
+    found = find_action(store, "trip-1", "close_position", "BTC-USD", 2)
     assert found is not None
     assert found.action_id == "a2"
-    account_wide = store.find_action("trip-1", "cancel_all_orders", None)
+    account_wide = find_action(store, "trip-1", "cancel_all_orders", None)
     assert account_wide is not None
     assert account_wide.symbol is None
-    assert store.find_action("trip-1", "close_position", "BTC-USD", 3) is None
+    assert find_action(store, "trip-1", "close_position", "BTC-USD", 3) is None
 
 
 def test_unfinished_actions(tmp_path: Path) -> None:
@@ -251,7 +261,7 @@ def test_outcome_validation_and_unknown_ids(store: Store) -> None:
         store.record_outcome("nope", "failed", None, T0)
     with pytest.raises(ValueError, match="attempt must be 1 or more, got 0"):
         _intent(store, 2, attempt=0)
-    assert store.get_action("nope") is None
+    assert get_action(store, "nope") is None
 
 
 def test_outcome_can_be_reconciled(store: Store) -> None:
@@ -281,12 +291,12 @@ def test_actions_in_window_counts_for_the_breaker(store: Store) -> None:
     store.record_outcome("act-3", "refused", "CIRCUIT_BREAKER_OPEN: 6 actions in 1h", T0 + 3)
     _intent(store, 4, account="desk-b")
     _intent(store, 5, now=T0 - 4000)
-    assert store.actions_in_window("desk-a", T0 - 3600) == 2
-    assert store.actions_in_window("desk-a", T0 - 3600, exclude=()) == 3
-    assert store.actions_in_window("desk-a", T0 - 5000) == 3
-    assert store.actions_in_window("desk-a", T0 + 2.5) == 1  # only the retry
-    assert store.actions_in_window("desk-b", T0 - 3600) == 1
-    assert store.actions_in_window("nobody", 0.0) == 0
+    assert actions_in_window(store, "desk-a", T0 - 3600) == 2
+    assert actions_in_window(store, "desk-a", T0 - 3600, exclude=()) == 3
+    assert actions_in_window(store, "desk-a", T0 - 5000) == 3
+    assert actions_in_window(store, "desk-a", T0 + 2.5) == 1  # only the retry
+    assert actions_in_window(store, "desk-b", T0 - 3600) == 1
+    assert actions_in_window(store, "nobody", 0.0) == 0
 
 
 # -- notifications ----------------------------------------------------------------------
@@ -321,13 +331,13 @@ def test_notification_log(store: Store) -> None:
     assert [n.at for n in store.notifications()] == [T0 + 302, T0 + 301, T0 + 300, T0]
     assert len(store.notifications(limit=1)) == 1
 
-    last = store.last_notification("critical", "MarginUsageCritical/desk-a")
+    last = last_notification(store, "critical", "MarginUsageCritical/desk-a")
     assert last is not None
     assert (last.at, last.result, last.url_id) == (T0, "sent", uid)
-    any_last = store.last_notification("critical", "MarginUsageCritical/desk-a", result=None)
+    any_last = last_notification(store, "critical", "MarginUsageCritical/desk-a", result=None)
     assert any_last is not None
     assert any_last.result == "failed"
-    assert store.last_notification("critical", "nothing") is None
+    assert last_notification(store, "critical", "nothing") is None
 
     assert store.purge_notifications(T0 + 301) == 2
     assert [n.at for n in store.notifications()] == [T0 + 302, T0 + 301]
@@ -370,7 +380,7 @@ def test_silences_active_expire_and_purge(tmp_path: Path) -> None:
     with Store.open(path) as store:
         _silence(store, "s1", T0, T0 + 3600)
         _silence(store, "s2", T0 + 7200, T0 + 9000)
-        s = store.get_silence("s1")
+        s = get_silence(store, "s1")
         assert s is not None
         assert s.matchers == ({"name": "account", "value": "desk-a", "op": "="},)
         assert s.to_dict()["matchers"] == [{"name": "account", "value": "desk-a", "op": "="}]
