@@ -128,6 +128,7 @@ class Daemon:
             state_path=store.path if store is not None else config.state.path,
             warn_free_mb=config.state.warn_free_mb,
             probe=self.daily.save_all if self.daily is not None else None,
+            watch_disk=store is not None,
         )
         # High availability (riskwatch/ha/): the leader lease decides who sends what must
         # happen once; without an ``ha:`` backend this process is the only one.

@@ -88,6 +88,8 @@ class StateHealth:
     ``notify`` queues an alert notice (``NotifyService.enqueue_alert``); ``probe``
     queues a real write, so that a failure seen only by the intent commit is followed
     by a write that tells when the database works again; ``now`` is the clock.
+    ``watch_disk`` False (a daemon built without a state database) skips the free-space
+    checks.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class StateHealth:
         state_path: Path,
         warn_free_mb: int,
         probe: Callable[[], None] | None = None,
+        watch_disk: bool = True,
     ) -> None:
         self.metrics = metrics
         self._notify = notify
@@ -106,6 +109,7 @@ class StateHealth:
         self.state_path = state_path
         self.warn_free_bytes = warn_free_mb * MB
         self.probe = probe
+        self.watch_disk = watch_disk
         self.failing_since: float | None = None
         self.last_error = ""
         self.disk_low = False
@@ -198,6 +202,8 @@ class StateHealth:
 
     def check_disk(self) -> int | None:
         """Read the free space: gauge, and the :data:`DISK_LOW` alert across the threshold."""
+        if not self.watch_disk:
+            return None
         try:
             free = free_bytes(self.state_path.parent)
         except OSError as exc:

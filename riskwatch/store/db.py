@@ -63,7 +63,6 @@ from riskwatch.store.records import (
     ActionRecord,
     AlertRow,
     JSONDict,
-    LatchReset,
     NotificationRecord,
     Silence,
     dumps,
