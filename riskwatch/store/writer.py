@@ -129,8 +129,11 @@ class StateWriter:
     def close(self, timeout: float = 5.0) -> bool:
         """Commit what is queued (waiting at most ``timeout`` s), then stop the thread.
 
-        Returns False when records were left unwritten (the database failing).
+        Returns False when records were left unwritten (the database failing). A
+        writer never started is started for this last flush.
         """
+        if self._thread is None and not self._closing:
+            self.start()
         done = self.flush(timeout)
         with self._cond:
             self._closing = True

@@ -7,6 +7,7 @@ fails ``/readyz`` where it should, and reaches a real webhook (docs/reliability.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import aiohttp
 import pytest
 
 from riskwatch.sim.server import Simulator
+from riskwatch.store import Store
 from tests.support.notify_sinks import Webhook, webhook
 from tests.support.rig import (
     DaemonProcess,
@@ -252,3 +254,41 @@ async def test_record_on_a_full_filesystem_keeps_the_daemon_connected(tmp_path: 
                 await http.close()
                 code = await proc.terminate()
             assert code == 0, proc.log_text()[-3000:]
+
+
+async def test_daily_peak_survives_a_sigkill_seconds_after_it_was_reached(tmp_path: Path) -> None:
+    """Baselines and peaks are saved as they change: a SIGKILL two seconds after a new
+    intraday high (far inside the 60 s of the periodic save) leaves it in the database."""
+    async with simulator("crash", pulse_interval=0.1) as (sim, secret):
+        sim.pause()
+        port = free_port()
+        setup = setup_for(sim, tmp_path, secret, port=port, rules=None)
+        proc = DaemonProcess(setup.write(), tmp_path / "daemon.log")
+        proc.start()
+        http = Http(port)
+        try:
+            await wait_for(lambda: _ready(http, proc), 20, "(daemon ready)")
+
+            async def account() -> dict[str, Any]:
+                _, text = await http.get("/api/state")
+                doc: dict[str, Any] = json.loads(text)
+                return next(a for a in doc["accounts"] if a["name"] == ACCOUNT)
+
+            before = await account()
+            mark = float(before["positions"][SYMBOL]["mark_price"])
+            await sim.set_mark(SYMBOL, mark * 1.2)  # the long position gains: a new high
+
+            async def higher() -> bool:
+                equity = (await account())["figures"].get("equity")
+                return equity is not None and equity > before["figures"]["equity"]
+
+            await wait_for(higher, 10, "(equity at a new high)")
+            await asyncio.sleep(0.5)
+            peak = (await account())["figures"]["equity"]
+            await asyncio.sleep(1.5)
+        finally:
+            await http.close()
+            proc.kill()
+    with Store.open(setup.state_path) as store:
+        daily = store.load_daily()[ACCOUNT]
+    assert daily["intraday_peak"] >= peak
