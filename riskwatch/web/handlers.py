@@ -68,8 +68,10 @@ class Endpoints:
     # --- read -----------------------------------------------------------------------
 
     async def status_page(self, _: web.Request) -> web.Response:
-        """``GET /``: the status page (:mod:`riskwatch.web.statuspage`)."""
-        resp = web.Response(text=statuspage.page_of(self.view), content_type="text/html")
+        """``GET /``: the status page (:mod:`riskwatch.web.statuspage`), rendered off the
+        event loop so that frames are not held while a large page is built."""
+        page = await asyncio.to_thread(statuspage.render, statuspage.page_data(self.view))
+        resp = web.Response(text=page, content_type="text/html")
         resp.headers["Cache-Control"] = "no-store"
         return resp
 

@@ -13,13 +13,15 @@ Contract:
   reloads it every :data:`REFRESH_SECONDS` seconds;
 - the markup is the jinja2 template ``templates/status.html.j2`` (and its style sheet
   ``templates/status.css``), rendered with autoescaping: every value printed is escaped
-  unless one of this module's filters marks its own output safe (they escape what they
-  take in). The inputs are the documents of ``/api/state`` and ``/api/alerts`` and the
+  unless this module marked it safe (a formatted number with its unit, a time span).
+  The inputs are the documents of ``/api/state`` and ``/api/alerts`` and the
   logs' records, which hold figures, names and reason codes only: never a secret
   (notification URLs appear as their ``url_id``);
 - :func:`render` is pure: it reads no clock (times are relative to ``state["time"]``,
   Unix seconds) and does no I/O beyond reading the packaged template once.
-  :func:`page_of` gathers the inputs from the daemon's read view.
+  :func:`page_data` gathers the inputs from the daemon's read view; the handler then
+  renders them in a worker thread (a page of hundreds of accounts takes tens of
+  milliseconds to render, which the event loop must not wait for).
 """
 
 from __future__ import annotations
@@ -29,17 +31,17 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from riskwatch import __version__
 from riskwatch.rules.expr.syntax import BoolOp, Compare, Expr, Name, Number
 from riskwatch.rules.model import RuleSet
 from riskwatch.web.view import DaemonView
 
-__all__ = ["REFRESH_SECONDS", "PageData", "Threshold", "page_of", "render", "thresholds_of"]
+__all__ = ["REFRESH_SECONDS", "PageData", "Threshold", "page_data", "render", "thresholds_of"]
 
 REFRESH_SECONDS: Final = 3
 """Seconds between two automatic reloads of the page by the browser."""
@@ -115,27 +117,35 @@ def thresholds_of(rules: RuleSet) -> dict[str, list[Threshold]]:
 # --------------------------------------------------------------------------- formatting
 
 
-def _num(value: Any, kind: str = "num") -> Markup:
-    """A figure for a person: ``–`` when unknown, ``∞`` for infinities (escaped)."""
-    if value is None or isinstance(value, bool) or isinstance(value, jinja2.Undefined):
-        return Markup("–")
+def _num(value: Any, kind: str = "num") -> str:
+    """A figure for a person: ``–`` when unknown, ``∞`` for infinities.
+
+    Plain text (the template escapes it) except for percentages and multiples, whose
+    units are markup (``&nbsp;%``, ``&times;``) after the number. Called for every cell
+    of every position: the common case (a finite number) is tested first.
+    """
+    if type(value) is float or type(value) is int:
+        if not math.isfinite(value):
+            return "∞" if value > 0 else ("-∞" if value < 0 else "NaN")
+        if kind == "pct":
+            # Digits, sign and separators only: nothing to escape.
+            return Markup(f"{value * 100:.1f}&nbsp;%")  # noqa: S704
+        if kind == "usd":
+            return f"{value:,.2f}"
+        if kind == "int":
+            return f"{value:,.0f}"
+        if kind == "s":
+            return f"{value:,.1f}"
+        if kind == "x":
+            return Markup(f"{value:,.2f}&times;")  # noqa: S704
+        return f"{value:,.6g}"
+    if value is None or isinstance(value, bool | jinja2.Undefined):
+        return "–"
     if isinstance(value, str):
-        return escape(value)
-    if not isinstance(value, int | float):
-        return escape(str(value))
-    if isinstance(value, float) and not math.isfinite(value):
-        return escape("∞" if value > 0 else ("-∞" if value < 0 else "NaN"))
-    if kind == "pct":
-        return Markup("{}&nbsp;%").format(f"{value * 100:.1f}")
-    if kind == "usd":
-        return escape(f"{value:,.2f}")
-    if kind == "int":
-        return escape(f"{value:,.0f}")
-    if kind == "s":
-        return escape(f"{value:,.1f}")
-    if kind == "x":
-        return Markup("{}&times;").format(f"{value:,.2f}")
-    return escape(f"{value:,.6g}")
+        return value
+    if isinstance(value, int | float):  # an int or float subclass
+        return _num(float(value), kind)
+    return str(value)
 
 
 def _negative(value: Any) -> bool:
@@ -340,8 +350,40 @@ def _account(
             for a in alerts
             if a.get("latched")
         ],
-        "positions": sorted(positions.items()),
+        "positions": [_position_row(sym, p) for sym, p in sorted(positions.items())],
     }
+
+
+class PositionRow(NamedTuple):
+    """One row of an account's positions table, every cell formatted (:func:`_num`)."""
+
+    symbol: str
+    size: str
+    entry: str
+    mark: str
+    notional: str
+    pnl: str
+    pnl_negative: bool
+    leverage: str
+    liquidation: str
+    orders: str
+
+
+def _position_row(symbol: str, p: Mapping[str, Any]) -> PositionRow:
+    """Cells formatted here, not in the template: a page lists thousands of them."""
+    pnl = p.get("unrealised_pnl")
+    return PositionRow(
+        symbol=symbol,
+        size=_num(p.get("position")),
+        entry=_num(p.get("average_price")),
+        mark=_num(p.get("mark_price")),
+        notional=_num(p.get("notional"), "usd"),
+        pnl=_num(pnl, "usd"),
+        pnl_negative=_negative(pnl),
+        leverage=_num(p.get("effective_leverage"), "x"),
+        liquidation=_num(p.get("liquidation_distance"), "pct"),
+        orders=_num(p.get("open_orders"), "int"),
+    )
 
 
 @cache
@@ -381,14 +423,16 @@ def render(data: PageData) -> str:
     )
 
 
-def page_of(view: DaemonView) -> str:
-    """Gather the daemon's views and render the page (reads the notification log)."""
-    return render(
-        PageData(
-            state=view.state_document(),
-            alerts=view.alerts_document().get("alerts", []),
-            notifications=view.recent_notifications(RECENT_ROWS),
-            thresholds=thresholds_of(view.rules()),
-            reload=view.last_reload(),
-        )
+def page_data(view: DaemonView) -> PageData:
+    """Gather what the page shows from the daemon's read view (on the event loop).
+
+    Every document is built fresh for this call, so :func:`render` may then run in
+    another thread.
+    """
+    return PageData(
+        state=view.state_document(),
+        alerts=view.alerts_document().get("alerts", []),
+        notifications=view.recent_notifications(RECENT_ROWS),
+        thresholds=thresholds_of(view.rules()),
+        reload=view.last_reload(),
     )
