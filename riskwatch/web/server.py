@@ -41,6 +41,9 @@ OVER_CAP: Final = (
 )
 """The whole answer to a connection past the cap (written before any request is read)."""
 
+BACKLOG: Final = 128
+"""Connections the kernel queues before they are accepted (aiohttp's own default)."""
+
 LINGERING: Final = 2.0
 """Seconds aiohttp keeps reading an unread request body after answering (then closes)."""
 
@@ -237,7 +240,7 @@ class HttpServer:
 
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
-            connection, self.host, self.port, reuse_address=True
+            connection, self.host, self.port, reuse_address=True, backlog=BACKLOG
         )
         sockets = self._listener.sockets or ()
         if sockets:
