@@ -21,6 +21,11 @@ class RedactingFilter(logging.Filter):
         # Longest first, so that a secret containing another is masked whole.
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
+    def add(self, secret: str) -> None:
+        """Mask ``secret`` too (ignored below 4 characters, as at construction)."""
+        if len(secret) >= 4 and secret not in self._secrets:
+            self._secrets = sorted({*self._secrets, secret}, key=len, reverse=True)
+
     def filter(self, record: logging.LogRecord) -> bool:
         """Mask secrets in the message (and its arguments, by formatting first)."""
         if not self._secrets:
@@ -42,3 +47,19 @@ def install_redaction(secrets: Iterable[str]) -> RedactingFilter:
     for handler in root.handlers:
         handler.addFilter(flt)
     return flt
+
+
+_RUNTIME: list[RedactingFilter] = []
+
+
+def protect(secret: str) -> None:
+    """Mask ``secret`` in every log record from now on: for secrets learned at run time
+    (a JWT re-read from ``jwt_file`` or printed by ``jwt_command``). One filter collects
+    them; it is attached to every handler of the root logger that lacks it."""
+    if not _RUNTIME:
+        _RUNTIME.append(RedactingFilter(()))
+    flt = _RUNTIME[0]
+    flt.add(secret)
+    for handler in logging.getLogger().handlers:
+        if flt not in handler.filters:
+            handler.addFilter(flt)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from riskwatch.errors import RiskwatchError
+from riskwatch.logredact import protect
 from riskwatch.secret import Secret
 
 __all__ = ["TokenError", "TokenSource", "jwt_expiry"]
@@ -99,6 +100,7 @@ class TokenSource:
             self.last_error = str(exc)
             log.error("jwt refresh failed: %s", exc)
             return
+        protect(fresh)  # never in a log line, whatever prints it
         self._token = Secret(fresh)
         self.refreshes += 1
         self.last_error = ""

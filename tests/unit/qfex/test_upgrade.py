@@ -92,3 +92,26 @@ async def test_token_from_command_and_file(tmp_path: Path) -> None:
     await from_file.refresh()
     assert from_file.token is not None
     assert from_file.token.reveal() == "second"
+
+
+async def test_a_refreshed_token_is_masked_in_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A token read at run time never shows in a log line, whatever logs it."""
+    import logging
+
+    handler = logging.StreamHandler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        path = tmp_path / "t.jwt"
+        token = _jwt({"exp": 99, "nonce": "refreshed-token-value"})
+        path.write_text(token + "\n", encoding="utf-8")
+        src = TokenSource(path=path)
+        await src.refresh()
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "saw %s", (token,), None)
+        for flt in handler.filters:
+            assert not isinstance(flt, logging.Filter) or flt.filter(record)
+        assert token not in record.getMessage()
+    finally:
+        root.removeHandler(handler)
