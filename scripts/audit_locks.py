@@ -25,6 +25,15 @@ from pathlib import Path
 from typing import Any
 
 TIMEOUT_SECONDS = 15
+NETWORK_ERRORS = (
+    "ConnectionError",
+    "NameResolutionError",
+    "Max retries exceeded",
+    "Read timed out",
+    "ServiceError",
+    "ConnectTimeout",
+)
+"""What pip-audit's stderr says when its vulnerability service cannot be reached."""
 
 
 @dataclass
@@ -35,11 +44,13 @@ class Report:
     vulnerable: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     audited: int = 0
+    network_error: str | None = None
 
     @property
     def unreachable(self) -> bool:
-        """Every pin skipped: the vulnerability database was not reached."""
-        return bool(self.skipped) and self.audited == 0
+        """The vulnerability database was not reached: pip-audit failed on the network,
+        or skipped every pin."""
+        return self.network_error is not None or (bool(self.skipped) and self.audited == 0)
 
 
 def parse(lock: str, document: dict[str, Any]) -> Report:
@@ -59,8 +70,9 @@ def parse(lock: str, document: dict[str, Any]) -> Report:
     return report
 
 
-def audit(lock: Path) -> Report | str:
-    """Run pip-audit on ``lock``; a Report, or the error text when pip-audit failed."""
+def audit(lock: Path, service: str = "pypi") -> Report | str:
+    """Run pip-audit on ``lock`` against ``service`` (``pypi`` or ``osv``); a Report, or
+    the error text when pip-audit failed for a reason other than the network."""
     argv = [
         sys.executable,
         "-m",
@@ -75,12 +87,16 @@ def audit(lock: Path) -> Report | str:
         "off",
         "--timeout",
         str(TIMEOUT_SECONDS),
+        "--vulnerability-service",
+        service,
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)  # noqa: S603
     try:
         document = json.loads(proc.stdout)
     except json.JSONDecodeError:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        if any(marker in proc.stderr for marker in NETWORK_ERRORS):
+            return Report(str(lock), network_error=tail[:200])
         return f"pip-audit failed (exit {proc.returncode}): {tail}"
     return parse(str(lock), document)
 
@@ -95,10 +111,11 @@ def render(reports: list[Report]) -> tuple[list[str], int]:
             lines.append(f"audit: {r.lock}: {len(r.vulnerable)} known-vulnerable pin(s):")
             lines += [f"  VULNERABLE {v}" for v in r.vulnerable]
         if r.unreachable:
-            reason = r.skipped[0].split(": ", 1)[-1]
+            reason = r.network_error or r.skipped[0].split(": ", 1)[-1]
+            unchecked = f"{len(r.skipped)} pin(s)" if r.skipped else "every pin"
             lines.append(
                 f"audit: {r.lock}: NOT AUDITED: the vulnerability database could not be "
-                f"reached from here, {len(r.skipped)} pin(s) unchecked ({reason})"
+                f"reached from here, {unchecked} unchecked ({reason})"
             )
         elif r.skipped:
             lines.append(f"audit: {r.lock}: {len(r.skipped)} pin(s) not audited:")
@@ -110,12 +127,15 @@ def render(reports: list[Report]) -> tuple[list[str], int]:
 
 def main(argv: list[str]) -> int:
     """Audit each lock file named on the command line; see the module docstring."""
+    service = "pypi"
+    if argv[:1] == ["--service"] and len(argv) >= 2:
+        service, argv = argv[1], argv[2:]
     if not argv:
-        print("usage: audit_locks.py LOCK...", file=sys.stderr)
+        print("usage: audit_locks.py [--service pypi|osv] LOCK...", file=sys.stderr)
         return 2
     reports: list[Report] = []
     for name in argv:
-        result = audit(Path(name))
+        result = audit(Path(name), service)
         if isinstance(result, str):
             print(f"audit: {name}: {result}", file=sys.stderr)
             return 2

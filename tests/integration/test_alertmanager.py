@@ -180,3 +180,17 @@ async def test_alertmanager_down_then_up_nothing_lost(tmp_path: Path) -> None:
     finally:
         await svc.stop()
         await hook.stop()
+
+
+async def test_notify_test_posts_a_test_alert(am: tuple[Alertmanager, Webhook]) -> None:
+    """``riskwatch notify-test`` posts RiskwatchTest to each Alertmanager target."""
+    manager, hook = am
+    svc = replica(manager)
+    outcomes = await svc.send_test()
+    (outcome,) = outcomes
+    assert outcome.result == "sent"
+    assert outcome.display.endswith("/api/v2/alerts")
+    await wait_for(lambda: bool(hook.alerts(alertname="RiskwatchTest")), timeout=15, what="test")
+    (test,) = hook.alerts(alertname="RiskwatchTest")
+    assert test["labels"]["severity"] == "info"
+    assert test["labels"]["route"] == "0"
