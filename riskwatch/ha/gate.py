@@ -67,8 +67,11 @@ class LeaderGate:
             return intent
         safe = tuple(a for a in intent.actions if a.kind not in LEADER_ONLY)
         held = tuple(a for a in intent.actions if a.kind in LEADER_ONLY)
+        key = self._key(intent)
+        known = key in self._deferred  # the same intent handed over twice: one line
         if held:
-            self._deferred[self._key(intent)] = dataclasses.replace(intent, actions=held)
+            self._deferred[key] = dataclasses.replace(intent, actions=held)
+        if held and not known:
             log.warning(
                 "follower: %s of rule %s on %s left to the leader",
                 ", ".join(a.kind for a in held),
