@@ -24,6 +24,7 @@ from riskwatch import __version__
 from riskwatch.actions.model import ActionEvent
 from riskwatch.config import TRANSPORTS, load_config
 from riskwatch.daemon.app import Daemon
+from riskwatch.notify.notice import AlertNotice
 from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import load_scenario
 from riskwatch.sim.server import Simulator
@@ -361,11 +362,23 @@ async def test_jwt_file_is_read_again_before_reconnecting(tmp_path: Path) -> Non
     jwt_file = tmp_path / "token.jwt"
     first_exp = int(time.time()) + 3
     jwt_file.write_text(make_jwt(secret, first_exp) + "\n", encoding="utf-8")
+    notices: list[AlertNotice] = []
+
+    def capture(d: Daemon) -> None:
+        enqueue = d.notifier.enqueue_alert
+
+        def spy(notice: AlertNotice) -> bool:
+            notices.append(notice)
+            return enqueue(notice)
+
+        d.jwt_watch.notifier.enqueue_alert = spy  # type: ignore[method-assign]
+
     async with running(
         tmp_path,
         sim_options={"signed_jwt": True, "upgrade_auth": "bearer"},
         account=f"    jwt_file: {jwt_file}\n",
         secret=secret,
+        before_start=capture,
     ) as (sim, d, _):
         assert _metric(d, "riskwatch_jwt_expiry_timestamp_seconds") == first_exp
         await wait_for(lambda: d.accounts[ACCOUNT].link.expiry_state == "expiring", 3000 * MS)
@@ -380,6 +393,10 @@ async def test_jwt_file_is_read_again_before_reconnecting(tmp_path: Path) -> Non
         assert _metric(d, "riskwatch_jwt_expiry_timestamp_seconds") == second_exp
         await wait_for(lambda: d.accounts[ACCOUNT].link.expiry_state == "ok", 3000 * MS)
         assert sim.upgrade_headers[-1]["authorization"].startswith("Bearer ")
+        # The warning reached the notification path, then its resolution.
+        kinds = [(n.rule, n.status, n.severity) for n in notices]
+        assert ("JwtExpiring", "firing", "warning") in kinds
+        assert kinds[-1] == ("JwtExpiring", "resolved", "warning")
         assert "jwt_file" not in repr(sim.upgrade_headers)
 
 
