@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,15 +11,10 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from tests.support.portutil import free_port as free_port
+
 WEBHOOK_TOKEN = "whk-token-5f1e9a7c3b"
 SMTP_PASSWORD = "smtp-pass-q8z2k4"
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now (aiosmtpd needs a real port, not 0)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Webhook:

@@ -12,7 +12,6 @@ import os
 import resource
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from riskwatch.sim.scenario import Scenario, load_scenario
 from riskwatch.sim.server import Simulator
 from riskwatch.store import Store
 from tests.support.paths import REPO
+from tests.support.portutil import free_port as free_port
 
 MS = 0.001
 
@@ -54,13 +54,6 @@ rules:
 """Trips on the crash scenario's loss: cancel every order, close every position, latch."""
 
 ACTION_COMMANDS = ("close_position", "cancel_all_orders", "add_order", "twap")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -20,9 +20,9 @@ from riskwatch.metrics import (
     exposition_chunks,
     format_value,
 )
-from riskwatch.model import BalanceUpdate, PositionUpdate
 from riskwatch.pipeline import AccountCore
 from riskwatch.state.derived import Figures
+from tests.support.factories import balance_update, position_update
 
 
 def figures(equity: float, n_positions: int) -> Figures:
@@ -120,43 +120,12 @@ def test_labelled_counter_refuses_to_go_down() -> None:
 
 def _pulse(core: AccountCore, qtys: dict[str, float], at: float) -> None:
     for symbol, qty in qtys.items():
-        core.handle(
-            [
-                PositionUpdate(
-                    symbol=symbol,
-                    position=qty,
-                    average_price=100.0,
-                    unrealised_pnl=0.0,
-                    realised_pnl=0.0,
-                    net_funding=0.0,
-                    margin_alloc=0.0,
-                    open_orders=0,
-                    open_quantity=0.0,
-                    leverage=10.0,
-                    initial_margin_rate=0.1,
-                    maintenance_margin_rate=0.05,
-                    received_at=at,
-                )
-            ],
-            at,
-        )
-    core.handle(
-        [
-            BalanceUpdate(
-                deposit=10_000.0,
-                realised_pnl=0.0,
-                unrealised_pnl=0.0,
-                net_funding=0.0,
-                order_margin=0.0,
-                position_margin=0.0,
-                available_balance=10_000.0,
-                fees=None,
-                referral_rewards=None,
-                received_at=at,
-            )
-        ],
-        at,
-    )
+        event = position_update(
+            symbol, qty, 100.0, at=at, leverage=10.0, initial_margin_rate=0.1,
+            maintenance_margin_rate=0.05,
+        )  # fmt: skip
+        core.handle([event], at)
+    core.handle([balance_update(10_000.0, position_margin=0.0, at=at)], at)
 
 
 def test_lines_kept_between_scrapes_follow_the_figures() -> None:

@@ -18,6 +18,7 @@ from riskwatch.pipeline import AccountCore
 from riskwatch.rules.engine import RulesState, evaluate
 from riskwatch.rules.load import load_rules_text
 from riskwatch.state.derived import Figures, PositionRows
+from tests.support.factories import balance_update, position_update
 
 RULES = load_rules_text(
     """
@@ -43,36 +44,16 @@ SYMBOLS = ("A-USD", "B-USD", "C-USD")
 
 
 def position(symbol: str, qty: float, at: float) -> PositionUpdate:
-    return PositionUpdate(
-        symbol=symbol,
-        position=qty,
-        average_price=100.0,
-        unrealised_pnl=0.0,
-        realised_pnl=0.0,
-        net_funding=0.0,
-        margin_alloc=0.0,
-        open_orders=0,
-        open_quantity=0.0,
-        leverage=10.0,
-        initial_margin_rate=0.1,
+    """A 10× position of ``qty`` at 100."""
+    return position_update(
+        symbol, qty, 100.0, at=at, leverage=10.0, initial_margin_rate=0.1,
         maintenance_margin_rate=0.05,
-        received_at=at,
-    )
+    )  # fmt: skip
 
 
 def balance(deposit: float, at: float) -> BalanceUpdate:
-    return BalanceUpdate(
-        deposit=deposit,
-        realised_pnl=0.0,
-        unrealised_pnl=0.0,
-        net_funding=0.0,
-        order_margin=0.0,
-        position_margin=0.0,
-        available_balance=deposit,
-        fees=None,
-        referral_rewards=None,
-        received_at=at,
-    )
+    """A balance with nothing held as margin."""
+    return balance_update(deposit, position_margin=0.0, at=at)
 
 
 pulses = st.lists(
