@@ -669,6 +669,11 @@ class Exchange:
         if not 1.0 <= leverage <= cap:
             msg = f"leverage {leverage!r} outside 1..{cap:g} for {symbol}"
             raise InvalidParams(msg)
+        # Leverage comes in discrete levels (get_available_leverage_levels, §7).
+        if leverage not in LEVERAGE_LEVELS:
+            levels = ", ".join(f"{x:g}" for x in LEVERAGE_LEVELS if x <= cap)
+            msg = f"leverage {leverage:g} is not an available level for {symbol} ({levels})"
+            raise InvalidParams(msg)
         # DOCS set_leverage: rejected while the symbol has a position or open orders.
         if abs(ledger.position(symbol).qty) > _EPS or ledger.open_orders(symbol):
             text = f"cannot change leverage of {symbol} with an open position or open orders"

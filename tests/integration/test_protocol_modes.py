@@ -87,6 +87,9 @@ async def running(
     base = load_scenario("crash")
     options = {"pulse_interval": 0.1, **(sim_options or {})}
     overrides = dict(options.pop("symbol_refdata", {}))
+    if options.pop("no_resting_orders", False):
+        accounts = tuple(dataclasses.replace(a, orders=()) for a in base.accounts)
+        base = dataclasses.replace(base, accounts=accounts)
     symbols = tuple(
         dataclasses.replace(spec, market_hours=ALL_WEEK, **overrides) for spec in base.symbols
     )
@@ -535,3 +538,33 @@ async def test_twap_confirmed_only_by_a_working_status(tmp_path: Path) -> None:
         assert not any(e.kind == "confirmed" for e in events)
         failed = next(e for e in events if e.kind == "failed")
         assert "ENGINE_STATUS" in failed.detail
+
+
+async def test_set_leverage_snaps_to_an_available_level(tmp_path: Path) -> None:
+    """A rule asks for 4x; the exchange offers 1, 2, 3, 5, … (learned from
+    get_available_leverage_levels): riskwatch sends 3x, which the exchange accepts, and
+    the pulse confirms it."""
+    rules = """
+rules:
+  - name: LeverageTooHigh
+    scope: position
+    when: leverage > 4 and position == 0 and open_orders == 0
+    severity: warning
+    actions: [{set_leverage: 4}]
+"""
+    events: list[ActionEvent] = []
+    async with running(
+        tmp_path,
+        rules=rules,
+        sim_options={"no_resting_orders": True},
+        before_start=lambda d: d.executor.listeners.append(events.append),
+    ) as (sim, d, _):
+        await wait_for(lambda: any(e.kind == "confirmed" for e in events), 8000 * MS)
+        (sent,) = [
+            f.frame["params"]
+            for f in sim.received_commands(ACCOUNT)
+            if f.frame.get("type") == "set_user_leverage"
+        ]
+        assert sent == {"symbol": "MSFT-USD", "leverage": 3.0}
+        assert sim.ledger(ACCOUNT).position("MSFT-USD").leverage == 3.0
+        assert d.refdata.refdata.levels["MSFT-USD"]
