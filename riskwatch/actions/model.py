@@ -199,6 +199,8 @@ class ActionEvent:
             return f"refused {self.summary} ({where}){tail}"
         if self.kind == "breaker_open":
             return f"circuit breaker open on {self.account}, refused {self.summary}{tail}"
+        if self.kind == "escalation" and self.code == AUDIT_UNWRITABLE:
+            return f"AUDIT LOG UNWRITABLE for {self.summary} ({where}){tail}"
         return f"FAILED {self.summary} ({where}){tail}"
 
 

@@ -54,6 +54,7 @@ RESEND_FACTOR: Final = 4
 _ACTION_NAMES: Final = {
     "failed": "RiskwatchActionFailed",
     "breaker": "RiskwatchCircuitBreaker",
+    "audit": "RiskwatchAuditUnwritable",
 }
 
 

@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 Status = Literal["firing", "resolved"]
-ActionNoticeKind = Literal["dry_run", "confirmed", "failed", "breaker"]
+ActionNoticeKind = Literal["dry_run", "confirmed", "failed", "breaker", "audit"]
 AlertKey = tuple[str, str, str]
 """``(rule, account, symbol or "")``: one alert of one rule."""
 
@@ -90,9 +90,12 @@ class ActionNotice:
 
     ``kind``: ``dry_run`` (rendered "would have …"), ``confirmed``, ``failed`` (an
     escalation after the bounded retries: rendered ``FAILED``), ``breaker`` (the
-    circuit breaker opened: actions are refused). ``action`` is the action as a person
-    reads it (``close_position BTC-USD``); ``detail`` the outcome or reason code.
-    Escalations (``failed``) and ``breaker`` are always sent, whatever silences say.
+    circuit breaker opened: actions are refused), ``audit`` (the action audit log could
+    not be written: the detail says whether the action was sent all the same,
+    docs/actions.md). ``action`` is the action as a person reads it
+    (``close_position BTC-USD``); ``detail`` the outcome or reason code.
+    Escalations (``failed``, ``audit``) and ``breaker`` are always sent, whatever
+    silences say.
     """
 
     kind: ActionNoticeKind
@@ -114,7 +117,7 @@ class ActionNotice:
     @property
     def always(self) -> bool:
         """True for escalations and the breaker: bypass silences, inhibition and dedup."""
-        return self.kind in ("failed", "breaker")
+        return self.kind in ("failed", "breaker", "audit")
 
     @property
     def all_labels(self) -> Mapping[str, str]:
@@ -133,6 +136,9 @@ class ActionNotice:
         if self.kind == "breaker":
             tail = f": {self.detail}" if self.detail else ""
             return f"circuit breaker open, refused {self.action}{tail}"
+        if self.kind == "audit":
+            tail = f": {self.detail}" if self.detail else ""
+            return f"audit log unwritable for {self.action}{tail}"
         tail = f" ({self.detail})" if self.detail else ""
         return f"done {self.action}{tail}"
 

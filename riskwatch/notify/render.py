@@ -122,6 +122,8 @@ def render_action(n: ActionNotice, external_url: str | None = None) -> Message:
         title = f"[CRITICAL] FAILED {n.action} on {_where(n)} ({n.rule})"
     elif n.kind == "breaker":
         title = f"[CRITICAL] circuit breaker open on {n.account} ({n.rule})"
+    elif n.kind == "audit":
+        title = f"[CRITICAL] action audit log unwritable on {_where(n)} ({n.rule})"
     else:
         title = f"[{severity.upper()}] {n.rule} on {_where(n)}: {n.text}"
     lines = [f"{n.text} (rule {n.rule}, trip {n.trip_id}, at {_when(n.at)})"]
@@ -129,6 +131,8 @@ def render_action(n: ActionNotice, external_url: str | None = None) -> Message:
         lines.append("The protective action did not complete: check the account now.")
     if n.kind == "breaker":
         lines.append("Further protective actions of this account are refused.")
+    if n.kind == "audit":
+        lines.append("The state database cannot be written: free its disk or release its lock.")
     lines += _link(external_url, n.account)
     kind = "failure" if n.always else _TYPES.get(severity, "info")
     return Message(title=title, body="\n".join(lines), notify_type=kind, status=n.kind)

@@ -83,6 +83,13 @@ async def test_locked_audit_log_sends_close_and_cancel_and_escalates(tmp_path: P
                     locker.rollback()
                     locker.close()
                 escalations = [t for t in texts() if "audit log unwritable" in t]
+                sent_anyway = [d for d in hook.received if "sent anyway" in str(d)]
+                # Told as an audit-log fault, not as a failed action (it was sent).
+                assert sent_anyway
+                assert all(
+                    d["title"].startswith("[CRITICAL] action audit log unwritable")
+                    for d in sent_anyway
+                )
                 assert any("reduce_position" in t and "not sent" in t for t in escalations)
                 assert any("close_position" in t and "sent anyway" in t for t in escalations)
                 assert any("cancel_all_orders" in t and "sent anyway" in t for t in escalations)

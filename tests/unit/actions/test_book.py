@@ -10,6 +10,7 @@ from riskwatch.actions import confirm, model
 from riskwatch.actions.book import ActionBook
 from riskwatch.actions.confirm import result_of_rejection
 from riskwatch.actions.flight import Phase
+from riskwatch.actions.notices import to_notice
 from riskwatch.actions.outputs import IntentRecord, OutcomeRecord, Output, SentRecord
 from riskwatch.config import ActionsConfig
 from riskwatch.model import Event
@@ -218,6 +219,11 @@ def test_audit_failure_sends_close_and_cancel_but_not_reduce() -> None:
     sent = book.release(T0)
     assert sorted(f["type"] for f in _frames(sent)) == ["cancel_all_orders", "close_position"]
     assert not sent.records  # no row to mark sent
+
+    notice = to_notice(outs[1].events[0])
+    assert notice is not None
+    assert notice.kind == "audit"
+    assert notice.always
 
     _, book = _ready()
     planned = book.on_intent(_intent(REDUCE), T0)
