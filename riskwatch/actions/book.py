@@ -308,7 +308,9 @@ class ActionBook:
         out.counts.append((refusal.action, "refused"))
         reason = f"rule {refusal.rule} tripped (trip {refusal.trip_id})"
         out.records.append(IntentRecord(refusal, aid, 1, reason, self._mode, now))
-        out.records.append(OutcomeRecord(aid, "refused", refusal.reason, now))
+        out.records.append(
+            OutcomeRecord(aid, "refused", refusal.reason, now, refusal.account, refusal.rule)
+        )
 
     def _start(
         self, cmd: PlannedCommand, trigger_at: float, now: float, reason: str, out: Output
@@ -322,7 +324,11 @@ class ActionBook:
             out.records.append(
                 IntentRecord(cmd, cmd.action_id, cmd.attempt, reason, self._mode, now)
             )
-            out.records.append(OutcomeRecord(cmd.action_id, "dry_run", "dry-run: not sent", now))
+            out.records.append(
+                OutcomeRecord(
+                    cmd.action_id, "dry_run", "dry-run: not sent", now, cmd.account, cmd.rule
+                )
+            )
             return
         out.records.append(IntentRecord(cmd, cmd.action_id, cmd.attempt, reason, self._mode, now))
         flight = Flight(
@@ -349,7 +355,7 @@ class ActionBook:
         out = Output()
         if not isinstance(record, IntentRecord):
             if not duplicate:
-                self._audit_alarm(now, error, out)
+                self._audit_alarm(now, error, out, record.account, record.rule)
             return out
         what = record.cmd_or_refusal
         flight = self._flight_of(what.account, record.action_id)
@@ -367,12 +373,9 @@ class ActionBook:
                     flight.orders_known = True
             return out
         out.counts.append((what.action, "audit_failed"))
-        if isinstance(what, Refusal):
-            self._audit_alarm(now, error, out)
-            return out
-        if flight is None:
-            # A dry run: nothing to send either way.
-            self._audit_alarm(now, error, out)
+        if isinstance(what, Refusal) or flight is None:
+            # A refusal or a dry run: nothing to send either way.
+            self._audit_alarm(now, error, out, what.account, what.rule)
             return out
         flight.audited = False
         if what.action in HARMLESS_TO_REPEAT:
@@ -395,15 +398,17 @@ class ActionBook:
                     self._queue(f)
                     return
 
-    def _audit_alarm(self, now: float, error: str, out: Output) -> None:
+    def _audit_alarm(self, now: float, error: str, out: Output, account: str, rule: str) -> None:
+        """A critical escalation for a record the audit log could not take, at most one a
+        minute (a failing store fails every write)."""
         if now - self._last_audit_alarm < _AUDIT_ALARM_EVERY:
             return
         self._last_audit_alarm = now
         out.events.append(
             ActionEvent(
                 kind="escalation",
-                account="*",
-                rule="-",
+                account=account or "-",
+                rule=rule or "-",
                 symbol=None,
                 action="audit",
                 summary="action audit log",
@@ -455,7 +460,7 @@ class ActionBook:
                 out.latencies.append(max(0.0, at - f.trigger_at))
         out.events.append(self._event("sent", cmd, at))
         if f.audited:
-            out.records.append(SentRecord(cmd.action_id, at))
+            out.records.append(SentRecord(cmd.action_id, at, cmd.account, cmd.rule))
 
     def _redecide(self, account: str, now: float, out: Output) -> None:
         """A fresh pulse: decide again the frames held back (module docstring)."""
@@ -743,7 +748,14 @@ class ActionBook:
         out.records.append(IntentRecord(nxt, nxt.action_id, nxt.attempt, reason, self._mode, now))
         if f.audited:
             out.records.append(
-                OutcomeRecord(cmd.action_id, "retried", f.error or "effect not seen", now)
+                OutcomeRecord(
+                    cmd.action_id,
+                    "retried",
+                    f.error or "effect not seen",
+                    now,
+                    cmd.account,
+                    cmd.rule,
+                )
             )
         f.cmd = nxt
         f.sent_frame = None
@@ -762,7 +774,9 @@ class ActionBook:
         out.events.append(self._event("confirmed", cmd, now, detail=detail))
         out.counts.append((cmd.action, "confirmed"))
         if f.audited:
-            out.records.append(OutcomeRecord(cmd.action_id, "confirmed", detail, now))
+            out.records.append(
+                OutcomeRecord(cmd.action_id, "confirmed", detail, now, cmd.account, cmd.rule)
+            )
 
     def _fail(self, f: Flight, now: float, code: str, detail: str, out: Output) -> None:
         cmd = f.cmd
@@ -773,7 +787,11 @@ class ActionBook:
         if code == model.REJECTED and f.reject_code:
             out.counts.append((cmd.action, confirm.result_of_rejection(f.reject_code)))
         if f.audited:
-            out.records.append(OutcomeRecord(cmd.action_id, "failed", f"{code}: {detail}", now))
+            out.records.append(
+                OutcomeRecord(
+                    cmd.action_id, "failed", f"{code}: {detail}", now, cmd.account, cmd.rule
+                )
+            )
 
     def _drop(self, f: Flight) -> None:
         self._queued.pop(f.cmd.action_id, None)
@@ -798,14 +816,18 @@ class ActionBook:
         for rec, first in rows:
             if rec.mode != "armed":
                 out.records.append(
-                    OutcomeRecord(rec.action_id, "dry_run", "closed after restart", now)
+                    OutcomeRecord(
+                        rec.action_id, "dry_run", "closed after restart", now, rec.account, rec.rule
+                    )
                 )
                 continue
             try:
                 cmd = rebuild(rec)
             except (KeyError, TypeError, ValueError) as exc:
                 detail = f"{model.OUTCOME_UNKNOWN}: unreadable audit row after restart ({exc})"
-                out.records.append(OutcomeRecord(rec.action_id, "failed", detail, now))
+                out.records.append(
+                    OutcomeRecord(rec.action_id, "failed", detail, now, rec.account, rec.rule)
+                )
                 continue
             flight = Flight(
                 cmd,
@@ -822,7 +844,11 @@ class ActionBook:
                 # Killed between recording a retry and closing the attempt before it
                 # (rows come oldest first): the newest attempt carries on.
                 detail = f"superseded by attempt {cmd.attempt} at restart"
-                out.records.append(OutcomeRecord(older.cmd.action_id, "retried", detail, now))
+                out.records.append(
+                    OutcomeRecord(
+                        older.cmd.action_id, "retried", detail, now, rec.account, rec.rule
+                    )
+                )
                 count -= 1
             flights[_lineage(cmd)] = flight
             self._taken[_lineage(cmd)] = None

@@ -29,20 +29,26 @@ class IntentRecord:
 
 @dataclass(frozen=True, slots=True)
 class OutcomeRecord:
-    """Record an attempt's final outcome (``Store.record_outcome``)."""
+    """Record an attempt's final outcome (``Store.record_outcome``); ``account`` and
+    ``rule`` say whose it is, should the write fail."""
 
     action_id: str
     status: str
     detail: str
     at: float
+    account: str = ""
+    rule: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class SentRecord:
-    """Record that an attempt's frame was written (``Store.mark_sent``)."""
+    """Record that an attempt's frame was written (``Store.mark_sent``); ``account`` and
+    ``rule`` say whose it is, should the write fail."""
 
     action_id: str
     at: float
+    account: str = ""
+    rule: str = ""
 
 
 Record = IntentRecord | OutcomeRecord | SentRecord

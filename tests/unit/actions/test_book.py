@@ -364,3 +364,17 @@ def test_cancel_is_judged_on_a_whole_pulse_only() -> None:
     assert balance_frame
     assert confirm.effect(flight.cmd, before_balance, T0 + 0.5) is None
     assert confirm.effect(flight.cmd, view.core.snapshot, T0 + 0.5) is True
+
+
+def test_a_later_record_that_fails_escalates_once_a_minute() -> None:
+    """A sent time or an outcome the store cannot take: one escalation naming the account,
+    then silence for a minute (a failing store fails every write)."""
+    _, book = _ready()
+    book.on_intent(_intent(CLOSE), T0)
+    (sent,) = [r for r in book.release(T0).records if isinstance(r, SentRecord)]
+    first = book.write_failed(sent, "disk I/O error", T0, duplicate=False)
+    (event,) = first.events
+    assert (event.kind, event.code, event.account) == ("escalation", model.AUDIT_UNWRITABLE, ACC)
+    assert event.detail == "audit log unwritable: disk I/O error"
+    assert not book.write_failed(sent, "disk I/O error", T0 + 30, duplicate=False).events
+    assert book.write_failed(sent, "disk I/O error", T0 + 61, duplicate=False).events
