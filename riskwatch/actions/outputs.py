@@ -78,13 +78,11 @@ class Output:
     frames: list[OutgoingFrame] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.counts or self.records or self.frames)
-
-    def extend(self, other: Output) -> None:
-        """Append ``other``'s items to this output's."""
-        self.events += other.events
-        self.counts += other.counts
-        self.retries += other.retries
-        self.latencies += other.latencies
-        self.records += other.records
-        self.frames += other.frames
+        return bool(
+            self.events
+            or self.counts
+            or self.retries
+            or self.latencies
+            or self.records
+            or self.frames
+        )
