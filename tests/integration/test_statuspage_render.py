@@ -65,6 +65,18 @@ def test_mode_banner_says_dry_run_armed_or_disarmed() -> None:
     assert "mode: ARMED" not in disarmed
 
 
+def test_mode_banner_says_the_replica_role() -> None:
+    """In a highly available deployment the banner says which replica leads."""
+    ha = {"backend": "etcd", "identity": "riskwatch-a", "lease_seconds": 10.0}
+    leader = render(PageData(state=_state(mode="armed", ha={**ha, "role": "leader"})))
+    assert "replica LEADER (etcd lease)" in leader
+    follower = render(PageData(state=_state(mode="armed", ha={**ha, "role": "follower"})))
+    assert "replica FOLLOWER (etcd lease)" in follower
+    assert "the leader sends the rest and notifies" in follower
+    alone = render(PageData(state=_state(mode="armed", ha={**ha, "role": "standalone"})))
+    assert "replica" not in alone
+
+
 def test_bars_are_coloured_by_the_thresholds_crossed() -> None:
     """A usage past a critical threshold draws a critical bar with a tick per threshold."""
     levels = {
