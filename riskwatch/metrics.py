@@ -91,6 +91,7 @@ STATE_OPS: Final = (
     "silence",
     "queue",
     "batch",
+    "sync",
 )
 """Kinds of state-database writes counted by ``riskwatch_state_errors_total{op}``."""
 

@@ -67,7 +67,10 @@ class DailySaver:
 
     :meth:`changed` is called for every evaluated decision (O(1)); once per loop turn
     the daily records of those accounts are compared with what was last queued, and
-    the ones that differ are queued on the writer thread (which batches them).
+    the ones whose day, baseline or peaks differ are queued on the writer thread (which
+    batches them). The last equity seen, which moves with every pulse, rides along with
+    those writes and the periodic save (ticks.py): saving it on every pulse would keep
+    the writer thread, and the interpreter lock it takes, busy for nothing.
     """
 
     def __init__(self, accounts: dict[str, AccountRuntime], writer: StateWriter) -> None:
@@ -97,7 +100,7 @@ class DailySaver:
             if rt is None:
                 continue
             record = rt.core.daily_record()
-            if record != self._queued.get(name):
+            if _significant(record) != _significant(self._queued.get(name)):
                 self._queued[name] = record
                 self.writer.save_daily(name, record)
 
@@ -107,3 +110,13 @@ class DailySaver:
             record = rt.core.daily_record()
             self._queued[name] = record
             self.writer.save_daily(name, record)
+
+
+_VOLATILE = frozenset({"last_equity"})
+"""Daily-record fields that change with every pulse (not a day, baseline or peak)."""
+
+
+def _significant(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {k: v for k, v in record.items() if k not in _VOLATILE}

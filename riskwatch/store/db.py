@@ -19,6 +19,14 @@ the row; after the restart the exchange's state (``get_user_orders`` and the nex
 pulse: reconciliation in actions/executor.py) shows what was done. Measured on the
 build machine: ``record_intent`` 0.34 ms p50 / 0.60 ms p99 with FULL, 0.08 / 0.21 ms
 with NORMAL (docs/performance.md).
+
+The writer thread's batches (:meth:`Store.write_batch`) commit with NORMAL too: an
+fsync there (4 ms p50 on a busy build machine) would hold the write lock that the next
+intent commit waits for. Their durability against a power loss comes from
+:meth:`Store.sync`, a checkpoint on a connection of its own that fsyncs the WAL and
+the database without holding the store's lock; the writer runs it within
+:data:`riskwatch.store.writer.SYNC_INTERVAL` of a batch. A process crash loses nothing
+committed; a power loss at most what was committed since the last sync.
 Each method writes one logical record, or one batch, in one transaction: a crash
 (even SIGKILL) leaves either all of it or none of it.
 
@@ -127,6 +135,8 @@ class Store:
         self._reader: sqlite3.Connection | None = reader if reader is not None else conn
         self._rlock = threading.Lock() if reader is not None else self._lock
         self._batch_thread: int | None = None  # the thread inside write_batch, if any
+        self._syncer: sqlite3.Connection | None = None  # for sync(), opened when first used
+        self._sync_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -175,6 +185,10 @@ class Store:
 
     def close(self) -> None:
         """Close the database; later calls raise :class:`StateStoreError`. Idempotent."""
+        with self._sync_lock:
+            if self._syncer is not None:
+                self._syncer.close()
+                self._syncer = None
         with self._rlock:
             if self._reader is not None and self._reader is not self._conn:
                 self._reader.close()
@@ -594,7 +608,10 @@ class Store:
     def write_batch(
         self, ops: Sequence[BatchOp], *, wait: float = WRITE_WAIT_S
     ) -> list[tuple[int, Exception]]:
-        """Run ``ops`` in one transaction with one fsync; return the ops that were refused.
+        """Run ``ops`` in one transaction; return the ops that were refused.
+
+        The commit is process-crash safe but not fsync'd (module docstring): call
+        :meth:`sync` for that.
 
         Each op is called with this store and writes through its usual methods, which
         join the batch's transaction. An op that raises ``ValueError`` or a
@@ -605,7 +622,7 @@ class Store:
         and the caller may run the same batch again.
         """
         refused: list[tuple[int, Exception]] = []
-        with self._tx(wait=wait) as conn:
+        with self._tx(INTENT_SYNCHRONOUS, wait=wait) as conn:
             self._batch_thread = threading.get_ident()
             try:
                 for index, op in enumerate(ops):
@@ -621,6 +638,22 @@ class Store:
             finally:
                 self._batch_thread = None
         return refused
+
+    def sync(self) -> None:
+        """Fsync what was committed (a passive WAL checkpoint), without the store's lock.
+
+        Runs on a connection of its own, so that no write waits behind this fsync;
+        raises :class:`StateStoreError` when the database refuses.
+        """
+        with self._sync_lock:
+            try:
+                if self._syncer is None:
+                    self._syncer = _connect(self._path, WRITE_WAIT_S)
+                    self._syncer.execute("PRAGMA synchronous = FULL")
+                self._syncer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error as exc:
+                msg = f"state database {self._path} sync failed: {exc}"
+                raise StateStoreError(msg) from exc
 
     # -- plumbing --------------------------------------------------------------------
 

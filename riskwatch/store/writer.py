@@ -30,7 +30,9 @@ thread: the caller hands them to its event loop (``loop.call_soon_threadsafe``).
 Durability: what is queued but not yet committed is lost by a crash. Batches start as
 soon as the thread is free, so that window is one batch (milliseconds) while the
 database works; while it fails, the queued records are kept in memory (and an alert
-raised by the caller) until it works again.
+raised by the caller) until it works again. A batch's commit is not fsync'd (an fsync
+would hold the write lock the intent commit waits for: :mod:`riskwatch.store.db`); the
+thread fsyncs within :data:`SYNC_INTERVAL` of it, with a checkpoint that holds no lock.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class OutcomeLog(Protocol):
 
 MAX_BATCH: Final = 2000
 """Most queued log rows committed in one transaction."""
+SYNC_INTERVAL: Final = 1.0
+"""Most seconds between a batch's commit and its fsync (``Store.sync``): what a power
+loss can cost. A process crash costs nothing committed."""
 RETRY_INITIAL: Final = 0.05
 RETRY_CAP: Final = 2.0
 
@@ -261,13 +266,20 @@ class StateWriter:
             self.dropped += overflow
             self._report("queue", f"{overflow} record(s) dropped: write queue full")
 
-    def _take(self) -> tuple[dict[Hashable, _Write], list[_Write]] | None:
-        """Wait for work; take a batch (None when closing with nothing queued)."""
+    def _take(self, sync_at: float | None) -> tuple[dict[Hashable, _Write], list[_Write]] | None:
+        """Wait for work; take a batch (None when closing with nothing queued; an empty
+        batch when ``sync_at``, a monotonic time, came first)."""
         with self._cond:
             while not self._keyed and not self._rows:
                 if self._closing:
                     return None
-                self._cond.wait()
+                if sync_at is None:
+                    self._cond.wait()
+                    continue
+                left = sync_at - time.monotonic()
+                if left <= 0:
+                    return {}, []
+                self._cond.wait(left)
             keyed, self._keyed = self._keyed, {}
             rows = [self._rows.popleft() for _ in range(min(MAX_BATCH, len(self._rows)))]
             self._busy = True
@@ -282,14 +294,30 @@ class StateWriter:
             self._busy = False
             self._cond.notify_all()
 
+    def _sync(self) -> bool:
+        """Fsync what the batches committed (``Store.sync``); False when it failed."""
+        try:
+            self.store.sync()
+        except StateStoreError as exc:
+            self._report("sync", str(exc))
+            return False
+        return True
+
     def _run(self) -> None:
         delay = self.retry_initial
+        unsynced: float | None = None  # when the oldest batch not yet fsync'd committed
         while True:
-            batch = self._take()
+            batch = self._take(None if unsynced is None else unsynced + SYNC_INTERVAL)
             if batch is None:
+                if unsynced is not None:
+                    self._sync()
                 return
             keyed, rows = batch
             writes = [*keyed.values(), *rows]
+            if not writes:
+                if self._sync():
+                    unsynced = None
+                continue
             try:
                 refused = self.store.write_batch([w.apply for w in writes])
             except StateStoreError as exc:
@@ -308,6 +336,11 @@ class StateWriter:
                 self._report("batch", f"batch dropped: {exc}")
                 refused = []
             delay = self.retry_initial
+            now = time.monotonic()
+            if unsynced is None:
+                unsynced = now
+            elif now - unsynced >= SYNC_INTERVAL and self._sync():
+                unsynced = None
             for index, error in refused:
                 log.error("state database refused a %s write: %s", writes[index].op, error)
                 self._report(writes[index].op, str(error))

@@ -14,7 +14,7 @@ import pytest
 
 from riskwatch.store import StateStoreError, Store
 from riskwatch.store.db import WRITE_WAIT_S
-from riskwatch.store.writer import StateWriter
+from riskwatch.store.writer import SYNC_INTERVAL, StateWriter
 
 T0 = 1_700_000_000.0
 
@@ -207,3 +207,34 @@ def test_state_files_are_created_owner_only(tmp_path: Path) -> None:
     path.chmod(0o644)
     with Store.open(path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_committed_batches_are_fsynced_within_the_sync_interval(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches commit without an fsync; a lock-free checkpoint follows within a second,
+    and one more at close."""
+    synced: list[float] = []
+    sync = store.sync
+
+    def counting_sync() -> None:
+        sync()
+        synced.append(time.monotonic())
+
+    monkeypatch.setattr(store, "sync", counting_sync)
+    w = StateWriter(store)
+    w.start()
+    committed = time.monotonic()
+    w.save_daily("desk-a", {"version": 1})
+    assert w.flush(5.0)
+    deadline = time.monotonic() + 5
+    while not synced and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert synced, "no fsync after a committed batch"
+    assert synced[0] - committed < SYNC_INTERVAL + 1.0
+    time.sleep(0.3)
+    assert len(synced) == 1  # nothing new: no sync
+    w.save_daily("desk-a", {"version": 2})
+    assert w.close(5.0)
+    assert len(synced) == 2
+    assert store.load_daily() == {"desk-a": {"version": 2}}
