@@ -108,7 +108,11 @@ class Probe:
                 histogram.observe(value)
 
         daemon.metrics.pulse_to_action_seconds = Observed()  # type: ignore[assignment]
-        inner = daemon.frames.on_trade_events
+        # The frame handler (riskwatch/daemon/frames.py); trees before that module had
+        # it on the Daemon itself, and the bench also runs against them (before/after).
+        owner: Any = getattr(daemon, "frames", daemon)
+        name = "on_trade_events" if hasattr(owner, "on_trade_events") else "_on_trade_events"
+        inner = getattr(owner, name)
 
         def on_events(account: str, events: Sequence[Event], now: float) -> list[str]:
             if now - self.last.get(account, 0.0) > 0.05:
@@ -116,7 +120,7 @@ class Probe:
             self.last[account] = now
             return inner(account, events, now)
 
-        daemon.frames.on_trade_events = on_events  # type: ignore[method-assign]
+        setattr(owner, name, on_events)
         probe = self
 
         async def flush(self: Any, ws: ClientConnection, session: TradeSession) -> None:

@@ -157,7 +157,7 @@ class AccountCore:
     @property
     def pnl_baseline(self) -> float | None:
         """The daily baseline (equity at the last reset, USD) or None before one."""
-        return self.rules_state.daily.figures().baseline
+        return self.rules_state.daily.baseline
 
     def handle(self, events: Sequence[Event], now: float) -> HandleResult:
         """Fold the events of one frame (all received at ``now``) into the state, then

@@ -173,6 +173,11 @@ class DailyTracker:
                 self._eod_peak = equity
         return self.figures()
 
+    @property
+    def baseline(self) -> float | None:
+        """The day's baseline (what :meth:`figures` reports), without building them."""
+        return self._baseline
+
     def figures(self) -> DailyFigures:
         """The figures as of the last observation (no state change)."""
         equity = self._last_equity
