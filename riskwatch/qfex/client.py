@@ -262,7 +262,8 @@ class TradeConnection:
                     out = self._on_events(events, now)
                 for frame in out:
                     session.send(frame, now)
-                await self._flush(ws, session)
+                if session.has_data_to_send:  # most frames send nothing
+                    await self._flush(ws, session)
                 if session.state is SessionState.AUTH_REJECTED:
                     self.status.auth_rejected = True
                     self.status.last_error = "authentication rejected by the exchange"

@@ -341,6 +341,11 @@ class TradeSession:
         out, self._out = self._out, []
         return out
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """True when :meth:`data_to_send` would return frames."""
+        return bool(self._out)
+
     def resolutions_received(self) -> list[Resolution]:
         """Return and forget the (command, reply) pairs matched since the last call."""
         out, self._resolutions = self._resolutions, []
@@ -368,6 +373,8 @@ class TradeSession:
     def unconfirmed_channels(self) -> tuple[str, ...]:
         """Channels neither confirmed nor seen in data ``subscribe_timeout`` seconds after
         their first subscribe (as of the last frame received), in subscription order."""
+        if not self._awaiting:  # every channel confirmed: the case of every frame once LIVE
+            return ()
         late = self._now - self.subscribe_timeout
         return tuple(
             ch
