@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -18,9 +17,6 @@ from riskwatch.metrics import CONTENT_TYPE, exposition_chunks
 from riskwatch.web import statuspage
 from riskwatch.web.jsondoc import error_response, json_response, read_json_body
 from riskwatch.web.view import CommandRefused, DaemonCommands, DaemonView
-
-SCRAPE_SLICE: Final = 0.002
-"""Seconds of ``/metrics`` rendering between two give-backs to the event loop."""
 
 __all__ = ["Endpoints"]
 
@@ -44,29 +40,17 @@ class Endpoints:
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         """``GET /metrics``: the Prometheus text format 0.0.4.
 
-        Whatever the Accept header (Prometheus 2.42 reads it), rendered piece by piece
-        and written with the loop given back every :data:`SCRAPE_SLICE` seconds of
-        work, so that a scrape of many accounts never holds frame handling for much
-        longer than that (metrics.exposition_chunks; docs/performance.md).
+        Whatever the Accept header (Prometheus 2.42 reads it), rendered and written
+        piece by piece with the loop given back in between, so that a scrape of many
+        accounts never holds frame handling for more than one piece
+        (metrics.exposition_chunks; docs/performance.md).
         """
         resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
         await resp.prepare(request)
-        batch: list[bytes] = []
-        since = time.perf_counter()
         for piece in exposition_chunks(self.registry):
             if piece:
-                batch.append(piece)
-            if time.perf_counter() - since >= SCRAPE_SLICE:
-                # Give the loop back once per slice of work, not once per piece: a busy
-                # loop costs each give-back a round of frames, and a scrape of a
-                # thousand accounts has hundreds of pieces.
-                if batch:
-                    await resp.write(b"".join(batch))
-                    batch = []
-                await asyncio.sleep(0)
-                since = time.perf_counter()
-        if batch:
-            await resp.write(b"".join(batch))
+                await resp.write(piece)
+            await asyncio.sleep(0)
         await resp.write_eof()
         return resp
 
