@@ -219,6 +219,7 @@ class Daemon:
             self.reloader,
             self.clock,
             self.writer,
+            on_store_error=self.health.error,
         )
         http = config.http
         self.guard = AccessGuard(http, on_denied=self._count_denied, on_refused=self._count_refused)

@@ -13,6 +13,7 @@ refused with 409; disarming is always possible).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from riskwatch.actions.executor import ActionExecutor
@@ -24,6 +25,7 @@ from riskwatch.daemon.reload import Reloader
 from riskwatch.notify.service import NotifyService
 from riskwatch.notify.silences import parse_silence
 from riskwatch.rules.model import DATA_STALE_RULE
+from riskwatch.store import DuplicateRecordError, StateStoreError
 from riskwatch.store.writer import StateWriter
 from riskwatch.web.view import CommandRefused
 
@@ -45,6 +47,7 @@ class Commands:
         reloader: Reloader,
         clock: Clock,
         writer: StateWriter | None,
+        on_store_error: Callable[[str, str], None] | None = None,
     ) -> None:
         self._live = live
         self._accounts = accounts
@@ -54,6 +57,8 @@ class Commands:
         self._reloader = reloader
         self._clock = clock
         self._writer = writer
+        self._on_store_error = on_store_error
+        """Hears of a silence the state database refused (daemon/storage.py counts it)."""
 
     def arm(self, actor: str) -> dict[str, Any]:
         """Mode armed, kill switch off: only where the config itself says ``armed``."""
@@ -116,10 +121,25 @@ class Commands:
             req = parse_silence(doc, self._clock.now())
         except ValueError as exc:
             raise CommandRefused(400, str(exc)) from None
-        silence = await self._notifier.add_silence(req)
+        try:
+            silence = await self._notifier.add_silence(req)
+        except StateStoreError as exc:
+            raise self._store_refused(exc) from None
         return silence.to_dict()
 
     async def expire_silence(self, silence_id: str) -> dict[str, Any] | None:
         """Expire a silence now (None when unknown)."""
-        silence = await self._notifier.expire_silence(silence_id)
+        try:
+            silence = await self._notifier.expire_silence(silence_id)
+        except StateStoreError as exc:
+            raise self._store_refused(exc) from None
         return silence.to_dict() if silence is not None else None
+
+    def _store_refused(self, exc: StateStoreError) -> CommandRefused:
+        """A silence is kept only in the state database: when it cannot be written, the
+        request fails (503), and the fault is counted like any other store fault."""
+        if isinstance(exc, DuplicateRecordError):
+            return CommandRefused(409, str(exc))
+        if self._on_store_error is not None:
+            self._on_store_error("silence", str(exc))
+        return CommandRefused(503, f"the state database cannot be written: {exc}")

@@ -22,6 +22,7 @@ from riskwatch.notify.notice import alert_labels
 from riskwatch.store import Store
 from riskwatch.web.routes import build_app
 from tests.support.notify_sinks import WEBHOOK_TOKEN, webhook
+from tests.support.storage_faults import HeldLock
 
 MS = 0.001
 T0 = 1_700_000_000.0
@@ -214,3 +215,30 @@ def test_notify_test_command_without_routes(
     assert "no notification route" in capsys.readouterr().out
     cfg.write_text("accounts: 3\n")
     assert main(["notify-test", "-c", str(cfg)]) == 2
+
+
+async def test_silence_the_store_cannot_write_is_refused_counted_and_unready(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the state database's write lock: a new silence is refused
+    with 503 (it is kept nowhere else), counted, and the daemon is unready meanwhile."""
+    store = Store.open(tmp_path / "state.db")
+    d = daemon_of(ADMIN, clock=ManualClock(T0), store=store)
+    await d.notifier.start()
+    client = await api(d)
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    body = {"matchers": ["account=desk-a"], "duration": 600, "created_by": "ops", "comment": "x"}
+    try:
+        with HeldLock(tmp_path / "state.db"):
+            r = await client.post("/api/silences", json=body, headers=auth)
+            assert r.status == 503
+            assert "state database cannot be written" in (await r.json())["error"]
+        errors = d.registry.get_sample_value("riskwatch_state_errors_total", {"op": "silence"})
+        assert errors == 1
+        assert "state database cannot be written" in "".join(d.readiness()[1])
+        r = await client.post("/api/silences", json=body, headers=auth)
+        assert r.status == 201
+    finally:
+        await client.close()
+        await d.notifier.stop()
+        store.close()
