@@ -12,8 +12,9 @@ wanted are planned, unless the exchange already shows them done:
   symbol (a ``MARKET`` order whose client order id has riskwatch's ``rw-`` prefix: the
   old leader's TWAP is running, or ran). The exchange's stream, never the other
   replica's database, is the evidence;
-- ``set_leverage``: planned again (the exchange refuses a leverage it already has, or
-  one that cannot apply with a position open, and the book reports it).
+- ``set_leverage``: not again when the account's position pulses for that symbol show
+  the target leverage already (the old leader's change went through); planned
+  otherwise.
 
 A deferred trip is dropped when its alert resolves, or after :data:`DEFERRED_MAX_AGE`.
 Frames of leader-only actions are also checked when they leave (:meth:`LeaderGate.
@@ -31,7 +32,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Final
 
-from riskwatch.model import Event, OrderUpdate
+from riskwatch.model import Event, OrderUpdate, PositionUpdate
 from riskwatch.rules.engine import ActionIntent
 
 __all__ = ["DEFERRED_MAX_AGE", "LEADER_ONLY", "SAFE", "LeaderGate"]
@@ -54,6 +55,7 @@ class LeaderGate:
         self.is_leader = is_leader
         self._deferred: dict[tuple[str, str, str, int], ActionIntent] = {}
         self._twap_seen: dict[tuple[str, str], float] = {}
+        self._leverage: dict[tuple[str, str], float] = {}
         self.held_frames = 0
 
     @staticmethod
@@ -82,9 +84,12 @@ class LeaderGate:
         return dataclasses.replace(intent, actions=safe) if safe else None
 
     def observe(self, account: str, events: Iterable[Event], now: float) -> None:
-        """Note riskwatch TWAP slices on the account's order stream."""
+        """Note riskwatch TWAP slices on the account's order stream, and each symbol's
+        leverage in its position pulses."""
         for ev in events:
-            if (
+            if isinstance(ev, PositionUpdate):
+                self._leverage[(account, ev.symbol)] = ev.leverage
+            elif (
                 isinstance(ev, OrderUpdate)
                 and ev.order_type == "MARKET"
                 and ev.client_order_id.startswith(TWAP_CLIENT_PREFIX)
@@ -113,6 +118,18 @@ class LeaderGate:
                         intent.rule,
                         intent.account,
                         intent.symbol,
+                        extra={"account": intent.account, "rule": intent.rule, "role": "leader"},
+                    )
+                    continue
+                lev = self._leverage.get((intent.account, intent.symbol or ""))
+                if action.kind == "set_leverage" and lev is not None and lev == action.leverage:
+                    log.warning(
+                        "leader: leverage of %s %s is already %g on the exchange: "
+                        "set_leverage of rule %s not sent again",
+                        intent.account,
+                        intent.symbol,
+                        lev,
+                        intent.rule,
                         extra={"account": intent.account, "rule": intent.rule, "role": "leader"},
                     )
                     continue

@@ -10,7 +10,7 @@ import pytest
 from riskwatch.config import load_config
 from riskwatch.errors import ConfigError
 from riskwatch.ha.gate import DEFERRED_MAX_AGE, LeaderGate
-from riskwatch.model import OrderUpdate
+from riskwatch.model import OrderUpdate, PositionUpdate
 from riskwatch.rules.engine import ActionIntent
 from riskwatch.rules.model import Action
 
@@ -19,7 +19,11 @@ T0 = 1_700_000_000.0
 
 def intent(*kinds: str, at: float = T0, symbol: str | None = "AAPL-USD") -> ActionIntent:
     actions = tuple(
-        Action(kind=k, fraction=0.5 if k == "reduce_position" else None)  # type: ignore[arg-type]
+        Action(
+            kind=k,  # type: ignore[arg-type]
+            fraction=0.5 if k == "reduce_position" else None,
+            leverage=5.0 if k == "set_leverage" else None,
+        )
         for k in kinds
     )
     return ActionIntent(
@@ -96,6 +100,30 @@ def test_slices_before_the_trip_or_of_other_orders_do_not_count() -> None:
     gate.admit(intent("reduce_position"))
     role.leader = True
     assert len(gate.take_over(T0 + 2)) == 1
+
+
+def pulse(symbol: str, leverage: float) -> PositionUpdate:
+    return PositionUpdate(
+        symbol=symbol, position=10.0, average_price=100.0, unrealised_pnl=0.0,
+        realised_pnl=0.0, net_funding=0.0, margin_alloc=0.0, open_orders=0,
+        open_quantity=0.0, leverage=leverage, initial_margin_rate=0.2,
+        maintenance_margin_rate=0.13, received_at=T0,
+    )  # fmt: skip
+
+
+def test_set_leverage_is_not_repeated_when_the_pulses_show_it_done() -> None:
+    role = Role(False)
+    gate = LeaderGate(role)
+    gate.admit(intent("set_leverage"))
+    gate.observe("desk-a", [pulse("AAPL-USD", 5.0)], T0 + 1)  # the old leader's change
+    role.leader = True
+    assert gate.take_over(T0 + 2) == []
+    role.leader = False
+    gate.admit(intent("set_leverage", at=T0 + 3))
+    gate.observe("desk-a", [pulse("AAPL-USD", 10.0)], T0 + 4)  # not changed yet
+    role.leader = True
+    (taken,) = gate.take_over(T0 + 5)
+    assert [a.kind for a in taken.actions] == ["set_leverage"]
 
 
 def test_resolved_and_old_deferrals_are_dropped() -> None:
