@@ -52,10 +52,6 @@ README_MAX_BYTES = 12 * 1024
 SHELL_FENCES = ("sh", "bash", "shell")
 SCRUBBED_PREFIXES = ("RISKWATCH_", "QFEX_", "SLACK_", "SMTP_")
 DOC_PAGES = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
-WRITTEN_ALONGSIDE = frozenset(
-    {"docs/protocol.md", "docs/performance.md", "docs/http.md", "docs/high-availability.md"}
-)
-"""Chapters other parts of the project write; a reference to one is checked once it exists."""
 PORTS_LOCK = Path(tempfile.gettempdir()) / "riskwatch-doc-examples.lock"
 """Held while a block runs: the documented ports are one machine's, not one checkout's."""
 SIM_STATE = REPO / "examples" / "sim-state.db"
@@ -327,8 +323,6 @@ def check_reference(source: str, target: Path, anchor: str | None) -> str | None
     """A problem with a reference from ``source`` to ``target#anchor``, or None."""
     rel = target.resolve().relative_to(REPO.resolve()).as_posix()
     if not target.exists():
-        if rel in WRITTEN_ALONGSIDE:
-            return None
         return f"{source}: {rel} does not exist"
     if anchor and target.suffix == ".md" and anchor not in anchors(target):
         return f"{source}: {rel} has no heading #{anchor}"
