@@ -78,3 +78,25 @@ def test_bad_state_file_is_refused_and_not_overwritten(
     assert words in proc.stderr
     assert "Traceback" not in proc.stderr
     assert hashlib.sha256(state.read_bytes()).hexdigest() == before
+
+
+def test_start_is_refused_below_the_free_space_floor(tmp_path: Path) -> None:
+    """``state.min_free_mb`` above what the state folder has: exit 2, the figures said,
+    and no state database created."""
+    state = tmp_path / "state.db"
+    config = tmp_path / "riskwatch.yaml"
+    config.write_text(
+        "exchange:\n  url: ws://127.0.0.1:9/\naccounts:\n  - name: a\n    public_key: pk\n"
+        "    secret_key: sk-state-test\nhttp:\n  listen: 127.0.0.1:0\n"
+        f"state:\n  path: {state}\n  min_free_mb: 1000000000\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "riskwatch", "run", "-c", str(config)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "below state.min_free_mb (1000000000 MiB)" in proc.stderr
+    assert str(tmp_path) in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not state.exists()
