@@ -13,7 +13,8 @@ a wait in ``epoll`` or an ``fsync``) during the measured window; each sample is 
 
 Stages, by the files and functions of their frames:
 
-``receive``   the event loop's socket reads, the WebSocket library (``websockets`` or
+``receive``   the event loop (its socket reads and callbacks; uvloop's own work shows
+              as time in ``Runner.run``), the WebSocket library (``websockets`` or
               ``aiohttp``), the connection's receive loop and command writes;
 ``decode``    the sans-I/O session and msgspec decoding (``qfex/session.py``,
               ``qfex/schemas.py``);
@@ -80,6 +81,8 @@ _RULES: tuple[tuple[str, bool, str, frozenset[str] | None], ...] = (
     ("timers", False, "riskwatch/daemon/frames.py", frozenset({"_flush_deferred"})),
     ("timers", False, "asyncio/tasks.py", frozenset({"wait_for"})),
     ("timers", False, "asyncio/events.py", frozenset({"cancel"})),
+    # The loop's own work: uvloop's is C under riskwatch/daemon/eventloop.py's run().
+    ("receive", False, "riskwatch/daemon/eventloop.py", None),
     ("dispatch", False, "riskwatch/daemon/", None),
     ("dispatch", False, "riskwatch/qfex/link.py", None),
     ("dispatch", False, "riskwatch/qfex/cadence.py", None),
