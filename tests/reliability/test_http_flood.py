@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from tests.support.rig import DaemonProcess, free_port, metric, setup_for, simulator, wait_for
+from tests.support.scrape import Samples, parse_samples
 
 ACCOUNT = "desk-a"
 SYMBOL = "AAPL-USD"
@@ -76,19 +77,10 @@ class Flood:
             await asyncio.sleep(0.01)
 
 
-async def _metrics(
-    session: aiohttp.ClientSession, port: int
-) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
+async def _metrics(session: aiohttp.ClientSession, port: int) -> Samples:
     async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
         assert resp.status == 200
-        text = await resp.text()
-    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
+        return parse_samples(await resp.text())
 
 
 @pytest.mark.timeout(180)

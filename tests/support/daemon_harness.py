@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from riskwatch.config import load_config
 from riskwatch.daemon.app import Daemon
@@ -19,6 +18,7 @@ from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import Scenario, load_scenario
 from riskwatch.sim.server import Simulator
 from riskwatch.store import Store
+from tests.support.scrape import Samples, parse_samples
 
 MS = 0.001
 """The unit of every timeout in these tests."""
@@ -78,14 +78,10 @@ class Harness:
             doc: dict[str, Any] = await resp.json()
             return doc
 
-    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async def metrics(self) -> Samples:
         status, text = await self.get("/metrics")
         assert status == 200
-        out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-        return out
+        return parse_samples(text)
 
     async def close(self) -> None:
         if self._http is not None:

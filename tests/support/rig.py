@@ -23,7 +23,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from riskwatch.config import load_config
 from riskwatch.daemon.app import Daemon
@@ -33,6 +32,8 @@ from riskwatch.sim.server import Simulator
 from riskwatch.store import Store
 from tests.support.paths import REPO
 from tests.support.portutil import free_port as free_port
+from tests.support.scrape import Samples, parse_samples
+from tests.support.scrape import metric as metric
 
 MS = 0.001
 
@@ -192,26 +193,15 @@ class Http:
     async def get(self, path: str) -> tuple[int, str]:
         return await self.request("GET", path)
 
-    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async def metrics(self) -> Samples:
         status, text = await self.get("/metrics")
         assert status == 200
-        out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-        return out
+        return parse_samples(text)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def metric(
-    metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float:
-    """The sample ``name{labels}`` or 0.0 when absent."""
-    return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 class DaemonProcess:
