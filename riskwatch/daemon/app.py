@@ -172,6 +172,9 @@ class Daemon:
             self._stopped,
             self.metrics,
             self.health,
+            # --record: each rule tick goes into the recording with the frames, so that
+            # replay ticks the rules when the daemon did (riskwatch/qfex/recorder.py).
+            on_tick=recorder.tick if recorder is not None else None,
         )
         # SIGHUP, a changed config or rule file, POST /api/reload (reload.py).
         self.reloader = Reloader(self.live, self.accounts, self.metrics, self.notifier, self.clock)

@@ -4,7 +4,9 @@ Every :data:`TICK_INTERVAL` each account's core is ticked (``for`` expiry,
 ``keep_firing_for``, stale data) and every :data:`SAVE_INTERVAL` the daily baselines
 and window history are queued for the state database (daily records are also saved as
 they change: rulestate.py). Every :data:`DISK_CHECK_INTERVAL` the state directory's
-free space is read (daemon/storage.py).
+free space is read (daemon/storage.py). Each tick's ``now`` goes to ``on_tick`` first
+(``run --record``: the recorder writes it as a tick line, so that ``riskwatch replay``
+ticks the rules at the same times as the daemon did: riskwatch/qfex/recorder.py).
 
 No error ends the loop: ``for`` timers and ``DataStale`` depend on it. An error is
 logged, counted in ``riskwatch_task_errors_total{task="ticks"}``, and the next tick runs.
@@ -16,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from riskwatch.clock import Clock
 from riskwatch.daemon.accounts import AccountRuntime
@@ -51,6 +54,7 @@ class TickLoop:
         stopped: asyncio.Event,
         metrics: Metrics,
         health: StateHealth | None = None,
+        on_tick: Callable[[float], None] | None = None,
     ) -> None:
         self.accounts = accounts
         self.decisions = decisions
@@ -59,6 +63,8 @@ class TickLoop:
         self.stopped = stopped
         self.metrics = metrics
         self.health = health
+        self.on_tick = on_tick
+        """Called with each tick's ``now`` before the accounts are ticked (the recorder)."""
         self._last_save = 0.0
         self._last_disk_check = -DISK_CHECK_INTERVAL
 
@@ -66,6 +72,12 @@ class TickLoop:
         """Let time pass for the rules: ``for`` expiry and stale data with no frames."""
         while not self.stopped.is_set():
             now = self.clock.now()
+            if self.on_tick is not None:
+                try:
+                    self.on_tick(now)
+                except Exception:
+                    log.exception("rule tick listener failed; ticking on")
+                    self.metrics.task_errors.labels("ticks").inc()
             for name, rt in self.accounts.items():
                 try:
                     started = time.perf_counter()

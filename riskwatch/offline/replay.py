@@ -1,12 +1,19 @@
 """``riskwatch replay RECORDING -c riskwatch.yaml``: the rules over a recorded stream.
 
 A recording (``riskwatch run --record``, :mod:`riskwatch.qfex.recorder`) holds every
-received frame with its receive time. Replay feeds them, at full speed, to the same
+received frame with its receive time, and every rule tick of the daemon with its time.
+Replay feeds them, in file order and at full speed, to the same
 :class:`~riskwatch.pipeline.AccountCore` the daemon runs, one per configured account,
-with the frames' own times as ``now`` (a :class:`~riskwatch.clock.ManualClock` moved
-frame by frame). Between frames it ticks the cores every ``tick`` seconds of recorded
-time, as the daemon's timer does, so that ``for`` and ``keep_firing_for`` expire,
-and ``DataStale`` fires, at the simulated time they would have live.
+with the recorded times as ``now`` (a :class:`~riskwatch.clock.ManualClock` moved line
+by line): frames as the daemon received them, and the cores ticked exactly when the
+daemon ticked them, so that ``for`` and ``keep_firing_for`` expire, ``DataStale``
+fires and the actions they ask for leave at the times they did live — before or after
+the exchange's recorded replies, as they were.
+
+A recording without tick lines (made before they were recorded, or by hand) is ticked
+on replay's own schedule: every ``tick`` seconds of recorded time from the first
+frame, and for one ``tick`` after the last. Once a tick line is read, replay ticks only
+at the recorded ticks.
 
 The rules' actions go through the same action book as the daemon's
 (:mod:`riskwatch.offline.actions`), in the config's mode (``actions:``), with the audit
@@ -45,7 +52,7 @@ from riskwatch.offline.timeline import (
     to_json,
 )
 from riskwatch.pipeline import AccountCore
-from riskwatch.qfex.recorder import RecordedFrame, read_recording
+from riskwatch.qfex.recorder import Recorded, RecordedTick, read_recording
 from riskwatch.qfex.schemas import decode_mds
 from riskwatch.rules.engine import Decision
 from riskwatch.rules.load import load_rule_files
@@ -54,22 +61,26 @@ from riskwatch.rules.model import RuleSet
 __all__ = ["DEFAULT_TICK", "ReplayResult", "cores_for", "replay", "run_replay"]
 
 DEFAULT_TICK = 0.25
-"""Seconds of recorded time between rule ticks (the daemon's ``TICK_INTERVAL``)."""
+"""Seconds of recorded time between replay's own rule ticks, for a recording without
+tick lines (the daemon's ``TICK_INTERVAL``)."""
 
 
 @dataclass(slots=True)
 class ReplayResult:
     """What a replay saw and decided.
 
-    ``start``/``end``: times of the first and last frame (Unix seconds; 0.0 when the
-    recording is empty); ``frames``: frames read; ``skipped``: frames of unknown
-    accounts, by account name; ``entries``: the timeline, in order; ``audit``: the
-    action book's audit log (in memory), in the order recorded.
+    ``start``/``end``: times of the first and last line, frame or recorded tick (Unix
+    seconds; 0.0 when the recording is empty); ``frames``: frames read; ``ticks``:
+    recorded rule ticks read (0 for a recording ticked on replay's own schedule);
+    ``skipped``: frames of unknown accounts, by account name; ``entries``: the
+    timeline, in order; ``audit``: the action book's audit log (in memory), in the
+    order recorded.
     """
 
     start: float = 0.0
     end: float = 0.0
     frames: int = 0
+    ticks: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
@@ -77,17 +88,19 @@ class ReplayResult:
 
 
 def replay(
-    frames: Iterable[RecordedFrame],
+    recording: Iterable[Recorded],
     cores: dict[str, AccountCore],
     *,
     tick: float = DEFAULT_TICK,
     actions: ActionsConfig | None = None,
 ) -> ReplayResult:
-    """Drive ``cores`` (account name → core) with ``frames``; see the module docstring.
+    """Drive ``cores`` (account name → core) with the frames and ticks of ``recording``;
+    see the module docstring.
 
-    ``actions``: the config of the action book the intents go through (the default
-    config, i.e. dry-run, when None).
-    Raises ``ValueError`` for ``tick <= 0`` (and whatever iterating ``frames`` raises).
+    ``tick``: the period of replay's own ticks, used until the recording's first tick
+    line (and throughout a recording without any). ``actions``: the config of the
+    action book the intents go through (the default config, i.e. dry-run, when None).
+    Raises ``ValueError`` for ``tick <= 0`` (and whatever iterating ``recording`` raises).
     """
     if tick <= 0:
         msg = f"tick must be above 0 seconds, got {tick!r}"
@@ -95,6 +108,7 @@ def replay(
     result = ReplayResult()
     clock: ManualClock | None = None
     next_tick = 0.0
+    recorded_ticks = False  # a tick line was read: tick only at the recorded ticks
     book = OfflineActions(actions if actions is not None else ActionsConfig(), cores)
     shown = 0
 
@@ -117,37 +131,46 @@ def replay(
         book.tick(now)
         flush()
 
-    for frame in frames:
+    for line in recording:
         if clock is None:
-            clock = ManualClock(frame.t)
-            result.start = frame.t
-            next_tick = frame.t + tick
+            clock = ManualClock(line.t)
+            result.start = line.t
+            next_tick = line.t + tick
         # A recording from a clock that stepped back keeps the latest time seen.
-        t = max(frame.t, clock.now())
-        while next_tick < t:
-            clock.set(next_tick)
-            ticked(next_tick)
-            next_tick += tick
+        t = max(line.t, clock.now())
+        result.end = t
+        if isinstance(line, RecordedTick):
+            # The daemon's own tick: from here on, time passes for the rules only when
+            # it did live (no synthetic ticks).
+            recorded_ticks = True
+            result.ticks += 1
+            clock.set(t)
+            ticked(t)
+            continue
+        if not recorded_ticks:
+            while next_tick < t:
+                clock.set(next_tick)
+                ticked(next_tick)
+                next_tick += tick
         clock.set(t)
         result.frames += 1
-        result.end = t
-        if frame.source == "mds":
-            marks = [ev for ev in decode_mds(frame.frame, t) if isinstance(ev, MarkPrice)]
+        if line.source == "mds":
+            marks = [ev for ev in decode_mds(line.frame, t) if isinstance(ev, MarkPrice)]
             for core in cores.values():
                 held = core.snapshot.positions
                 mine = [m for m in marks if m.symbol in held]
                 if mine:
                     keep(core.handle(mine, t).decision, t)
             continue
-        target = cores.get(frame.account)
+        target = cores.get(line.account)
         if target is None:
-            result.skipped[frame.account] = result.skipped.get(frame.account, 0) + 1
+            result.skipped[line.account] = result.skipped.get(line.account, 0) + 1
             continue
-        events = book.receive(frame.account, frame.frame, t)
+        events = book.receive(line.account, line.frame, t)
         keep(target.handle(events, t).decision, t)
-        book.events(frame.account, events, t)
+        book.events(line.account, events, t)
         flush()
-    if clock is not None:
+    if clock is not None and not recorded_ticks:
         # Let the last tick interval play out, as the daemon's timer would.
         end = clock.now() + tick
         while next_tick <= end:
@@ -171,10 +194,11 @@ def _document(path: Path, config: Config, result: ReplayResult) -> dict[str, Any
     return {
         "recording": str(path),
         "start": result.start,
-        "start_time": iso(result.start) if result.frames else None,
+        "start_time": iso(result.start) if result.frames or result.ticks else None,
         "end": result.end,
         "duration": round(result.end - result.start, 6),
         "frames": result.frames,
+        "ticks": result.ticks,
         "accounts": [acc.name for acc in config.accounts],
         "unknown_accounts": result.skipped,
         "timeline": [to_json(e, result.start) for e in result.entries],
@@ -198,11 +222,16 @@ def _document(path: Path, config: Config, result: ReplayResult) -> dict[str, Any
 
 def _print_text(path: Path, config: Config, result: ReplayResult, out: TextIO) -> None:
     names = ", ".join(acc.name for acc in config.accounts)
-    if result.frames:
+    if result.frames or result.ticks:
         span = f"{result.end - result.start:.3f} s from {iso(result.start)} to {iso(result.end)}"
     else:
         span = "empty"
-    print(f"replay of {path}: {result.frames} frame(s), {span}; accounts: {names}", file=out)
+    # A recording without tick lines was ticked on replay's own schedule (module docstring).
+    ticks = f" and {result.ticks} recorded rule tick(s)" if result.ticks else ""
+    print(
+        f"replay of {path}: {result.frames} frame(s){ticks}, {span}; accounts: {names}",
+        file=out,
+    )
     for entry in result.entries:
         print(format_entry(entry, result.start), file=out)
     alerts = sum(1 for e in result.entries if e.kind == "alert")

@@ -1,18 +1,27 @@
-"""``riskwatch run --record FILE``: every received exchange frame, as JSON lines.
+"""``riskwatch run --record FILE``: the complete input of the daemon's pure core, as JSON lines.
 
-One line per frame: ``{"t": <receive time, Unix s>, "account": <name or "">,
-"source": "trade" | "mds", "frame": <text>}``; a binary frame is stored as
-``"frame_b64"`` instead. ``riskwatch replay`` reads the same format back with
-:func:`read_recording`.
+A recording holds every received exchange frame and every rule tick, in the order the
+daemon handled them, so that ``riskwatch replay`` sees the same inputs, at the same
+times, as the daemon did (docs/rules.md, "Replay"):
 
-The connections never wait for the disk and never see its errors: :meth:`Recorder.write`
-puts the frame on a bounded queue (O(1), never raises) and a thread writes the lines,
-each flushed as written. A write error (a full disk) or a full queue (a disk that
-cannot keep up) stops the recording for good: later frames are not recorded, the file
-keeps every line written before, and ``on_error(message)`` is called once (on the
-recorder's thread; the daemon counts it, and notifies: docs/reliability.md). A crash
-loses the frames still queued. The file is created with mode 0600 (owner only): frames
-carry account data.
+- a frame: ``{"t": <receive time, Unix s>, "account": <name or "">, "source": "trade" |
+  "mds", "frame": <text>}``; a binary frame is stored as ``"frame_b64"`` instead;
+- a rule tick: ``{"t": <the tick's now, Unix s>, "source": "tick"}`` (riskwatch/daemon/
+  ticks.py: ``for`` expiry, ``keep_firing_for``, stale data between frames).
+
+:func:`read_recording` reads both back, as :class:`RecordedFrame` and
+:class:`RecordedTick`; a recording without tick lines (one made before they were
+recorded, or by hand) is still valid: replay then ticks on its own schedule.
+
+The connections and the rule tick never wait for the disk and never see its errors:
+:meth:`Recorder.write` and :meth:`Recorder.tick` put the line on one bounded queue
+(O(1), never raise; one queue, so ticks and frames keep their order in the file) and a
+thread writes the lines, each flushed as written. A write error (a full disk) or a full
+queue (a disk that cannot keep up) stops the recording for good: later lines are not
+recorded, the file keeps every line written before, and ``on_error(message)`` is called
+once (on the recorder's thread; the daemon counts it, and notifies: docs/reliability.md).
+A crash loses the lines still queued. The file is created with mode 0600 (owner only):
+frames carry account data.
 """
 
 from __future__ import annotations
@@ -31,10 +40,12 @@ from typing import Final
 log = logging.getLogger(__name__)
 
 MAX_QUEUE: Final = 100_000
-"""Frames waiting for the disk before the recording gives up."""
+"""Lines (frames and ticks) waiting for the disk before the recording gives up."""
 RECORDING_FILE_MODE: Final = 0o600
+TICK_SOURCE: Final = "tick"
+"""The ``source`` of a rule tick's line."""
 
-_Item = tuple[float, str, str, "str | bytes"] | None
+_Item = tuple[float, str, str, "str | bytes | None"] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +58,20 @@ class RecordedFrame:
     frame: str | bytes
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedTick:
+    """One rule tick of the daemon: time passed for the rules at ``t`` (the tick's now)."""
+
+    t: float
+
+
+Recorded = RecordedFrame | RecordedTick
+"""One line of a recording."""
+
+
 class Recorder:
-    """Appends received frames to a JSONL file from its own thread (module docstring).
+    """Appends received frames and rule ticks to a JSONL file from its own thread
+    (module docstring).
 
     Raises ``OSError`` when the file cannot be opened at all (``run`` then exits 2).
     """
@@ -73,17 +96,25 @@ class Recorder:
 
     @property
     def active(self) -> bool:
-        """True while frames are being recorded (no error yet)."""
+        """True while frames and ticks are being recorded (no error yet)."""
         return self.error is None
 
     def write(self, account: str, source: str, frame: str | bytes, now: float) -> None:
         """Queue one frame with its receive time (never blocks, never raises)."""
+        self._put((now, account, source, frame))
+
+    def tick(self, now: float) -> None:
+        """Queue one rule tick with its ``now`` (never blocks, never raises); call it
+        before the tick reaches the cores, as :meth:`write` is called before a frame."""
+        self._put((now, "", TICK_SOURCE, None))
+
+    def _put(self, item: _Item) -> None:
         if self.error is not None:
             return
         try:
-            self._queue.put_nowait((now, account, source, frame))
+            self._queue.put_nowait(item)
         except queue.Full:
-            self._stop(f"recording queue full ({self._queue.maxsize} frames): disk too slow")
+            self._stop(f"recording queue full ({self._queue.maxsize} lines): disk too slow")
         except RuntimeError:  # interpreter shutting down
             return
 
@@ -92,7 +123,7 @@ class Recorder:
         try:
             self._queue.put(None, timeout=timeout)
         except queue.Full:
-            self._stop(f"frames still queued at stop were not written to {self.path}")
+            self._stop(f"lines still queued at stop were not written to {self.path}")
         self._thread.join(timeout)
         try:
             self._file.close()
@@ -107,11 +138,14 @@ class Recorder:
             t, account, source, frame = item
             if self.error is not None:
                 continue  # stopped: drain without writing
-            row: dict[str, object] = {"t": t, "account": account, "source": source}
-            if isinstance(frame, bytes):
+            row: dict[str, object]
+            if frame is None:
+                row = {"t": t, "source": source}
+            elif isinstance(frame, bytes):
+                row = {"t": t, "account": account, "source": source}
                 row["frame_b64"] = base64.b64encode(frame).decode("ascii")
             else:
-                row["frame"] = frame
+                row = {"t": t, "account": account, "source": source, "frame": frame}
             try:
                 self._file.write(json.dumps(row, separators=(",", ":")) + "\n")
             except (OSError, ValueError) as exc:
@@ -131,10 +165,11 @@ class Recorder:
                 log.exception("recorder: error listener failed")
 
 
-def read_recording(path: Path) -> Iterator[RecordedFrame]:
-    """Yield the frames of a recording in file order.
+def read_recording(path: Path) -> Iterator[Recorded]:
+    """Yield the frames and rule ticks of a recording in file order.
 
-    Raises ``ValueError`` naming the line for a line that is not a recorded frame.
+    Raises ``ValueError`` naming the line for a line that is neither a recorded frame
+    nor a rule tick.
     """
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
@@ -143,14 +178,17 @@ def read_recording(path: Path) -> Iterator[RecordedFrame]:
             try:
                 row = json.loads(line)
                 t = float(row["t"])
-                account = str(row.get("account", ""))
                 source = str(row.get("source", "trade"))
+                if source == TICK_SOURCE:
+                    yield RecordedTick(t=t)
+                    continue
+                account = str(row.get("account", ""))
                 frame: str | bytes
                 if "frame_b64" in row:
                     frame = base64.b64decode(row["frame_b64"])
                 else:
                     frame = str(row["frame"])
             except (ValueError, KeyError, TypeError) as exc:
-                msg = f"{path}:{lineno}: not a recorded frame: {exc}"
+                msg = f"{path}:{lineno}: not a recorded frame or tick: {exc}"
                 raise ValueError(msg) from exc
             yield RecordedFrame(t=t, account=account, source=source, frame=frame)

@@ -86,15 +86,6 @@ def armed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[Ro
     return asyncio.run(_armed_crash(tmp_path_factory.mktemp("armed-crash")))
 
 
-# Known defect, kept visible: replay ticks only at the recorded frames' times, while the
-# daemon ticks on its own timer. When a rule's `for:` ends between two frames, the daemon
-# decides (and sends) earlier than replay does; if the exchange's reply was recorded
-# before replay's decision, replay cannot match it and reports OUTCOME_UNKNOWN for that
-# TWAP. About one run in five. The assertions still run; a pass is reported as XPASS.
-@pytest.mark.xfail(
-    strict=False,
-    reason="replay ticks at frame times only; a for:-timer decision can follow its recorded reply",
-)
 @pytest.mark.timeout(60)
 def test_replay_prints_the_daemons_actions_refusals_and_outcomes(
     armed: tuple[Path, Path, list[Row]],

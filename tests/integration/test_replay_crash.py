@@ -14,7 +14,7 @@ import pytest
 from riskwatch.config import load_config
 from riskwatch.daemon.app import Daemon
 from riskwatch.offline.replay import cores_for, replay
-from riskwatch.qfex.recorder import Recorder, read_recording
+from riskwatch.qfex.recorder import RecordedFrame, RecordedTick, Recorder, read_recording
 from riskwatch.rules.engine import Decision
 from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import load_scenario
@@ -104,9 +104,17 @@ def crash(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[De
 
 @pytest.mark.timeout(30)
 def test_run_record_writes_frames(crash: tuple[Path, Path, list[Decision], float]) -> None:
-    """The daemon's recorder writes trade and market-data frames with increasing times."""
+    """The daemon's recorder writes trade and market-data frames, and its rule ticks,
+    with increasing times."""
     recording, _, _, _ = crash
-    frames = list(read_recording(recording))
+    lines = list(read_recording(recording))
+    frames = [f for f in lines if isinstance(f, RecordedFrame)]
+    ticks = [f.t for f in lines if isinstance(f, RecordedTick)]
+    assert len(frames) + len(ticks) == len(lines)
+    # The rule tick runs every 0.25 s of wall time (2.5 s of scenario time at SPEED 10).
+    assert len(ticks) >= (RUN_UNTIL - 10.0) / (0.25 * SPEED)
+    assert ticks == sorted(ticks)
+    assert [f.t for f in lines] == sorted(f.t for f in lines)
     kinds = {f.source for f in frames}
     assert kinds == {"trade", "mds"}
     assert any('"position_response"' in str(f.frame) for f in frames)
@@ -156,10 +164,14 @@ def test_replay_matches_live_daemon(crash: tuple[Path, Path, list[Decision], flo
 
     got, want = firings(result.decisions), firings(live)
     assert [(r, s) for r, s, _ in got] == [(r, s) for r, s, _ in want]
-    # The daemon ticks on its own timer; a firing decided by a tick may differ by one
-    # live tick (0.25 s wall = 2.5 s of scenario time at SPEED 10).
-    for (_, _, a), (_, _, b) in zip(got, want, strict=True):
-        assert abs(a - b) <= 0.25 * SPEED + 0.01
+    # The recording holds the daemon's rule ticks: a firing decided by a tick is
+    # decided at the same time in replay, to the recorded digit.
+    assert got == want
+
+    def transitions(decisions: list[Decision]) -> list[tuple[str, str | None, str, float]]:
+        return [(t.rule, t.symbol, t.reason.value, t.at) for d in decisions for t in d.transitions]
+
+    assert transitions(result.decisions) == transitions(live)
     intents = [(i.rule, i.symbol) for d in result.decisions for i in d.intents]
     assert intents == [(i.rule, i.symbol) for d in live for i in d.intents]
 
