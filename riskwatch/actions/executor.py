@@ -135,6 +135,10 @@ class ActionExecutor:
         # High availability (riskwatch/ha/gate.py): on a follower, leader-only actions
         # are set aside for a take-over. None: this process is the only one.
         self.gate: LeaderGate | None = None
+        self.on_tick: Callable[[float], None] | None = None
+        """Called with the timer's ``now`` before a tick of a book with actions in
+        flight (``run --record``: riskwatch/qfex/recorder.py); a tick of an empty book
+        changes nothing and is not reported."""
         self._receiving: str | None = None
 
     # --- timing knobs (tests shorten them) ----------------------------------------------
@@ -329,7 +333,10 @@ class ActionExecutor:
         """Call :meth:`tick` every ``interval`` seconds until cancelled."""
         while True:
             try:
-                self.tick(self.clock.now())
+                now = self.clock.now()
+                if self.on_tick is not None and self.book.flights():
+                    self.on_tick(now)
+                self.tick(now)
             except Exception:  # a bug here must not end the timer
                 log.exception("action executor tick failed")
             await asyncio.sleep(interval)

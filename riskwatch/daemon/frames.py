@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from riskwatch.actions.executor import ActionExecutor
 from riskwatch.clock import Clock
@@ -47,6 +47,9 @@ class Frames:
         self.clock = clock
         self.mds: MarketDataConnection | None = None
         """The market-data connection, once started (asked to watch new symbols)."""
+        self.on_flush: Callable[[str, float], None] | None = None
+        """Called with ``(account, now)`` before a burst flush reaches the account's core
+        (``run --record``: riskwatch/qfex/recorder.py)."""
         self._flush_soon: set[str] = set()  # accounts with a deferred-burst flush queued
         self._deferred_at: dict[str, float] = {}  # loop time of the last deferred frame
 
@@ -103,8 +106,11 @@ class Frames:
             self._flush_soon.add(account)
             loop.call_later(wait, self._flush_deferred, account)
             return
+        now = self.clock.now()
+        if self.on_flush is not None:
+            self.on_flush(account, now)
         started = time.perf_counter()
-        decision = rt.core.flush(self.clock.now())
+        decision = rt.core.flush(now)
         if decision is not None:
             # The executor's commands are written by a task queued before the rest.
             self.decisions.apply(decision, time.perf_counter() - started, defer=True)

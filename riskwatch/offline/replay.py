@@ -1,19 +1,23 @@
 """``riskwatch replay RECORDING -c riskwatch.yaml``: the rules over a recorded stream.
 
 A recording (``riskwatch run --record``, :mod:`riskwatch.qfex.recorder`) holds every
-received frame with its receive time, and every rule tick of the daemon with its time.
-Replay feeds them, in file order and at full speed, to the same
-:class:`~riskwatch.pipeline.AccountCore` the daemon runs, one per configured account,
-with the recorded times as ``now`` (a :class:`~riskwatch.clock.ManualClock` moved line
-by line): frames as the daemon received them, and the cores ticked exactly when the
-daemon ticked them, so that ``for`` and ``keep_firing_for`` expire, ``DataStale``
-fires and the actions they ask for leave at the times they did live — before or after
-the exchange's recorded replies, as they were.
+received frame with its receive time, and every firing of the daemon's timers (rule
+ticks, action ticks, burst flushes) with its time. Replay feeds them, in file order and
+at full speed, to the same :class:`~riskwatch.pipeline.AccountCore` the daemon runs, one
+per configured account, and to the same action book, with the recorded times as
+``now`` (a :class:`~riskwatch.clock.ManualClock` moved line by line): frames as the
+daemon received them, the cores ticked and flushed, and the book ticked, exactly when
+the daemon did, so that ``for`` and ``keep_firing_for`` expire, ``DataStale`` fires,
+timeouts and retries happen, and the actions leave, at the times they did live —
+before or after the exchange's recorded replies, as they were.
 
-A recording without tick lines (made before they were recorded, or by hand) is ticked
-on replay's own schedule: every ``tick`` seconds of recorded time from the first
-frame, and for one ``tick`` after the last. Once a tick line is read, replay ticks only
-at the recorded ticks.
+Each timer is replayed as recorded from its first line on. Before it (and throughout a
+recording without tick lines: one made before they were recorded, or by hand) replay
+ticks on its own schedule: the cores every ``tick`` seconds of recorded time from the
+first frame, and for one ``tick`` after the last, while no rule tick is recorded; the
+book with the cores' ticks while no action tick is recorded. A flush line (an
+unterminated burst, evaluated) is replayed as it comes; without them, the next tick
+or balance frame evaluates such a burst.
 
 The rules' actions go through the same action book as the daemon's
 (:mod:`riskwatch.offline.actions`), in the config's mode (``actions:``), with the audit
@@ -52,7 +56,13 @@ from riskwatch.offline.timeline import (
     to_json,
 )
 from riskwatch.pipeline import AccountCore
-from riskwatch.qfex.recorder import Recorded, RecordedTick, read_recording
+from riskwatch.qfex.recorder import (
+    ACTION_TICK,
+    BURST_FLUSH,
+    Recorded,
+    RecordedTick,
+    read_recording,
+)
 from riskwatch.qfex.schemas import decode_mds
 from riskwatch.rules.engine import Decision
 from riskwatch.rules.load import load_rule_files
@@ -71,7 +81,8 @@ class ReplayResult:
 
     ``start``/``end``: times of the first and last line, frame or recorded tick (Unix
     seconds; 0.0 when the recording is empty); ``frames``: frames read; ``ticks``:
-    recorded rule ticks read (0 for a recording ticked on replay's own schedule);
+    tick lines read (rule ticks, action ticks, flushes; 0 for a recording ticked on
+    replay's own schedule);
     ``skipped``: frames of unknown accounts, by account name; ``entries``: the
     timeline, in order; ``audit``: the action book's audit log (in memory), in the
     order recorded.
@@ -97,8 +108,8 @@ def replay(
     """Drive ``cores`` (account name → core) with the frames and ticks of ``recording``;
     see the module docstring.
 
-    ``tick``: the period of replay's own ticks, used until the recording's first tick
-    line (and throughout a recording without any). ``actions``: the config of the
+    ``tick``: the period of replay's own rule ticks, used until the recording's first
+    rule tick line (and throughout a recording without any). ``actions``: the config of the
     action book the intents go through (the default config, i.e. dry-run, when None).
     Raises ``ValueError`` for ``tick <= 0`` (and whatever iterating ``recording`` raises).
     """
@@ -108,7 +119,8 @@ def replay(
     result = ReplayResult()
     clock: ManualClock | None = None
     next_tick = 0.0
-    recorded_ticks = False  # a tick line was read: tick only at the recorded ticks
+    rule_ticks = False  # a rule tick line was read: tick the cores only when recorded
+    action_ticks = False  # an action tick line was read: tick the book only when recorded
     book = OfflineActions(actions if actions is not None else ActionsConfig(), cores)
     shown = 0
 
@@ -128,8 +140,24 @@ def replay(
     def ticked(now: float) -> None:
         for core in cores.values():
             keep(core.tick(now), now)
-        book.tick(now)
+        if not action_ticks:
+            book.tick(now)
         flush()
+
+    def timer(line: RecordedTick, now: float) -> None:
+        nonlocal rule_ticks, action_ticks
+        result.ticks += 1
+        if line.source == ACTION_TICK:
+            action_ticks = True
+            book.tick(now)
+            flush()
+        elif line.source == BURST_FLUSH:
+            core = cores.get(line.account)
+            if core is not None:  # an account the config does not name: its frames are skipped
+                keep(core.flush(now), now)
+        else:
+            rule_ticks = True
+            ticked(now)
 
     for line in recording:
         if clock is None:
@@ -139,20 +167,16 @@ def replay(
         # A recording from a clock that stepped back keeps the latest time seen.
         t = max(line.t, clock.now())
         result.end = t
-        if isinstance(line, RecordedTick):
-            # The daemon's own tick: from here on, time passes for the rules only when
-            # it did live (no synthetic ticks).
-            recorded_ticks = True
-            result.ticks += 1
-            clock.set(t)
-            ticked(t)
-            continue
-        if not recorded_ticks:
+        if not rule_ticks:  # replay's own schedule, until the first rule tick line
             while next_tick < t:
                 clock.set(next_tick)
                 ticked(next_tick)
                 next_tick += tick
         clock.set(t)
+        if isinstance(line, RecordedTick):
+            # A timer of the daemon: from here on, that timer fires only when it did live.
+            timer(line, t)
+            continue
         result.frames += 1
         if line.source == "mds":
             marks = [ev for ev in decode_mds(line.frame, t) if isinstance(ev, MarkPrice)]
@@ -170,7 +194,7 @@ def replay(
         keep(target.handle(events, t).decision, t)
         book.events(line.account, events, t)
         flush()
-    if clock is not None and not recorded_ticks:
+    if clock is not None and not rule_ticks:
         # Let the last tick interval play out, as the daemon's timer would.
         end = clock.now() + tick
         while next_tick <= end:
@@ -227,7 +251,7 @@ def _print_text(path: Path, config: Config, result: ReplayResult, out: TextIO) -
     else:
         span = "empty"
     # A recording without tick lines was ticked on replay's own schedule (module docstring).
-    ticks = f" and {result.ticks} recorded rule tick(s)" if result.ticks else ""
+    ticks = f" and {result.ticks} recorded tick(s)" if result.ticks else ""
     print(
         f"replay of {path}: {result.frames} frame(s){ticks}, {span}; accounts: {names}",
         file=out,

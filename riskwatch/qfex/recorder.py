@@ -1,23 +1,29 @@
 """``riskwatch run --record FILE``: the complete input of the daemon's pure core, as JSON lines.
 
-A recording holds every received exchange frame and every rule tick, in the order the
-daemon handled them, so that ``riskwatch replay`` sees the same inputs, at the same
-times, as the daemon did (docs/rules.md, "Replay"):
+A recording holds every received exchange frame and every firing of the daemon's timers
+that lets time pass for the pure parts (the account cores and the action book), in the
+order the daemon handled them, so that ``riskwatch replay`` sees the same inputs, at the
+same times, as the daemon did (docs/rules.md, "Replaying a recording"):
 
 - a frame: ``{"t": <receive time, Unix s>, "account": <name or "">, "source": "trade" |
   "mds", "frame": <text>}``; a binary frame is stored as ``"frame_b64"`` instead;
-- a rule tick: ``{"t": <the tick's now, Unix s>, "source": "tick"}`` (riskwatch/daemon/
-  ticks.py: ``for`` expiry, ``keep_firing_for``, stale data between frames).
+- a rule tick: ``{"t": <the tick's now, Unix s>, "source": "tick"}`` (every account's
+  core ticked: ``for`` expiry, ``keep_firing_for``, stale data; riskwatch/daemon/ticks.py);
+- an action tick: ``{"t": <now>, "source": "action_tick"}`` (the action book's timeouts,
+  backoffs and queued sends; riskwatch/actions/executor.py). Written only while actions
+  are in flight: a tick of an empty book changes nothing;
+- a burst flush: ``{"t": <now>, "account": <name>, "source": "flush"}`` (position
+  frames no balance closed, evaluated; riskwatch/daemon/frames.py).
 
-:func:`read_recording` reads both back, as :class:`RecordedFrame` and
-:class:`RecordedTick`; a recording without tick lines (one made before they were
-recorded, or by hand) is still valid: replay then ticks on its own schedule.
+:func:`read_recording` reads them back as :class:`RecordedFrame` and
+:class:`RecordedTick` (the last three). A recording without tick lines (made before they
+were recorded, or by hand) is still valid: replay then ticks on its own schedule.
 
-The connections and the rule tick never wait for the disk and never see its errors:
-:meth:`Recorder.write` and :meth:`Recorder.tick` put the line on one bounded queue
-(O(1), never raise; one queue, so ticks and frames keep their order in the file) and a
-thread writes the lines, each flushed as written. A write error (a full disk) or a full
-queue (a disk that cannot keep up) stops the recording for good: later lines are not
+The connections and the timers never wait for the disk and never see its errors:
+:meth:`Recorder.write` and the tick methods put the line on one bounded queue (O(1),
+never raise; one queue, so ticks and frames keep their order in the file) and a thread
+writes the lines, each flushed as written. A write error (a full disk) or a full queue
+(a disk that cannot keep up) stops the recording for good: later lines are not
 recorded, the file keeps every line written before, and ``on_error(message)`` is called
 once (on the recorder's thread; the daemon counts it, and notifies: docs/reliability.md).
 A crash loses the lines still queued. The file is created with mode 0600 (owner only):
@@ -42,8 +48,13 @@ log = logging.getLogger(__name__)
 MAX_QUEUE: Final = 100_000
 """Lines (frames and ticks) waiting for the disk before the recording gives up."""
 RECORDING_FILE_MODE: Final = 0o600
-TICK_SOURCE: Final = "tick"
+RULE_TICK: Final = "tick"
 """The ``source`` of a rule tick's line."""
+ACTION_TICK: Final = "action_tick"
+"""The ``source`` of an action tick's line."""
+BURST_FLUSH: Final = "flush"
+"""The ``source`` of a burst flush's line (it names its account)."""
+TICK_SOURCES: Final = frozenset({RULE_TICK, ACTION_TICK, BURST_FLUSH})
 
 _Item = tuple[float, str, str, "str | bytes | None"] | None
 
@@ -60,9 +71,15 @@ class RecordedFrame:
 
 @dataclass(frozen=True, slots=True)
 class RecordedTick:
-    """One rule tick of the daemon: time passed for the rules at ``t`` (the tick's now)."""
+    """One firing of a daemon timer at ``t`` (its now), with no frame (module docstring).
+
+    ``source``: :data:`RULE_TICK`, :data:`ACTION_TICK` or :data:`BURST_FLUSH`;
+    ``account``: the account of a burst flush ("" for the other two).
+    """
 
     t: float
+    source: str = RULE_TICK
+    account: str = ""
 
 
 Recorded = RecordedFrame | RecordedTick
@@ -104,9 +121,18 @@ class Recorder:
         self._put((now, account, source, frame))
 
     def tick(self, now: float) -> None:
-        """Queue one rule tick with its ``now`` (never blocks, never raises); call it
-        before the tick reaches the cores, as :meth:`write` is called before a frame."""
-        self._put((now, "", TICK_SOURCE, None))
+        """Queue one rule tick with its ``now`` (never blocks, never raises). This and
+        the two below are called before the timer reaches the pure parts, as
+        :meth:`write` is called before a frame reaches them."""
+        self._put((now, "", RULE_TICK, None))
+
+    def action_tick(self, now: float) -> None:
+        """Queue one tick of the action book's timer (never blocks, never raises)."""
+        self._put((now, "", ACTION_TICK, None))
+
+    def burst_flush(self, account: str, now: float) -> None:
+        """Queue the flush of ``account``'s unterminated burst (never blocks, never raises)."""
+        self._put((now, account, BURST_FLUSH, None))
 
     def _put(self, item: _Item) -> None:
         if self.error is not None:
@@ -141,6 +167,8 @@ class Recorder:
             row: dict[str, object]
             if frame is None:
                 row = {"t": t, "source": source}
+                if account:
+                    row["account"] = account
             elif isinstance(frame, bytes):
                 row = {"t": t, "account": account, "source": source}
                 row["frame_b64"] = base64.b64encode(frame).decode("ascii")
@@ -166,29 +194,36 @@ class Recorder:
 
 
 def read_recording(path: Path) -> Iterator[Recorded]:
-    """Yield the frames and rule ticks of a recording in file order.
+    """Yield the frames and tick lines of a recording in file order.
 
     Raises ``ValueError`` naming the line for a line that is neither a recorded frame
-    nor a rule tick.
+    nor a tick line (a ``flush`` line must name its account).
     """
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-                t = float(row["t"])
-                source = str(row.get("source", "trade"))
-                if source == TICK_SOURCE:
-                    yield RecordedTick(t=t)
-                    continue
-                account = str(row.get("account", ""))
-                frame: str | bytes
-                if "frame_b64" in row:
-                    frame = base64.b64decode(row["frame_b64"])
-                else:
-                    frame = str(row["frame"])
+                item = _parse_line(line)
             except (ValueError, KeyError, TypeError) as exc:
                 msg = f"{path}:{lineno}: not a recorded frame or tick: {exc}"
                 raise ValueError(msg) from exc
-            yield RecordedFrame(t=t, account=account, source=source, frame=frame)
+            yield item
+
+
+def _parse_line(line: str) -> Recorded:
+    row = json.loads(line)
+    t = float(row["t"])
+    source = str(row.get("source", "trade"))
+    account = str(row.get("account", ""))
+    if source in TICK_SOURCES:
+        if source == BURST_FLUSH and not account:
+            msg = "a flush line names no account"
+            raise ValueError(msg)
+        return RecordedTick(t=t, source=source, account=account)
+    frame: str | bytes
+    if "frame_b64" in row:
+        frame = base64.b64decode(row["frame_b64"])
+    else:
+        frame = str(row["frame"])
+    return RecordedFrame(t=t, account=account, source=source, frame=frame)

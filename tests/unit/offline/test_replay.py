@@ -1,4 +1,5 @@
-"""Unit tests of ``riskwatch replay``'s driver over hand-made recordings."""
+"""Unit tests of ``riskwatch replay``'s driver over hand-made recordings: recorded ticks,
+flushes and action ticks replayed as recorded, replay's own schedule without them."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from riskwatch.config import ActionsConfig
 from riskwatch.offline.replay import replay, run_replay
 from riskwatch.pipeline import AccountCore
-from riskwatch.qfex.recorder import RecordedFrame, Recorder
+from riskwatch.qfex.recorder import ACTION_TICK, BURST_FLUSH, RecordedFrame, RecordedTick, Recorder
 from riskwatch.rules.load import load_rules_text
 
 RULES = """\
@@ -96,3 +98,164 @@ def test_run_replay_reports_unknown_accounts(tmp_path: Path) -> None:
         ("High", "pending", 1.0),
         ("High", "firing", 3.0),
     ]
+
+
+def _ticks(start: float, stop: float, step: float) -> list[RecordedTick]:
+    out, t = [], start
+    while t < stop:
+        out.append(RecordedTick(round(t, 6)))
+        t += step
+    return out
+
+
+def test_recorded_ticks_time_the_for_rule() -> None:
+    """With the daemon's ticks recorded, ``for`` ends at the first recorded tick after it
+    elapsed (+3.4 s), not on replay's own 0.25 s schedule (+3.0 s); no tick is added, even
+    after the last line, and tick lines are neither frames nor unknown accounts' frames."""
+    core = AccountCore("desk-a", stale_after=5.0, rules=load_rules_text(RULES))
+    ticks = _ticks(T0 - 0.1, T0 + 4.0, 0.7)  # -0.1, 0.6, 1.3, 2.0, 2.7, 3.4
+    frames = [
+        RecordedFrame(T0, "desk-a", "trade", _balance(100.0)),
+        RecordedFrame(T0 + 1.0, "desk-a", "trade", _balance(900.0)),
+    ]
+    recording = sorted([*ticks, *frames], key=lambda line: line.t)
+    result = replay(recording, {"desk-a": core}, tick=0.25)
+    assert [(e.kind, e.what, round(e.at - T0, 3)) for e in result.entries] == [
+        ("alert", "pending", 1.0),
+        ("alert", "firing", 3.4),
+        ("action", "cancel_all_orders", 3.4),
+        ("outcome", "dry_run", 3.4),
+    ]
+    recorded = {line.t for line in recording}
+    assert {d.at for d in result.decisions} <= recorded
+    assert (result.frames, result.ticks, result.skipped) == (2, len(ticks), {})
+    assert (result.start, result.end) == (T0 - 0.1, ticks[-1].t)
+
+
+def test_without_tick_lines_replay_ticks_on_its_own_schedule() -> None:
+    """The same frames with no tick line: ``for`` ends on replay's 0.25 s schedule."""
+    core = AccountCore("desk-a", stale_after=5.0, rules=load_rules_text(RULES))
+    frames = [
+        RecordedFrame(T0, "desk-a", "trade", _balance(100.0)),
+        RecordedFrame(T0 + 1.0, "desk-a", "trade", _balance(900.0)),
+    ]
+    result = replay(frames, {"desk-a": core}, tick=0.25)
+    firing = [e.at - T0 for e in result.entries if e.kind == "alert" and e.what == "firing"]
+    # The last frame is at +1.0 s: the play-out ticks one interval past it, to +1.25 s.
+    assert firing == []
+    frames.append(RecordedFrame(T0 + 3.6, "desk-a", "trade", "not json"))
+    core = AccountCore("desk-a", stale_after=5.0, rules=load_rules_text(RULES))
+    result = replay(frames, {"desk-a": core}, tick=0.25)
+    firing = [e.at - T0 for e in result.entries if e.kind == "alert" and e.what == "firing"]
+    assert firing == [3.0]
+    assert result.ticks == 0
+
+
+REDUCE = """\
+rules:
+  - name: Losing
+    scope: position
+    when: unrealised_pnl < 0
+    for: 1s
+    actions: [{reduce_position: {fraction: 0.5, over: 5m}}]
+"""
+
+
+def _position(size: float) -> str:
+    return json.dumps(
+        {
+            "position_response": {
+                "id": "p", "symbol": "AAPL-USD", "position": size, "margin_alloc": 0.0,
+                "realised_pnl": 0.0, "unrealised_pnl": -50.0, "net_funding": 0.0,
+                "open_orders": 0.0, "open_quantity": 0, "leverage": 10.0,
+                "initial_margin": 0.1, "maintenance_margin": 0.05, "average_price": 200.0,
+            }
+        }
+    )  # fmt: skip
+
+
+def _unanswered_twap(timers: list[RecordedTick]) -> list[tuple[str, float, str]]:
+    """An armed TWAP the exchange never answers; the book's outcomes with their times."""
+    core = AccountCore("desk-a", stale_after=30.0, rules=load_rules_text(REDUCE))
+    frames = [
+        RecordedFrame(T0, "desk-a", "trade", '{"authenticated": true}'),
+        RecordedFrame(T0, "desk-a", "trade", _position(250.0)),
+        RecordedFrame(T0, "desk-a", "trade", _balance(100.0)),
+    ]
+    recording = sorted([*frames, *timers], key=lambda line: line.t)
+    result = replay(recording, {"desk-a": core}, actions=ActionsConfig(mode="armed"))
+    return [
+        (e.what, round(e.at - T0, 3), e.summary or "")
+        for e in result.entries
+        if e.kind == "outcome"
+    ]
+
+
+def test_recorded_action_ticks_time_the_books_timeouts() -> None:
+    """The book's reply and confirmation timeouts expire at the recorded action ticks: the
+    TWAP sent at the +1.3 s rule tick gets no reply by +6.3 s (seen at the +6.45 s action
+    tick), nor its effect 5 s after that (seen at +11.5 s), not at a rule tick."""
+    rule_ticks = _ticks(T0 - 0.1, T0 + 14.0, 0.7)
+    action_ticks = [RecordedTick(T0 + s, ACTION_TICK) for s in (1.35, 6.2, 6.45, 11.4, 11.5)]
+    outcomes = _unanswered_twap([*rule_ticks, *action_ticks])
+    assert outcomes == [
+        ("sent", 1.3, ""),
+        ("failed", 11.5, "OUTCOME_UNKNOWN: no reply within 5 s"),
+    ]
+    # Without action ticks the book ticks with the rule ticks: the reply timeout is seen
+    # at +6.9 s, the failure at +12.5 s.
+    outcomes = _unanswered_twap(rule_ticks)
+    assert outcomes == [
+        ("sent", 1.3, ""),
+        ("failed", 12.5, "OUTCOME_UNKNOWN: no reply within 5 s"),
+    ]
+
+
+def test_a_recorded_flush_evaluates_an_unterminated_burst() -> None:
+    """Position frames no balance closed are evaluated at the recorded flush: the rule's
+    ``for`` starts there, not at the next tick."""
+    core = AccountCore("desk-a", stale_after=30.0, rules=load_rules_text(REDUCE))
+    recording: list[RecordedFrame | RecordedTick] = [
+        RecordedTick(T0 - 0.1),
+        RecordedFrame(T0, "desk-a", "trade", '{"authenticated": true}'),
+        RecordedFrame(T0 + 0.1, "desk-a", "trade", _position(250.0)),
+        RecordedTick(T0 + 0.102, BURST_FLUSH, "desk-a"),
+        RecordedTick(T0 + 0.102, BURST_FLUSH, "desk-z"),  # not in the config: skipped
+        RecordedTick(T0 + 0.6),
+    ]
+    result = replay(recording, {"desk-a": core})
+    assert [(e.what, round(e.at - T0, 3)) for e in result.entries] == [("pending", 0.102)]
+    assert (result.frames, result.ticks, result.skipped) == (2, 4, {})
+
+
+def test_run_replay_counts_recorded_ticks_apart_from_frames(tmp_path: Path) -> None:
+    """A recording made with tick lines: the header and the JSON document count them
+    apart from the frames, and the span runs from the first line to the last."""
+    (tmp_path / "r.yaml").write_text(RULES, encoding="utf-8")
+    config = tmp_path / "riskwatch.yaml"
+    config.write_text(
+        "exchange: {url: 'ws://127.0.0.1:9/', allow_insecure: true}\n"
+        "accounts:\n  - {name: desk-a, public_key: k, secret_key: s}\n"
+        "rules: [r.yaml]\n",
+        encoding="utf-8",
+    )
+    rec = tmp_path / "rec.jsonl"
+    recorder = Recorder(rec)
+    recorder.tick(T0 - 0.1)
+    for f in _frames():
+        recorder.write(f.account, f.source, f.frame, f.t)
+    for line in _ticks(T0 + 1.2, T0 + 4.0, 0.5):  # 1.2 … 3.7
+        recorder.tick(line.t)
+    recorder.close()
+    out = io.StringIO()
+    assert run_replay(rec, config, out=out, err=io.StringIO()) == 0
+    assert out.getvalue().startswith(
+        f"replay of {rec}: 3 frame(s) and 7 recorded tick(s), 3.800 s from "
+        "2025-12-31T23:59:59.900Z to 2026-01-01T00:00:03.700Z; accounts: desk-a\n"
+    )
+    assert "+3.300s  2026-01-01T00:00:03.200Z  High FIRING" in out.getvalue()
+    out = io.StringIO()
+    assert run_replay(rec, config, as_json=True, out=out, err=io.StringIO()) == 0
+    doc = json.loads(out.getvalue())
+    assert (doc["frames"], doc["ticks"], doc["unknown_accounts"]) == (3, 7, {"desk-z": 1})
+    assert doc["start_time"] == "2025-12-31T23:59:59.900Z"
