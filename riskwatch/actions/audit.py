@@ -8,7 +8,8 @@ from typing import Any
 from riskwatch.actions.model import PlannedCommand
 from riskwatch.actions.outputs import IntentRecord, OutcomeRecord, Record
 from riskwatch.actions.window import HOUR
-from riskwatch.store import ActionRecord, Store
+from riskwatch.records import ActionRecord
+from riskwatch.store import Store
 from riskwatch.store.writer import OutcomeLog
 
 __all__ = ["StoreWriter", "first_intent_at", "window_rows"]

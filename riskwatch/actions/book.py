@@ -82,11 +82,11 @@ from riskwatch.model import (
 )
 from riskwatch.qfex import commands
 from riskwatch.qfex.session import normalised_request
+from riskwatch.records import ActionRecord
 from riskwatch.refdata.model import Refdata
 from riskwatch.refdata.sizing import twap_working
 from riskwatch.rules.engine import ActionIntent
 from riskwatch.state.account import AccountSnapshot
-from riskwatch.store import ActionRecord
 
 __all__ = ["HARMLESS_TO_REPEAT", "AccountView", "ActionBook", "rebuild"]
 

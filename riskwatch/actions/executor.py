@@ -42,10 +42,11 @@ from riskwatch.errors import StateStoreError
 from riskwatch.ha.gate import LeaderGate
 from riskwatch.metrics import Metrics
 from riskwatch.model import Event
+from riskwatch.records import ActionRecord
 from riskwatch.rules.engine import ActionIntent, Decision
 from riskwatch.rules.lifecycle import TransitionReason
 from riskwatch.state.account import AccountSnapshot
-from riskwatch.store import ActionRecord, DuplicateActionError, Store
+from riskwatch.store import DuplicateActionError, Store
 from riskwatch.store.writer import OutcomeLog
 
 __all__ = ["ActionExecutor", "scratch_store"]

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Final, Literal
 
-from riskwatch.store import ActionRecord
+from riskwatch.records import ActionRecord
 
 __all__ = ["HOUR", "BreakerWindow", "Counted", "lineage_of"]
 

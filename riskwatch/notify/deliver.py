@@ -14,7 +14,7 @@ retry loop (the one retry library of riskwatch); each retry is counted through
 ``on_retry``, and the final outcome of each (message, target) is reported once through
 ``on_outcome``.
 
-Secrets: URLs carry tokens. A target is identified by :func:`riskwatch.store.url_id`
+Secrets: URLs carry tokens. A target is identified by :func:`riskwatch.records.url_id`
 in outcomes, logs and the notification log, and by :func:`display` when a person must
 see which one it is; apprise's logger gets a redacting filter (:func:`guard_apprise_logs`).
 """
@@ -39,8 +39,8 @@ from riskwatch.logredact import RedactingFilter
 from riskwatch.notify.dispatch import Outgoing
 from riskwatch.notify.render import Message
 from riskwatch.notify.routes import TAG_SCHEME
+from riskwatch.records import url_id
 from riskwatch.secret import Secret, redact
-from riskwatch.store import url_id
 
 __all__ = [
     "Deliverer",

@@ -33,8 +33,8 @@ from riskwatch.notify.notice import ActionNotice, AlertKey, AlertNotice
 from riskwatch.notify.render import Message, render_action, render_group
 from riskwatch.notify.routes import NotifyRoute, group_key, match_routes
 from riskwatch.notify.silences import Matcher, matchers_of, silenced_by
+from riskwatch.records import Silence
 from riskwatch.secret import Secret
-from riskwatch.store import Silence
 
 __all__ = ["Dispatcher", "MuteResult", "Muted", "Outgoing", "fingerprint"]
 

@@ -42,8 +42,9 @@ from riskwatch.notify.inhibit import DEFAULT_POLICY, InhibitPolicy
 from riskwatch.notify.notice import ActionNotice, AlertNotice, from_alert, from_transition
 from riskwatch.notify.routes import build_routes, group_key
 from riskwatch.notify.silences import SilenceRequest
+from riskwatch.records import Silence, url_id
 from riskwatch.rules.engine import Alert, Decision
-from riskwatch.store import Silence, Store, url_id
+from riskwatch.store import Store
 from riskwatch.store.writer import StateWriter
 
 __all__ = ["NotifyService", "restore_last_sent"]

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from riskwatch.store import Silence
+from riskwatch.records import Silence
 
 __all__ = [
     "MAX_SILENCE_SECONDS",

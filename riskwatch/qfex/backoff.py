@@ -1,27 +1,24 @@
-"""Reconnection policy: pure backoff delays and a retry-or-fatal verdict on exceptions.
+"""Reconnection delays: a pure schedule, no sleeping, no sockets, no clock.
 
 docs/reliability.md: reconnect with capped exponential backoff and jitter;
 docs/design.md#precise-points: rejected credentials are retried on a slow backoff (at
 least 30 s apart), never treated as fatal. The caller starts a fresh
 :func:`backoff_delays` generator after every connection that reached LIVE (the "reset
-after success" of docs/design.md item 4).
+after success" of docs/design.md item 4) and sleeps the delays itself; whether a
+failure is retried at all is :func:`riskwatch.qfex.transport.classify_failure`, which
+knows the socket libraries' exceptions.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Iterator
-from typing import Final, Literal
-
-import aiohttp
-import websockets.exceptions as wsexc
+from typing import Final
 
 __all__ = [
     "AUTH_REJECTED_MIN_DELAY",
     "auth_rejected_delays",
     "backoff_delays",
-    "classify",
 ]
 
 AUTH_REJECTED_MIN_DELAY: Final = 30.0
@@ -94,30 +91,3 @@ def auth_rejected_delays(
     while True:
         yield nominal * (1.0 + jitter * draw.random())
         nominal = min(cap, nominal * 2.0)
-
-
-def classify(exc: BaseException) -> Literal["retry", "fatal"]:
-    """Tell whether a connection loop should retry after ``exc`` or treat it as a bug.
-
-    retry — network and handshake trouble, which a later attempt may not meet:
-    ``OSError`` (refused, reset, unreachable, DNS: every ``ConnectionError``),
-    ``TimeoutError`` (``asyncio.TimeoutError`` is the same class), ``EOFError``,
-    every ``websockets`` ``ConnectionClosed`` (peer, proxy or dead link), and every
-    ``InvalidHandshake`` (``InvalidStatus`` of any code — 5xx and 429 are transient,
-    401/403 are credential trouble that docs/design.md#precise-points retries slowly, and a wrong
-    path's 404 is still better logged and retried than fatal to the daemon —,
-    ``InvalidMessage`` from a half-open server, proxy failures), and every aiohttp
-    ``ClientError`` (the same trouble through the other transport, riskwatch/qfex/transport.py).
-
-    fatal — everything else: programming errors (``TypeError``, ``AttributeError``,
-    ``KeyError``, ``ValueError``, ...), configuration errors (``InvalidURI``,
-    ``InvalidProxy``), and ``CancelledError`` / ``KeyboardInterrupt`` / ``SystemExit``,
-    which must propagate. The caller logs a fatal verdict with its traceback.
-    """
-    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
-        return "fatal"
-    if isinstance(exc, wsexc.ConnectionClosed | wsexc.InvalidHandshake | aiohttp.ClientError):
-        return "retry"
-    if isinstance(exc, OSError | TimeoutError | EOFError):
-        return "retry"
-    return "fatal"

@@ -36,7 +36,7 @@ from riskwatch.qfex import commands
 from riskwatch.qfex.recorder import Recorder
 from riskwatch.qfex.schemas import decode_mds
 from riskwatch.qfex.session import SessionState, TradeSession
-from riskwatch.qfex.transport import Socket, UpgradeRefused, open_socket
+from riskwatch.qfex.transport import Socket, UpgradeRefused, classify_failure, open_socket
 from riskwatch.qfex.transport import SocketOptions as SocketOptions
 from riskwatch.qfex.upgrade import Handshake
 
@@ -174,7 +174,7 @@ class TradeConnection:
                 self.status.auth_rejected = code in (401, 403)
                 log.warning("account %s: %s", self.account, self.status.last_error)
             except Exception as exc:
-                verdict = backoff_mod.classify(exc)
+                verdict = classify_failure(exc)
                 self.status.last_error = f"{type(exc).__name__}: {exc}"
                 if verdict == "fatal":
                     log.exception("account %s: unexpected error in connection loop", self.account)
@@ -378,7 +378,7 @@ class MarketDataConnection:
                 raise
             except Exception as exc:
                 self.status.last_error = f"{type(exc).__name__}: {exc}"
-                if backoff_mod.classify(exc) == "fatal":
+                if classify_failure(exc) == "fatal":
                     log.exception("market data: unexpected error in connection loop")
                 else:
                     log.warning("market data: connection failed: %s", self.status.last_error)

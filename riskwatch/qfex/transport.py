@@ -19,12 +19,14 @@ design names; the test suite runs the protocol modes on both
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import aiohttp
+import websockets.exceptions as wsexc
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.proxy import get_proxy
@@ -41,6 +43,7 @@ __all__ = [
     "SocketOptions",
     "Transport",
     "UpgradeRefused",
+    "classify_failure",
     "open_socket",
 ]
 
@@ -88,6 +91,33 @@ class UpgradeRefused(ExchangeLinkError):
 class SocketClosed(ExchangeLinkError):
     """The connection closed abnormally (no close frame, an error, or a close code
     other than 1000/1001)."""
+
+
+def classify_failure(exc: BaseException) -> Literal["retry", "fatal"]:
+    """Tell whether a connection loop should retry after ``exc`` or treat it as a bug.
+
+    retry — network and handshake trouble, which a later attempt may not meet:
+    ``OSError`` (refused, reset, unreachable, DNS: every ``ConnectionError``),
+    ``TimeoutError`` (``asyncio.TimeoutError`` is the same class), ``EOFError``,
+    every ``websockets`` ``ConnectionClosed`` (peer, proxy or dead link), and every
+    ``InvalidHandshake`` (``InvalidStatus`` of any code — 5xx and 429 are transient,
+    401/403 are credential trouble that docs/design.md#precise-points retries slowly, and a wrong
+    path's 404 is still better logged and retried than fatal to the daemon —,
+    ``InvalidMessage`` from a half-open server, proxy failures), and every aiohttp
+    ``ClientError`` (the same trouble through the other transport).
+
+    fatal — everything else: programming errors (``TypeError``, ``AttributeError``,
+    ``KeyError``, ``ValueError``, ...), configuration errors (``InvalidURI``,
+    ``InvalidProxy``), and ``CancelledError`` / ``KeyboardInterrupt`` / ``SystemExit``,
+    which must propagate. The caller logs a fatal verdict with its traceback.
+    """
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+        return "fatal"
+    if isinstance(exc, wsexc.ConnectionClosed | wsexc.InvalidHandshake | aiohttp.ClientError):
+        return "retry"
+    if isinstance(exc, OSError | TimeoutError | EOFError):
+        return "retry"
+    return "fatal"
 
 
 @contextlib.asynccontextmanager

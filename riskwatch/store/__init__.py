@@ -3,34 +3,21 @@ history, silences, and the action and notification audit logs (docs/configuratio
 "The state database").
 
 Open it with :meth:`Store.open`; see :mod:`riskwatch.store.db` for the durability and
-threading contract and :mod:`riskwatch.store.schema` for what files are refused.
+threading contract and :mod:`riskwatch.store.schema` for what files are refused. The
+records it hands back (:class:`~riskwatch.records.ActionRecord`,
+:class:`~riskwatch.records.Silence`, ...) live in :mod:`riskwatch.records`, which does
+no I/O, so the pure layers read them without importing the store.
 """
 
 from riskwatch.store.db import Store
 from riskwatch.store.errors import DuplicateActionError, DuplicateRecordError, StateStoreError
-from riskwatch.store.records import (
-    LATCH_KEY,
-    ActionRecord,
-    AlertRow,
-    LatchReset,
-    NotificationRecord,
-    Silence,
-    url_id,
-)
 from riskwatch.store.schema import APPLICATION_ID, SCHEMA_VERSION
 
 __all__ = [
     "APPLICATION_ID",
-    "LATCH_KEY",
     "SCHEMA_VERSION",
-    "ActionRecord",
-    "AlertRow",
     "DuplicateActionError",
     "DuplicateRecordError",
-    "LatchReset",
-    "NotificationRecord",
-    "Silence",
     "StateStoreError",
     "Store",
-    "url_id",
 ]

@@ -64,8 +64,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from riskwatch.store.errors import DuplicateActionError, DuplicateRecordError, StateStoreError
-from riskwatch.store.records import (
+from riskwatch.records import (
     LATCH_KEY,
     PENDING_STATUSES,
     ActionRecord,
@@ -73,12 +72,9 @@ from riskwatch.store.records import (
     JSONDict,
     NotificationRecord,
     Silence,
-    dumps,
-    loads_dict,
-    loads_dict_list,
-    symbol_key,
-    symbol_value,
 )
+from riskwatch.store.codec import dumps, loads_dict, loads_dict_list, symbol_key, symbol_value
+from riskwatch.store.errors import DuplicateActionError, DuplicateRecordError, StateStoreError
 from riskwatch.store.schema import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -487,7 +483,7 @@ class Store:
     ) -> int:
         """Log one delivery attempt; return its id.
 
-        ``url_id`` must be :func:`riskwatch.store.url_id` of the URL, never the URL:
+        ``url_id`` must be :func:`riskwatch.records.url_id` of the URL, never the URL:
         a value containing ``://`` is refused with ``ValueError`` (URLs carry secrets).
         """
         if "://" in url_id:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from riskwatch.errors import StateStoreError
 
 if TYPE_CHECKING:
-    from riskwatch.store.records import ActionRecord
+    from riskwatch.records import ActionRecord
 
 __all__ = ["DuplicateActionError", "DuplicateRecordError", "StateStoreError"]
 

@@ -45,9 +45,9 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from riskwatch.records import PENDING_STATUSES
 from riskwatch.store.db import BatchOp, Store
 from riskwatch.store.errors import StateStoreError
-from riskwatch.store.records import PENDING_STATUSES
 
 __all__ = ["ErrorListener", "OutcomeLog", "StateWriter"]
 

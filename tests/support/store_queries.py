@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from riskwatch.store import ActionRecord, AlertRow, LatchReset, NotificationRecord, Silence, Store
+from riskwatch.records import ActionRecord, AlertRow, LatchReset, NotificationRecord, Silence
+from riskwatch.store import Store
+from riskwatch.store.codec import dumps, symbol_key, symbol_value
 from riskwatch.store.db import (
     _NOTIFICATION_COLUMNS,
     _alert_row,
@@ -18,7 +20,6 @@ from riskwatch.store.db import (
     _get_silence,
     _notification,
 )
-from riskwatch.store.records import dumps, symbol_key, symbol_value
 
 __all__ = [
     "actions_in_window",

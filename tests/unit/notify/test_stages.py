@@ -14,7 +14,7 @@ from riskwatch.notify.inhibit import InhibitPolicy, family_of, inhibited
 from riskwatch.notify.notice import ActionNotice, alert_labels
 from riskwatch.notify.routes import build_routes, group_key, match_routes
 from riskwatch.notify.silences import parse_matcher, parse_silence, silenced_by
-from riskwatch.store import Silence
+from riskwatch.records import Silence
 from tests.support.factories import T0, alert_notice, route_config
 
 

@@ -1,31 +1,15 @@
-"""Reconnection delays and the retry/fatal verdict (riskwatch.qfex.backoff)."""
+"""Reconnection delays (riskwatch.qfex.backoff): a pure schedule."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import random
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from websockets.datastructures import Headers
-from websockets.exceptions import (
-    ConnectionClosedError,
-    ConnectionClosedOK,
-    InvalidMessage,
-    InvalidStatus,
-    InvalidURI,
-)
-from websockets.frames import Close
-from websockets.http11 import Response
 
-from riskwatch.qfex.backoff import (
-    AUTH_REJECTED_MIN_DELAY,
-    auth_rejected_delays,
-    backoff_delays,
-    classify,
-)
+from riskwatch.qfex.backoff import AUTH_REJECTED_MIN_DELAY, auth_rejected_delays, backoff_delays
 
 
 def take(it: Iterator[float], n: int) -> list[float]:
@@ -80,47 +64,3 @@ def test_auth_rejection_delays_never_below_30s() -> None:
     assert all(d >= 30.0 for d in got)
     assert got[1] >= 60.0
     assert max(got) <= 300.0 * 1.2
-
-
-def _status(code: int) -> InvalidStatus:
-    return InvalidStatus(Response(code, "x", Headers()))
-
-
-@pytest.mark.parametrize(
-    "exc",
-    [
-        ConnectionRefusedError(),
-        ConnectionResetError(),
-        OSError("network unreachable"),
-        TimeoutError(),
-        EOFError(),
-        ConnectionClosedError(Close(1011, "internal"), None),
-        ConnectionClosedOK(Close(1000, ""), Close(1000, ""), rcvd_then_sent=True),
-        InvalidMessage("did not receive a valid HTTP response"),
-        _status(500),
-        _status(503),
-        _status(429),
-        _status(401),
-    ],
-)
-def test_retryable(exc: BaseException) -> None:
-    """Network, timeout, closed-connection and handshake failures are retried."""
-    assert classify(exc) == "retry"
-
-
-@pytest.mark.parametrize(
-    "exc",
-    [
-        TypeError("bug"),
-        AttributeError("bug"),
-        KeyError("k"),
-        ValueError("v"),
-        ZeroDivisionError(),
-        InvalidURI("ftp://x", "scheme isn't ws or wss"),
-        asyncio.CancelledError(),
-        KeyboardInterrupt(),
-    ],
-)
-def test_fatal(exc: BaseException) -> None:
-    """Programming and configuration errors, and cancellation, are fatal."""
-    assert classify(exc) == "fatal"

@@ -1,15 +1,16 @@
-"""Rows the state store hands back, and the JSON codec for the records callers pass in.
+"""The records the state database keeps: plain, frozen values with no I/O.
 
-The store knows nothing of the rule engine's types: callers pass plain JSON-able
-dicts (their ``to_record()``) and get the same dicts back. Everything returned here is
-frozen, built from one database row, and safe to share between threads. Times are
-Unix seconds (float).
+The store (:mod:`riskwatch.store`) builds them from its rows and takes them back; the
+pure layers (the action book and its breaker window, notification dispatch and
+silence matching) read them without importing the store, so they never pull in
+SQLite, threads or files (the "pure layers do no I/O" contract in pyproject.toml,
+docs/design.md). Everything here is frozen and safe to share between threads. Times
+are Unix seconds (float).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -22,37 +23,6 @@ PENDING_STATUSES = ("intent", "sent")
 LATCH_KEY = "latched"
 
 
-def dumps(value: Any, what: str) -> str:
-    """Encode ``value`` as compact, key-sorted, strict JSON (no NaN or infinity).
-
-    Raises ``ValueError`` naming ``what`` if the value is not JSON-able, so a bad
-    record is refused before any write starts.
-    """
-    try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        msg = f"{what} is not json-serialisable: {exc}"
-        raise ValueError(msg) from exc
-
-
-def loads_dict(text: str) -> JSONDict:
-    """Decode a JSON object written by :func:`dumps`."""
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        msg = f"stored record is not a json object: {type(value).__name__}"
-        raise ValueError(msg)
-    return value
-
-
-def loads_dict_list(text: str) -> list[JSONDict]:
-    """Decode a JSON list of objects written by :func:`dumps`."""
-    value = json.loads(text)
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        msg = "stored value is not a json list of objects"
-        raise ValueError(msg)
-    return value
-
-
 def url_id(url: str) -> str:
     """Return a stable, non-reversible id for a notification URL (16 hex digits).
 
@@ -60,16 +30,6 @@ def url_id(url: str) -> str:
     stores this id instead of the URL. Same URL, same id, across restarts.
     """
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
-
-
-def symbol_key(symbol: str | None) -> str:
-    """Map a symbol to its stored form: account scope (``None`` or ``""``) is ``""``."""
-    return symbol or ""
-
-
-def symbol_value(stored: str) -> str | None:
-    """Inverse of :func:`symbol_key`: ``""`` comes back as ``None`` (account scope)."""
-    return stored or None
 
 
 class AlertRow(NamedTuple):
