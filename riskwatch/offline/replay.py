@@ -26,7 +26,10 @@ each action sent, refused (breaker, stale data, kill switch, …) or dry-run, an
 outcome (confirmed or failed, with the reason), as the daemon decided them for the same
 frames. Replay sends nothing to any exchange. Market-data marks go to every account
 holding the symbol, as in the daemon. Frames of an account the config does not name are
-counted, reported once, and skipped.
+counted, reported once, and skipped. Given the config's ``exchange:`` section, each
+account's staleness threshold follows its pulse cadence measured on the recorded
+balance frames, as the daemon's does (riskwatch/qfex/cadence.py; a reconnect starts a
+fresh interval).
 
 Exit status: 0 after printing the timeline; 2 when the config or a rule file is
 invalid (``FILE:LINE:COL: message`` on stderr); 1 when the recording cannot be read.
@@ -43,9 +46,9 @@ from typing import Any, TextIO
 
 from riskwatch.actions.memlog import AuditRow
 from riskwatch.clock import ManualClock
-from riskwatch.config import ActionsConfig, Config, load_config
+from riskwatch.config import ActionsConfig, Config, ExchangeConfig, load_config
 from riskwatch.errors import ConfigError
-from riskwatch.model import MarkPrice
+from riskwatch.model import Authenticated, BalanceUpdate, MarkPrice
 from riskwatch.offline.actions import SHOWN, OfflineActions
 from riskwatch.offline.timeline import (
     Entry,
@@ -56,6 +59,7 @@ from riskwatch.offline.timeline import (
     to_json,
 )
 from riskwatch.pipeline import AccountCore
+from riskwatch.qfex.cadence import PulseCadence
 from riskwatch.qfex.recorder import (
     ACTION_TICK,
     BURST_FLUSH,
@@ -104,6 +108,7 @@ def replay(
     *,
     tick: float = DEFAULT_TICK,
     actions: ActionsConfig | None = None,
+    exchange: ExchangeConfig | None = None,
 ) -> ReplayResult:
     """Drive ``cores`` (account name → core) with the frames and ticks of ``recording``;
     see the module docstring.
@@ -111,6 +116,8 @@ def replay(
     ``tick``: the period of replay's own rule ticks, used until the recording's first
     rule tick line (and throughout a recording without any). ``actions``: the config of the
     action book the intents go through (the default config, i.e. dry-run, when None).
+    ``exchange``: the config's exchange section, for each account's measured pulse
+    cadence (None: each core keeps its own ``stale_after``).
     Raises ``ValueError`` for ``tick <= 0`` (and whatever iterating ``recording`` raises).
     """
     if tick <= 0:
@@ -122,6 +129,7 @@ def replay(
     rule_ticks = False  # a rule tick line was read: tick the cores only when recorded
     action_ticks = False  # an action tick line was read: tick the book only when recorded
     book = OfflineActions(actions if actions is not None else ActionsConfig(), cores)
+    cadences = {name: _cadence(exchange) for name in cores} if exchange is not None else {}
     shown = 0
 
     def keep(decision: Decision | None, now: float) -> None:
@@ -191,6 +199,14 @@ def replay(
             result.skipped[line.account] = result.skipped.get(line.account, 0) + 1
             continue
         events = book.receive(line.account, line.frame, t)
+        cadence = cadences.get(line.account)
+        if cadence is not None:  # as the daemon's frame handler does (daemon/frames.py)
+            for ev in events:
+                if isinstance(ev, Authenticated):
+                    cadence.connection_lost()  # a new connection in the stream
+                elif isinstance(ev, BalanceUpdate):
+                    cadence.observe(t)
+            target.stale_after = cadence.stale_after
         keep(target.handle(events, t).decision, t)
         book.events(line.account, events, t)
         flush()
@@ -203,6 +219,16 @@ def replay(
             next_tick += tick
     result.audit = list(book.log.rows)
     return result
+
+
+def _cadence(exchange: ExchangeConfig) -> PulseCadence:
+    """An account's pulse cadence, as the daemon's link measures it (qfex/link.py)."""
+    pinned = exchange.stale_after.seconds if exchange.stale_after is not None else None
+    return PulseCadence(
+        pulses=exchange.stale_after_pulses,
+        initial=exchange.initial_stale_after(),
+        pinned=pinned,
+    )
 
 
 def cores_for(config: Config, rules: RuleSet) -> dict[str, AccountCore]:
@@ -295,7 +321,11 @@ def run_replay(
         return 2
     try:
         result = replay(
-            read_recording(recording), cores_for(config, rules), tick=tick, actions=config.actions
+            read_recording(recording),
+            cores_for(config, rules),
+            tick=tick,
+            actions=config.actions,
+            exchange=config.exchange,
         )
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         print(f"{recording}: cannot replay: {exc}", file=err)

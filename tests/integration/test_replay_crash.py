@@ -133,7 +133,7 @@ def test_replay_fires_margin_rules_at_crash_times(
     recording, config_path, _, started = crash
     config = load_config(config_path)
     rules = load_rule_files(list(config.rules.files))
-    result = replay(read_recording(recording), cores_for(config, rules))
+    result = replay(read_recording(recording), cores_for(config, rules), exchange=config.exchange)
     high = _firing(result.decisions, "MarginUsageHigh")
     critical = _firing(result.decisions, "MarginUsageCritical")
     assert len(high) == 1
@@ -152,7 +152,7 @@ def test_replay_matches_live_daemon(crash: tuple[Path, Path, list[Decision], flo
     recording, config_path, live, _ = crash
     config = load_config(config_path)
     rules = load_rule_files(list(config.rules.files))
-    result = replay(read_recording(recording), cores_for(config, rules))
+    result = replay(read_recording(recording), cores_for(config, rules), exchange=config.exchange)
 
     def firings(decisions: list[Decision]) -> list[tuple[str, str | None, float]]:
         return [

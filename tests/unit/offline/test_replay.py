@@ -259,3 +259,36 @@ def test_run_replay_counts_recorded_ticks_apart_from_frames(tmp_path: Path) -> N
     doc = json.loads(out.getvalue())
     assert (doc["frames"], doc["ticks"], doc["unknown_accounts"]) == (3, 7, {"desk-z": 1})
     assert doc["start_time"] == "2025-12-31T23:59:59.900Z"
+
+
+def test_staleness_follows_the_recorded_pulse_cadence(tmp_path: Path) -> None:
+    """With no pinned ``stale_after``, replay measures each account's pulse cadence on the
+    recorded balance frames, as the daemon does: 1 s pulses make the data stale 3 s after
+    the last one (``stale_after_pulses`` 3), not after the initial 30 s."""
+    (tmp_path / "r.yaml").write_text(RULES, encoding="utf-8")
+    config = tmp_path / "riskwatch.yaml"
+    config.write_text(
+        "exchange: {url: 'ws://127.0.0.1:9/', allow_insecure: true}\n"
+        "accounts:\n  - {name: desk-a, public_key: k, secret_key: s}\n"
+        "rules: [r.yaml]\n",
+        encoding="utf-8",
+    )
+    rec = tmp_path / "rec.jsonl"
+    recorder = Recorder(rec)
+    lines: list[RecordedFrame | RecordedTick] = [
+        *(RecordedFrame(T0 + s, "desk-a", "trade", _balance(100.0)) for s in (0.0, 1.0, 2.0)),
+        *_ticks(T0 - 0.2, T0 + 8.0, 0.5),  # -0.2, 0.3, … 5.3, 5.8, …
+    ]
+    for line in sorted(lines, key=lambda line: line.t):
+        if isinstance(line, RecordedTick):
+            recorder.tick(line.t)
+        else:
+            recorder.write(line.account, line.source, line.frame, line.t)
+    recorder.close()
+    out = io.StringIO()
+    assert run_replay(rec, config, as_json=True, out=out, err=io.StringIO()) == 0
+    doc = json.loads(out.getvalue())
+    stale = [
+        (e["reason"], round(e["t"] - T0, 3)) for e in doc["timeline"] if e["rule"] == "DataStale"
+    ]
+    assert stale == [("firing", 5.3)]
