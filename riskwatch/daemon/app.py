@@ -175,11 +175,12 @@ class Daemon:
             on_tick=recorder.tick if recorder is not None else None,
         )
         if recorder is not None:
-            # --record: the timers that let time pass for the cores and the action book
-            # go into the recording with the frames, in order, so that replay ticks them
-            # when the daemon did (riskwatch/qfex/recorder.py).
+            # --record: the timers that let time pass for the cores and the action book,
+            # and the links going down, go into the recording with the frames, in order,
+            # so that replay feeds them when the daemon did (riskwatch/qfex/recorder.py).
             self.executor.on_tick = recorder.action_tick
             self.frames.on_flush = recorder.burst_flush
+            self.frames.on_disconnect = recorder.disconnected
         # SIGHUP, a changed config or rule file, POST /api/reload (reload.py).
         self.reloader = Reloader(self.live, self.accounts, self.metrics, self.notifier, self.clock)
         self.views = Views(

@@ -50,6 +50,10 @@ class Frames:
         self.on_flush: Callable[[str, float], None] | None = None
         """Called with ``(account, now)`` before a burst flush reaches the account's core
         (``run --record``: riskwatch/qfex/recorder.py)."""
+        self.on_disconnect: Callable[[str, float], None] | None = None
+        """Called with ``(account, now)`` when an account's link goes down, before the
+        executor hears of it (``run --record``: riskwatch/qfex/recorder.py)."""
+        self._up: set[str] = set()  # accounts whose link is up (connected, authenticated)
         self._flush_soon: set[str] = set()  # accounts with a deferred-burst flush queued
         self._deferred_at: dict[str, float] = {}  # loop time of the last deferred frame
 
@@ -140,7 +144,8 @@ class Frames:
                         rt.connection.send_nowait(frame)
 
     def on_status(self, account: str, status: ConnectionStatus) -> None:
-        """A trade connection's link status changed: count reconnects, tell the executor."""
+        """A trade connection's link status changed: count reconnects, report a link that
+        went down (``on_disconnect``), tell the executor."""
         rt = self.accounts[account]
         rt.status = status
         if not status.connected:
@@ -148,4 +153,11 @@ class Frames:
         if status.reconnects > rt.reconnects_seen:
             self.metrics.reconnects.labels(account).inc(status.reconnects - rt.reconnects_seen)
             rt.reconnects_seen = status.reconnects
-        self.executor.on_status(account, rt.connected, self.clock.now())
+        now = self.clock.now()
+        if rt.connected:
+            self._up.add(account)
+        elif account in self._up:
+            self._up.discard(account)
+            if self.on_disconnect is not None:
+                self.on_disconnect(account, now)
+        self.executor.on_status(account, rt.connected, now)

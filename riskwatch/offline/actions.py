@@ -7,8 +7,10 @@ releases are kept (and counted as written at that moment), and the exchange's an
 are whatever frames the caller feeds in next — a recording's, or a test's. Trade frames
 go through the same sans-I/O session as the daemon's (:meth:`OfflineActions.receive`),
 which the released frames are handed to as well, so that replies are correlated with
-commands exactly as they are live (riskwatch/qfex/session.py). A new ``authenticated``
-frame in the stream is a new connection: the old one's commands lose their replies.
+commands exactly as they are live (riskwatch/qfex/session.py). The end of a connection
+is told with :meth:`disconnected` (a recording's disconnect line); a new
+``authenticated`` frame in the stream while the old connection is still up is a new
+connection all the same: the old one's commands lose their replies.
 
 The caller drives it in the daemon's order: :meth:`receive` for each trade frame (which
 also marks the account connected), :meth:`decided` for every decision, :meth:`events`
@@ -103,6 +105,16 @@ class OfflineActions:
         self._up.add(account)
         self.book.seed_window(account, [], now)
         self._apply(self.book.on_status(account, True, now), now)
+
+    def disconnected(self, account: str, now: float) -> None:
+        """The account's link went down: its session's commands lose their replies, and
+        the book holds its frames until the next connection (its first frame)."""
+        session = self._sessions.get(account)
+        if session is not None:
+            session.connection_lost()
+        self._up.discard(account)
+        self._apply(self.book.on_status(account, False, now), now)
+        self._release(now)
 
     def decided(self, decision: Decision | None, now: float) -> None:
         """Plan the intents of a decision, then release."""

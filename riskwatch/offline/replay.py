@@ -1,15 +1,16 @@
 """``riskwatch replay RECORDING -c riskwatch.yaml``: the rules over a recorded stream.
 
 A recording (``riskwatch run --record``, :mod:`riskwatch.qfex.recorder`) holds every
-received frame with its receive time, and every firing of the daemon's timers (rule
-ticks, action ticks, burst flushes) with its time. Replay feeds them, in file order and
-at full speed, to the same :class:`~riskwatch.pipeline.AccountCore` the daemon runs, one
-per configured account, and to the same action book, with the recorded times as
-``now`` (a :class:`~riskwatch.clock.ManualClock` moved line by line): frames as the
-daemon received them, the cores ticked and flushed, and the book ticked, exactly when
-the daemon did, so that ``for`` and ``keep_firing_for`` expire, ``DataStale`` fires,
-timeouts and retries happen, and the actions leave, at the times they did live —
-before or after the exchange's recorded replies, as they were.
+received frame with its receive time, every firing of the daemon's timers (rule ticks,
+action ticks, burst flushes) and every trade link that went down, with its time. Replay
+feeds them, in file order and at full speed, to the same
+:class:`~riskwatch.pipeline.AccountCore` the daemon runs, one per configured account,
+and to the same action book, with the recorded times as ``now`` (a
+:class:`~riskwatch.clock.ManualClock` moved line by line): frames as the daemon received
+them, the cores ticked and flushed, and the book ticked, exactly when the daemon did, so
+that ``for`` and ``keep_firing_for`` expire, ``DataStale`` fires, timeouts and retries
+happen, and the actions leave, at the times they did live — before or after the
+exchange's recorded replies, as they were.
 
 Each timer is replayed as recorded from its first line on. Before it (and throughout a
 recording without tick lines: one made before they were recorded, or by hand) replay
@@ -17,7 +18,10 @@ ticks on its own schedule: the cores every ``tick`` seconds of recorded time fro
 first frame, and for one ``tick`` after the last, while no rule tick is recorded; the
 book with the cores' ticks while no action tick is recorded. A flush line (an
 unterminated burst, evaluated) is replayed as it comes; without them, the next tick
-or balance frame evaluates such a burst.
+or balance frame evaluates such a burst. A disconnect line ends the account's
+connection for the action book (its commands in flight lose their replies, its frames
+wait for the next connection); without them, a new ``authenticated`` frame ends the
+previous connection.
 
 The rules' actions go through the same action book as the daemon's
 (:mod:`riskwatch.offline.actions`), in the config's mode (``actions:``), with the audit
@@ -64,6 +68,7 @@ from riskwatch.qfex.recorder import (
     ACTION_TICK,
     BURST_FLUSH,
     Recorded,
+    RecordedDisconnect,
     RecordedTick,
     read_recording,
 )
@@ -184,6 +189,13 @@ def replay(
         if isinstance(line, RecordedTick):
             # A timer of the daemon: from here on, that timer fires only when it did live.
             timer(line, t)
+            continue
+        if isinstance(line, RecordedDisconnect):
+            if line.account in cores:
+                book.disconnected(line.account, t)
+                flush()
+                if line.account in cadences:  # the next pulse starts a fresh interval
+                    cadences[line.account].connection_lost()
             continue
         result.frames += 1
         if line.source == "mds":

@@ -13,11 +13,14 @@ same times, as the daemon did (docs/rules.md, "Replaying a recording"):
   backoffs and queued sends; riskwatch/actions/executor.py). Written only while actions
   are in flight: a tick of an empty book changes nothing;
 - a burst flush: ``{"t": <now>, "account": <name>, "source": "flush"}`` (position
-  frames no balance closed, evaluated; riskwatch/daemon/frames.py).
+  frames no balance closed, evaluated; riskwatch/daemon/frames.py);
+- a disconnect: ``{"t": <now>, "account": <name>, "source": "disconnect"}`` (the
+  account's trade link went down: no frame says so; riskwatch/daemon/frames.py).
 
-:func:`read_recording` reads them back as :class:`RecordedFrame` and
-:class:`RecordedTick` (the last three). A recording without tick lines (made before they
-were recorded, or by hand) is still valid: replay then ticks on its own schedule.
+:func:`read_recording` reads them back as :class:`RecordedFrame`, :class:`RecordedTick`
+(the three timers) and :class:`RecordedDisconnect`. A recording without tick lines (made
+before they were recorded, or by hand) is still valid: replay then ticks on its own
+schedule, and takes a new ``authenticated`` frame for the end of the previous connection.
 
 The connections and the timers never wait for the disk and never see its errors:
 :meth:`Recorder.write` and the tick methods put the line on one bounded queue (O(1),
@@ -55,6 +58,8 @@ ACTION_TICK: Final = "action_tick"
 BURST_FLUSH: Final = "flush"
 """The ``source`` of a burst flush's line (it names its account)."""
 TICK_SOURCES: Final = frozenset({RULE_TICK, ACTION_TICK, BURST_FLUSH})
+DISCONNECT: Final = "disconnect"
+"""The ``source`` of a disconnect's line (it names its account)."""
 
 _Item = tuple[float, str, str, "str | bytes | None"] | None
 
@@ -82,7 +87,15 @@ class RecordedTick:
     account: str = ""
 
 
-Recorded = RecordedFrame | RecordedTick
+@dataclass(frozen=True, slots=True)
+class RecordedDisconnect:
+    """``account``'s trade link went down at ``t`` (its commands' replies are lost)."""
+
+    t: float
+    account: str
+
+
+Recorded = RecordedFrame | RecordedTick | RecordedDisconnect
 """One line of a recording."""
 
 
@@ -133,6 +146,10 @@ class Recorder:
     def burst_flush(self, account: str, now: float) -> None:
         """Queue the flush of ``account``'s unterminated burst (never blocks, never raises)."""
         self._put((now, account, BURST_FLUSH, None))
+
+    def disconnected(self, account: str, now: float) -> None:
+        """Queue the end of ``account``'s trade link (never blocks, never raises)."""
+        self._put((now, account, DISCONNECT, None))
 
     def _put(self, item: _Item) -> None:
         if self.error is not None:
@@ -194,10 +211,10 @@ class Recorder:
 
 
 def read_recording(path: Path) -> Iterator[Recorded]:
-    """Yield the frames and tick lines of a recording in file order.
+    """Yield the frames, tick lines and disconnects of a recording in file order.
 
     Raises ``ValueError`` naming the line for a line that is neither a recorded frame
-    nor a tick line (a ``flush`` line must name its account).
+    nor a tick or disconnect line (a ``flush`` or ``disconnect`` line names its account).
     """
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
@@ -216,11 +233,13 @@ def _parse_line(line: str) -> Recorded:
     t = float(row["t"])
     source = str(row.get("source", "trade"))
     account = str(row.get("account", ""))
+    if source in (BURST_FLUSH, DISCONNECT) and not account:
+        msg = f"a {source} line names no account"
+        raise ValueError(msg)
     if source in TICK_SOURCES:
-        if source == BURST_FLUSH and not account:
-            msg = "a flush line names no account"
-            raise ValueError(msg)
         return RecordedTick(t=t, source=source, account=account)
+    if source == DISCONNECT:
+        return RecordedDisconnect(t=t, account=account)
     frame: str | bytes
     if "frame_b64" in row:
         frame = base64.b64decode(row["frame_b64"])

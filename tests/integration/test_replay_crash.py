@@ -14,7 +14,14 @@ import pytest
 from riskwatch.config import load_config
 from riskwatch.daemon.app import Daemon
 from riskwatch.offline.replay import cores_for, replay
-from riskwatch.qfex.recorder import RecordedFrame, RecordedTick, Recorder, read_recording
+from riskwatch.qfex.recorder import (
+    RULE_TICK,
+    RecordedDisconnect,
+    RecordedFrame,
+    RecordedTick,
+    Recorder,
+    read_recording,
+)
 from riskwatch.rules.engine import Decision
 from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import load_scenario
@@ -109,8 +116,12 @@ def test_run_record_writes_frames(crash: tuple[Path, Path, list[Decision], float
     recording, _, _, _ = crash
     lines = list(read_recording(recording))
     frames = [f for f in lines if isinstance(f, RecordedFrame)]
-    ticks = [f.t for f in lines if isinstance(f, RecordedTick)]
-    assert len(frames) + len(ticks) == len(lines)
+    ticks = [f.t for f in lines if isinstance(f, RecordedTick) and f.source == RULE_TICK]
+    others = [f for f in lines if isinstance(f, RecordedTick) and f.source != RULE_TICK]
+    drops = [f for f in lines if isinstance(f, RecordedDisconnect)]
+    assert len(frames) + len(ticks) + len(others) + len(drops) == len(lines)
+    assert all(f.account == "desk-a" for f in drops)  # at most the stop's, in this run
+    assert len(drops) <= 1
     # The rule tick runs every 0.25 s of wall time (2.5 s of scenario time at SPEED 10).
     assert len(ticks) >= (RUN_UNTIL - 10.0) / (0.25 * SPEED)
     assert ticks == sorted(ticks)

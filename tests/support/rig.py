@@ -26,6 +26,7 @@ import pytest
 
 from riskwatch.config import load_config
 from riskwatch.daemon.app import Daemon
+from riskwatch.qfex.recorder import Recorder
 from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import Scenario, load_scenario
 from riskwatch.sim.server import Simulator
@@ -133,12 +134,14 @@ async def simulator(
 
 
 @asynccontextmanager
-async def in_process(setup: Setup) -> AsyncIterator[Daemon]:
-    """The daemon as ``riskwatch run`` builds it (rules, state database), in this loop."""
+async def in_process(setup: Setup, *, record: Path | None = None) -> AsyncIterator[Daemon]:
+    """The daemon as ``riskwatch run`` builds it (rules, state database, ``--record``
+    to ``record`` when given), in this loop."""
     config = load_config(setup.write())
     store = Store.open(config.state.path)
     rules = load_rule_files(list(config.rules.files))
-    daemon = Daemon(config, rules=rules, store=store)
+    recorder = Recorder(record) if record is not None else None
+    daemon = Daemon(config, rules=rules, store=store, recorder=recorder)
     await daemon.start()
     try:
         yield daemon

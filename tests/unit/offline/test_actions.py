@@ -112,3 +112,31 @@ def test_memory_log_refuses_a_second_intent_of_one_attempt() -> None:
     assert not log.write(SentRecord("act-unknown", T0))
     (row,) = log.rows
     assert (row.status, row.code) == ("refused", "KILL_SWITCH")
+
+
+def test_a_disconnect_holds_commands_until_the_next_connection() -> None:
+    """After a recorded disconnect the book sends nothing; the next connection's first
+    frame lets the held command leave, into the new connection's session."""
+    shell, core = _armed()
+    shell.disconnected(ACC, T0 + 0.05)
+    _close(shell, T0 + 0.1)
+    assert shell.frames == []
+    _feed(shell, core, '{"authenticated": true}', T0 + 1.0)
+    ((at, frame),) = shell.frames
+    assert at == T0 + 1.0
+    assert json.loads(frame.frame)["type"] == "close_position"
+    (row,) = shell.log.rows
+    assert (row.status, row.sent_at) == ("sent", T0 + 1.0)
+
+
+def test_a_disconnect_with_the_command_in_flight_reconciles_it() -> None:
+    """A disconnect line ends the connection at its own time: the command in flight is
+    reconciled on the next connection, as after a new authenticated frame."""
+    shell, core = _armed()
+    _close(shell, T0 + 0.1)
+    shell.disconnected(ACC, T0 + 0.5)
+    (flight,) = shell.book.flights()
+    assert flight.phase is Phase.RECONCILE
+    _feed(shell, core, '{"authenticated": true}', T0 + 1.0)
+    assert json.loads(shell.frames[-1][1].frame)["type"] == "get_user_orders"
+    assert shell.frames[-1][0] == T0 + 1.0

@@ -12,7 +12,14 @@ import pytest
 from riskwatch.config import ActionsConfig
 from riskwatch.offline.replay import replay, run_replay
 from riskwatch.pipeline import AccountCore
-from riskwatch.qfex.recorder import ACTION_TICK, BURST_FLUSH, RecordedFrame, RecordedTick, Recorder
+from riskwatch.qfex.recorder import (
+    ACTION_TICK,
+    BURST_FLUSH,
+    RecordedDisconnect,
+    RecordedFrame,
+    RecordedTick,
+    Recorder,
+)
 from riskwatch.rules.load import load_rules_text
 
 RULES = """\
@@ -292,3 +299,29 @@ def test_staleness_follows_the_recorded_pulse_cadence(tmp_path: Path) -> None:
         (e["reason"], round(e["t"] - T0, 3)) for e in doc["timeline"] if e["rule"] == "DataStale"
     ]
     assert stale == [("firing", 5.3)]
+
+
+def test_a_recorded_disconnect_holds_the_action_until_the_reconnect() -> None:
+    """The ``for`` rule fires at +3.4 s while the link is down (disconnect line at +2.5 s):
+    its command leaves with the next connection's first frame (+4.2 s), as the daemon's
+    did; without the disconnect line replay would send it at once."""
+
+    def outcomes(disconnect: bool) -> list[tuple[str, float]]:
+        core = AccountCore("desk-a", stale_after=5.0, rules=load_rules_text(RULES))
+        lines: list[RecordedFrame | RecordedTick | RecordedDisconnect] = [
+            RecordedFrame(T0, "desk-a", "trade", '{"authenticated": true}'),
+            RecordedFrame(T0, "desk-a", "trade", _balance(100.0)),
+            RecordedFrame(T0 + 1.0, "desk-a", "trade", _balance(900.0)),
+            RecordedFrame(T0 + 4.2, "desk-a", "trade", '{"authenticated": true}'),
+            *_ticks(T0 - 0.1, T0 + 5.0, 0.7),  # … 2.7, 3.4, 4.1, 4.8
+        ]
+        if disconnect:
+            lines.append(RecordedDisconnect(T0 + 2.5, "desk-a"))
+            lines.append(RecordedDisconnect(T0 + 2.5, "desk-z"))  # not in the config
+        recording = sorted(lines, key=lambda line: line.t)
+        result = replay(recording, {"desk-a": core}, actions=ActionsConfig(mode="armed"))
+        assert (result.frames, result.skipped) == (4, {})
+        return [(e.what, round(e.at - T0, 3)) for e in result.entries if e.kind == "outcome"]
+
+    assert outcomes(disconnect=True) == [("sent", 4.2)]
+    assert outcomes(disconnect=False)[0] == ("sent", 3.4)

@@ -15,6 +15,7 @@ from riskwatch.qfex.recorder import (
     ACTION_TICK,
     BURST_FLUSH,
     RULE_TICK,
+    RecordedDisconnect,
     RecordedFrame,
     RecordedTick,
     Recorder,
@@ -66,8 +67,8 @@ def test_a_file_that_cannot_be_opened_is_refused_at_once(tmp_path: Path) -> None
 
 
 def test_ticks_and_frames_keep_their_order_and_round_trip(tmp_path: Path) -> None:
-    """Tick lines go through the frames' queue: the file holds them in call order, in the
-    documented format, and read_recording gives them back as RecordedTick."""
+    """Tick and disconnect lines go through the frames' queue: the file holds them in call
+    order, in the documented format, and read_recording gives them back."""
     path = tmp_path / "rec.jsonl"
     rec = Recorder(path)
     rec.tick(1.0)
@@ -76,6 +77,7 @@ def test_ticks_and_frames_keep_their_order_and_round_trip(tmp_path: Path) -> Non
     rec.write("", "mds", '{"mark_price":1}', 1.3)
     rec.action_tick(1.35)
     rec.burst_flush("desk-a", 1.4)
+    rec.disconnected("desk-a", 1.45)
     rec.tick(1.5)
     rec.close()
     assert [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] == [
@@ -85,6 +87,7 @@ def test_ticks_and_frames_keep_their_order_and_round_trip(tmp_path: Path) -> Non
         {"t": 1.3, "account": "", "source": "mds", "frame": '{"mark_price":1}'},
         {"t": 1.35, "source": "action_tick"},
         {"t": 1.4, "account": "desk-a", "source": "flush"},
+        {"t": 1.45, "account": "desk-a", "source": "disconnect"},
         {"t": 1.5, "source": "tick"},
     ]
     assert list(read_recording(path)) == [
@@ -94,9 +97,10 @@ def test_ticks_and_frames_keep_their_order_and_round_trip(tmp_path: Path) -> Non
         RecordedFrame(1.3, "", "mds", '{"mark_price":1}'),
         RecordedTick(1.35, ACTION_TICK),
         RecordedTick(1.4, BURST_FLUSH, "desk-a"),
+        RecordedDisconnect(1.45, "desk-a"),
         RecordedTick(1.5),
     ]
-    assert rec.written == 7
+    assert rec.written == 8
 
 
 @pytest.mark.parametrize(
@@ -104,6 +108,7 @@ def test_ticks_and_frames_keep_their_order_and_round_trip(tmp_path: Path) -> Non
     [
         ('{"source":"tick"}', "'t'"),
         ('{"t":1.0,"source":"flush"}', "a flush line names no account"),
+        ('{"t":1.0,"source":"disconnect","account":""}', "a disconnect line names no account"),
         ('{"t":1.0,"source":"trade","account":"desk-a"}', "'frame'"),
     ],
 )
