@@ -136,7 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("-c", "--config", required=True, help="path to riskwatch.yaml")
-    p.add_argument("--record", help="append every received exchange frame to FILE (JSON lines)")
+    p.add_argument(
+        "--record",
+        metavar="FILE",
+        help="append every received exchange frame, and the daemon's ticks and link drops "
+        "(what replay needs to decide as the daemon did), to FILE (JSON lines)",
+    )
     p.add_argument(
         "--shard",
         type=_shard_arg,
@@ -161,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=seconds_argument,
         default=0.25,
         metavar="DURATION",
-        help="time between rule ticks (default 250ms)",
+        help="time between rule ticks for a recording without tick lines (default 250ms)",
     )
     p.set_defaults(func=_cmd_replay)
 

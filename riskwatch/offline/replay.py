@@ -88,12 +88,11 @@ tick lines (the daemon's ``TICK_INTERVAL``)."""
 class ReplayResult:
     """What a replay saw and decided.
 
-    ``start``/``end``: times of the first and last line, frame or recorded tick (Unix
-    seconds; 0.0 when the recording is empty); ``frames``: frames read; ``ticks``:
-    tick lines read (rule ticks, action ticks, flushes; 0 for a recording ticked on
-    replay's own schedule);
-    ``skipped``: frames of unknown accounts, by account name; ``entries``: the
-    timeline, in order; ``audit``: the action book's audit log (in memory), in the
+    ``start``/``end``: times of the recording's first and last line (Unix seconds; 0.0
+    when the recording is empty); ``frames``: frames read; ``ticks``: tick lines read
+    (rule ticks, action ticks, flushes; 0 for a recording ticked on replay's own
+    schedule); ``skipped``: frames of unknown accounts, by account name; ``entries``:
+    the timeline, in order; ``audit``: the action book's audit log (in memory), in the
     order recorded.
     """
 
@@ -115,12 +114,12 @@ def replay(
     actions: ActionsConfig | None = None,
     exchange: ExchangeConfig | None = None,
 ) -> ReplayResult:
-    """Drive ``cores`` (account name → core) with the frames and ticks of ``recording``;
-    see the module docstring.
+    """Drive ``cores`` (account name → core) with the lines of ``recording`` (frames,
+    ticks, disconnects); see the module docstring.
 
     ``tick``: the period of replay's own rule ticks, used until the recording's first
-    rule tick line (and throughout a recording without any). ``actions``: the config of the
-    action book the intents go through (the default config, i.e. dry-run, when None).
+    rule tick line (and throughout a recording without any). ``actions``: the config of
+    the action book the intents go through (the default config, i.e. dry-run, when None).
     ``exchange``: the config's exchange section, for each account's measured pulse
     cadence (None: each core keeps its own ``stale_after``).
     Raises ``ValueError`` for ``tick <= 0`` (and whatever iterating ``recording`` raises).
