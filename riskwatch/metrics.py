@@ -242,6 +242,82 @@ def exposition_chunks(registry: CollectorRegistry) -> Iterator[bytes]:
             yield piece.encode()
 
 
+OwnedSeries = tuple[int, tuple[str, ...], float]
+"""One gauge series of :class:`OwnedGauges`: (family index, label values, value)."""
+
+
+class OwnedGauges:
+    """Gauge families whose series are grouped by owner (an account, or ``""`` for the
+    daemon's own), rendered straight to text and kept between scrapes.
+
+    A collector calls :meth:`put` once per owner per scrape with a hashable ``key`` of
+    everything the owner's series show and a ``series`` function listing them; the
+    function runs only when the key differs from the owner's previous one. Then
+    :meth:`chunks` yields each family (its header, then every owner's lines, in the
+    order put) in pieces of about :data:`CHUNK_LINES` lines, and forgets the owners not
+    put since the last call. :meth:`families` builds the same series as library
+    families, for ``collect()``: both paths read one ``series`` function.
+    """
+
+    __slots__ = ("_cache", "_counts", "_headers", "_put", "_texts", "families")
+
+    def __init__(self, families: Sequence[tuple[str, str, Sequence[str]]]) -> None:
+        self.families = tuple((name, text, tuple(labels)) for name, text, labels in families)
+        self._headers = tuple(_header(name, text, "gauge") for name, text, _ in self.families)
+        self._cache: dict[str, tuple[object, tuple[str, ...], int]] = {}
+        self._texts: list[tuple[str, ...]] = []
+        self._counts: list[int] = []
+        self._put: set[str] = set()
+
+    def put(self, owner: str, key: object, series: Callable[[], Iterable[OwnedSeries]]) -> bool:
+        """Add ``owner``'s lines to the next :meth:`chunks`; True when rendered now."""
+        self._put.add(owner)
+        cached = self._cache.get(owner)
+        if cached is not None and cached[0] == key:
+            self._texts.append(cached[1])
+            self._counts.append(cached[2])
+            return False
+        families = self.families
+        parts: list[list[str]] = [[] for _ in families]
+        for index, values, value in series():
+            name, _, labels = families[index]
+            parts[index].append(
+                name + _labels_text(labels, values) + " " + format_value(value) + "\n"
+            )
+        texts = tuple("".join(lines) for lines in parts)
+        count = max((len(lines) for lines in parts), default=0)
+        self._cache[owner] = (key, texts, count)
+        self._texts.append(texts)
+        self._counts.append(count)
+        return True
+
+    def chunks(self) -> Iterator[str]:
+        """Every family with the lines put since the last call (class docstring)."""
+        texts, counts, put = self._texts, self._counts, self._put
+        self._texts, self._counts, self._put = [], [], set()
+        if len(self._cache) > len(put):  # owners gone (an account removed by a reload)
+            self._cache = {o: c for o, c in self._cache.items() if o in put}
+        for i, header in enumerate(self._headers):
+            piece = [header]
+            count = 0
+            for owner_texts, lines in zip(texts, counts, strict=True):
+                piece.append(owner_texts[i])
+                count += lines
+                if count >= CHUNK_LINES:
+                    yield "".join(piece)
+                    piece, count = [], 0
+            if piece:
+                yield "".join(piece)
+
+    def build(self, every: Iterable[Iterable[OwnedSeries]]) -> list[GaugeMetricFamily]:
+        """The families holding every series of ``every`` (for ``collect()``)."""
+        out = [GaugeMetricFamily(name, text, labels=labels) for name, text, labels in self.families]
+        for series in every:
+            for index, values, value in series:
+                out[index].add_metric(list(values), value)
+        return out
+
+
 class _Series:
     """One series of a labelled family: its value and its rendered line prefix."""
 
@@ -691,9 +767,10 @@ class SnapshotCollector:
         """The account's lines of each position gauge (non-flat positions only), how
         many per family (at most), and whether they were rendered now: they are kept
         while every row's inputs
-        (``derived.PositionRows.inputs``) are unchanged, so rows are not even built."""
+        (``derived.PositionRows.state_inputs``) are unchanged, so rows are not even built."""
         rows = figures.positions
-        inputs = getattr(rows, "inputs", None)
+        # The exported columns do not read the market figures: their inputs are left out.
+        inputs = getattr(rows, "state_inputs", None)
         key: object = None
         if inputs is not None:
             key = (getattr(rows, "shared_inputs", None), tuple(inputs(sym) for sym in rows))

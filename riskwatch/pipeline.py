@@ -281,6 +281,10 @@ class AccountCore:
         """The rule state to persist (alert states, daily tracker, window history)."""
         return self.rules_state.to_records()
 
+    def daily_key(self) -> tuple[float | None, ...]:
+        """The daily tracker's day, baseline and peaks (its record minus the last equity)."""
+        return self.rules_state.daily.significant()
+
     def daily_record(self) -> dict[str, Any]:
         """The daily tracker's record alone (baseline, peaks), saved as it changes."""
         return self.rules_state.daily.to_record()

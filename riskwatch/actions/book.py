@@ -191,6 +191,15 @@ class ActionBook:
         """True when actions are really sent: mode ``armed`` and the kill switch off."""
         return self._mode == "armed" and not self._kill
 
+    @property
+    def queued(self) -> bool:
+        """True while a frame waits to leave (:meth:`release` has work)."""
+        return bool(self._queued)
+
+    def watching(self, account: str) -> bool:
+        """True while ``account`` has an action in flight (:meth:`on_events` has work)."""
+        return bool(self._flights.get(account))
+
     def arm(self) -> None:
         """Switch to ``armed`` and clear the kill switch (operator action)."""
         self._mode = "armed"

@@ -294,9 +294,10 @@ class ActionExecutor:
         self._receiving = None
         if self.gate is not None:
             self.gate.observe(account, events, now)
-        out = self.book.on_events(account, events, now)
-        if out:
-            self._apply(out)
+        if self.book.watching(account):
+            out = self.book.on_events(account, events, now)
+            if out:
+                self._apply(out)
         return self._release(account)
 
     def on_status(self, account: str, connected: bool, now: float) -> None:
@@ -413,8 +414,8 @@ class ActionExecutor:
         """Write the frames the book releases now; those of ``receiving`` (the account
         whose frame is being handled) are returned instead, for the caller to write.
         The bookkeeping follows once the frames are written."""
-        if self._receiving is not None:
-            return []  # released by the on_events call that ends this frame
+        if self._receiving is not None or not self.book.queued:
+            return []  # nothing waits, or released by the on_events call ending this frame
         out = self.book.release(self.clock.now())
         if not out.frames:
             return []

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -53,7 +54,7 @@ from riskwatch.notify.service import NotifyService
 from riskwatch.qfex.client import MarketDataConnection
 from riskwatch.qfex.link import LinkCollector, LinkView
 from riskwatch.qfex.recorder import Recorder
-from riskwatch.refdata.collector import HeldPosition, RefdataCollector
+from riskwatch.refdata.collector import HeldPositions, RefdataCollector
 from riskwatch.refdata.fetch import RefdataSource
 from riskwatch.refdata.figures import MarketFiguresOf
 from riskwatch.rules.engine import Decision
@@ -274,14 +275,18 @@ class Daemon:
         """``/api/alerts`` (:meth:`riskwatch.daemon.views.Views.alerts_document`)."""
         return self.views.alerts_document()
 
-    def _held_positions(self) -> list[HeldPosition]:
-        """Every non-flat position with its leverage and notional (refdata gauges)."""
-        return [
-            HeldPosition(name, symbol, st.pulse.leverage, st.notional)
-            for name, rt in self.accounts.items()
-            for symbol, st in rt.core.snapshot.positions.items()
-            if st.pulse.position != 0
-        ]
+    def _held_positions(self) -> Iterator[HeldPositions]:
+        """Each account's non-flat positions with their leverage and notional (refdata
+        gauges)."""
+        for name, rt in self.accounts.items():
+            yield HeldPositions(
+                name,
+                tuple(
+                    (symbol, st.pulse.leverage, st.notional)
+                    for symbol, st in rt.core.snapshot.positions.items()
+                    if st.pulse.position != 0
+                ),
+            )
 
     def readiness(self) -> tuple[bool, list[str]]:
         """``/readyz`` (:meth:`riskwatch.daemon.views.Views.readiness`)."""

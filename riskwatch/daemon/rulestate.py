@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from riskwatch.daemon.accounts import AccountRuntime
 from riskwatch.metrics import Metrics
@@ -76,7 +75,7 @@ class DailySaver:
     def __init__(self, accounts: dict[str, AccountRuntime], writer: StateWriter) -> None:
         self.accounts = accounts
         self.writer = writer
-        self._queued: dict[str, dict[str, Any]] = {}
+        self._queued: dict[str, tuple[float | None, ...]] = {}  # account → day, baseline, peaks
         self._dirty: set[str] = set()
 
     def changed(self, account: str) -> None:
@@ -99,24 +98,13 @@ class DailySaver:
             rt = self.accounts.get(name)
             if rt is None:
                 continue
-            record = rt.core.daily_record()
-            if _significant(record) != _significant(self._queued.get(name)):
-                self._queued[name] = record
-                self.writer.save_daily(name, record)
+            key = rt.core.daily_key()
+            if key != self._queued.get(name):
+                self._queued[name] = key
+                self.writer.save_daily(name, rt.core.daily_record())
 
     def save_all(self) -> None:
         """Queue every account's daily record (a probe after a failed write)."""
         for name, rt in self.accounts.items():
-            record = rt.core.daily_record()
-            self._queued[name] = record
-            self.writer.save_daily(name, record)
-
-
-_VOLATILE = frozenset({"last_equity"})
-"""Daily-record fields that change with every pulse (not a day, baseline or peak)."""
-
-
-def _significant(record: dict[str, Any] | None) -> dict[str, Any] | None:
-    if record is None:
-        return None
-    return {k: v for k, v in record.items() if k not in _VOLATILE}
+            self._queued[name] = rt.core.daily_key()
+            self.writer.save_daily(name, rt.core.daily_record())

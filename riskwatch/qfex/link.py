@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Final, Literal
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from riskwatch.config import AccountConfig, ExchangeConfig
+from riskwatch.metrics import OwnedGauges, OwnedSeries
 from riskwatch.model import BalanceUpdate, Event, OtherReply
 from riskwatch.qfex import commands
 from riskwatch.qfex.cadence import PulseCadence
@@ -149,65 +151,108 @@ class LinkView:
     balance: BalanceUpdate | None = None
 
 
+_LINK_FAMILIES: Final = (
+    (
+        "riskwatch_pulse_interval_seconds",
+        "Measured interval between balance pulses (median of the last ones).",
+        ("account",),
+    ),
+    (
+        "riskwatch_stale_after_seconds",
+        "Seconds without a pulse after which the account's data counts as stale.",
+        ("account",),
+    ),
+    (
+        "riskwatch_subscription_unconfirmed",
+        "1 while a channel's subscription is neither confirmed nor seen in data.",
+        ("account", "channel"),
+    ),
+    (
+        "riskwatch_resubscribes",
+        "Subscribe frames sent again on the current connection for want of a reply.",
+        ("account",),
+    ),
+    (
+        "riskwatch_jwt_expiry_timestamp_seconds",
+        "Unix time at which the account's JWT expires (its exp claim).",
+        ("account",),
+    ),
+    (
+        "riskwatch_jwt_refresh_failures",
+        "Failed attempts to read jwt_file or run jwt_command since start.",
+        ("account",),
+    ),
+    (
+        "riskwatch_available_balance_drift_usd",
+        "At the last balance pulse: equity by riskwatch's formula (fees included) minus "
+        "margins minus the exchange's available_balance; 0 when they agree.",
+        ("account",),
+    ),
+)
+_INTERVAL, _STALE, _UNCONFIRMED, _RESUBSCRIBES, _EXPIRY, _REFRESH_FAILED, _DRIFT = range(7)
+
+_LinkValues = tuple[
+    float | None, float, tuple[bool, ...], int, bool, float | None, int, float | None
+]
+"""What one account's link gauges show (the key of its cached lines)."""
+
+
+def _link_values(view: LinkView) -> _LinkValues:
+    link, st = view.link, view.status
+    late = st.unconfirmed_channels if st is not None else ()
+    tokens = link.tokens
+    return (
+        link.cadence.interval,
+        link.cadence.stale_after,
+        tuple(channel in late for channel in DEFAULT_CHANNELS),
+        st.resubscribes if st is not None else 0,
+        tokens is not None,
+        link.jwt_expires_at if tokens is not None else None,
+        tokens.failures if tokens is not None else 0,
+        view.balance.available_drift if view.balance is not None else None,
+    )
+
+
+def _link_series(name: str, values: _LinkValues) -> Iterator[OwnedSeries]:
+    interval, stale_after, late, resubscribes, has_tokens, exp, failures, drift = values
+    if interval is not None:
+        yield _INTERVAL, (name,), interval
+    yield _STALE, (name,), stale_after
+    for channel, unconfirmed in zip(DEFAULT_CHANNELS, late, strict=True):
+        yield _UNCONFIRMED, (name, channel), 1.0 if unconfirmed else 0.0
+    yield _RESUBSCRIBES, (name,), float(resubscribes)
+    if has_tokens:
+        if exp is not None:
+            yield _EXPIRY, (name,), exp
+        yield _REFRESH_FAILED, (name,), float(failures)
+    if drift is not None:
+        yield _DRIFT, (name,), drift
+
+
 class LinkCollector(Collector):
-    """Per-account link gauges, read at scrape time from ``provider``."""
+    """Per-account link gauges, read at scrape time from ``provider``.
+
+    An account's lines are rendered again only when one of its values moved
+    (:class:`~riskwatch.metrics.OwnedGauges`)."""
 
     def __init__(self, provider: Callable[[], Iterable[LinkView]]) -> None:
         self._provider = provider
+        self._gauges = OwnedGauges(_LINK_FAMILIES)
+
+    def render_chunks(self) -> Iterator[str]:
+        """The gauges as text-format lines, in pieces (``metrics.exposition_chunks``)."""
+        gauges = self._gauges
+        rendered = 0
+        for view in self._provider():
+            values = _link_values(view)
+            if gauges.put(view.account, values, partial(_link_series, view.account, values)):
+                rendered += 1
+                if rendered % 50 == 0:
+                    yield ""  # work was done: the caller may give its loop back
+        yield from gauges.chunks()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The gauges of every account (see each family's help)."""
-        interval = GaugeMetricFamily(
-            "riskwatch_pulse_interval_seconds",
-            "Measured interval between balance pulses (median of the last ones).",
-            labels=["account"],
+        yield from self._gauges.build(
+            _link_series(view.account, _link_values(view)) for view in self._provider()
         )
-        stale = GaugeMetricFamily(
-            "riskwatch_stale_after_seconds",
-            "Seconds without a pulse after which the account's data counts as stale.",
-            labels=["account"],
-        )
-        unconfirmed = GaugeMetricFamily(
-            "riskwatch_subscription_unconfirmed",
-            "1 while a channel's subscription is neither confirmed nor seen in data.",
-            labels=["account", "channel"],
-        )
-        resubscribes = GaugeMetricFamily(
-            "riskwatch_resubscribes",
-            "Subscribe frames sent again on the current connection for want of a reply.",
-            labels=["account"],
-        )
-        expiry = GaugeMetricFamily(
-            "riskwatch_jwt_expiry_timestamp_seconds",
-            "Unix time at which the account's JWT expires (its exp claim).",
-            labels=["account"],
-        )
-        refresh_failed = GaugeMetricFamily(
-            "riskwatch_jwt_refresh_failures",
-            "Failed attempts to read jwt_file or run jwt_command since start.",
-            labels=["account"],
-        )
-        drift = GaugeMetricFamily(
-            "riskwatch_available_balance_drift_usd",
-            "At the last balance pulse: equity by riskwatch's formula (fees included) minus "
-            "margins minus the exchange's available_balance; 0 when they agree.",
-            labels=["account"],
-        )
-        for view in self._provider():
-            if view.balance is not None:
-                drift.add_metric([view.account], view.balance.available_drift)
-            name, link, st = view.account, view.link, view.status
-            measured = link.cadence.interval
-            if measured is not None:
-                interval.add_metric([name], measured)
-            stale.add_metric([name], link.cadence.stale_after)
-            late = set(st.unconfirmed_channels) if st is not None else set()
-            for channel in DEFAULT_CHANNELS:
-                unconfirmed.add_metric([name, channel], 1.0 if channel in late else 0.0)
-            resubscribes.add_metric([name], float(st.resubscribes if st is not None else 0))
-            if link.tokens is not None:
-                exp = link.jwt_expires_at
-                if exp is not None:
-                    expiry.add_metric([name], exp)
-                refresh_failed.add_metric([name], float(link.tokens.failures))
-        yield from (interval, stale, unconfirmed, resubscribes, expiry, refresh_failed, drift)

@@ -24,12 +24,14 @@ class MarketFiguresOf:
     The market state of a symbol is computed once per whole second of ``now`` (time-zone
     arithmetic is the costly part; the rules read it on every pulse)."""
 
-    __slots__ = ("_current", "_second", "_states")
+    __slots__ = ("_current", "_second", "_states", "_token")
 
     def __init__(self, current: Callable[[], Refdata]) -> None:
         self._current = current
         self._second: tuple[int, Refdata | None] = (-1, None)
         self._states: dict[str, MarketState | None] = {}
+        # Stands for the reference data in keys: compared by identity, never field by field.
+        self._token: tuple[Refdata | None, object] = (None, object())
 
     def _state(self, data: Refdata, symbol: str, now: float) -> MarketState | None:
         second = (int(now), data)
@@ -41,6 +43,14 @@ class MarketFiguresOf:
                 ref.market_hours if ref is not None else None, float(int(now))
             )
         return self._states[symbol]
+
+    def key(self, symbol: str, now: float) -> object:
+        """What the figures of ``symbol`` at ``now`` depend on besides leverage and
+        notional: the reference data (by identity) and the symbol's market state."""
+        data = self._current()
+        if self._token[0] is not data:
+            self._token = (data, object())
+        return (self._token[1], self._state(data, symbol, now))
 
     def __call__(
         self, symbol: str, leverage: float, notional: float, now: float

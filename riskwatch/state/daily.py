@@ -212,6 +212,11 @@ class DailyTracker:
             return None
         return max(equity, balance)
 
+    def significant(self) -> tuple[float | None, ...]:
+        """The day, baseline and peaks: what :meth:`to_record` holds besides the last
+        equity seen (which moves with every pulse)."""
+        return (self._day_start, self._baseline, self._intraday_peak, self._eod_peak)
+
     def to_record(self) -> dict[str, Any]:
         """Plain-data (JSON-able) state for the state database."""
         return {

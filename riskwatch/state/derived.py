@@ -101,8 +101,8 @@ known from order events; the rule engine decides which rows a rule looks at:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import Final, NamedTuple
+from collections.abc import Iterator, Mapping
+from typing import Final, NamedTuple, Protocol
 
 from riskwatch.state.account import (
     AccountSnapshot,
@@ -166,11 +166,21 @@ def liquidation_distance(
     return x
 
 
-MarketFigures = Callable[[str, float, float, float], Mapping[str, float | None]]
-"""``(symbol, leverage, notional, now)`` → the market figures of a position row
-(``market_open``, ``seconds_to_market_close``, ``position_limit_at_close``,
-``position_limit_headroom_at_close``; docs/protocol.md §10, §11), from reference data
-(:class:`riskwatch.refdata.figures.MarketFiguresOf`)."""
+class MarketFigures(Protocol):
+    """The market figures of position rows, from reference data
+    (:class:`riskwatch.refdata.figures.MarketFiguresOf`; docs/protocol.md §10, §11)."""
+
+    def __call__(
+        self, symbol: str, leverage: float, notional: float, now: float
+    ) -> Mapping[str, float | None]:
+        """``market_open``, ``seconds_to_market_close``, ``position_limit_at_close`` and
+        ``position_limit_headroom_at_close`` of a position in ``symbol``."""
+
+    def key(self, symbol: str, now: float) -> object:
+        """What the figures of ``symbol`` at ``now`` depend on besides the position's
+        leverage and notional: equal keys (with equal leverage and notional) mean equal
+        figures."""
+
 
 _NO_MARKET: Final[Mapping[str, float | None]] = {
     "market_open": None,
@@ -229,6 +239,17 @@ class PositionRows(Mapping[str, Row]):
         """Everything the row of ``symbol`` is computed from besides
         :attr:`shared_inputs`: two equal answers (with equal shared inputs) mean equal
         rows, without building them (the rule engine skips such a symbol)."""
+        core = self.state_inputs(symbol)
+        st = self._snapshot.positions.get(symbol)
+        if self._market is None or st is None:
+            return core
+        # Time-dependent: what the market figures are computed from is part of the inputs.
+        return (*core, self._market.key(symbol, self._now))
+
+    def state_inputs(self, symbol: str) -> tuple[object, ...]:
+        """What the row's figures other than the market figures (``market_open``,
+        ``seconds_to_market_close``, ``position_limit_*``) are computed from, besides
+        :attr:`shared_inputs`: the key of what ``/metrics`` exports of the row."""
         snap = self._snapshot
         st = snap.positions.get(symbol)
         mark = snap.marks.get(symbol)
@@ -236,9 +257,6 @@ class PositionRows(Mapping[str, Row]):
         delta = snap.order_delta.get(symbol)
         if st is None:
             return (None, price, delta)
-        if self._market is not None:
-            # Time-dependent: the market figures are part of the inputs.
-            return (*self._core_inputs(st, price, delta), *self._market_of(symbol).values())
         return self._core_inputs(st, price, delta)
 
     @staticmethod

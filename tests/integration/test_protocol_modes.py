@@ -18,7 +18,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from riskwatch import __version__
 from riskwatch.actions.model import ActionEvent
@@ -455,6 +458,43 @@ async def test_refdata_fetched_over_http_retried_and_reported(tmp_path: Path) ->
             if f.frame.get("type") == "get_available_leverage_levels"
         ]
         assert len(levels) == 1
+        # /metrics renders these gauges straight to text (kept per account between
+        # scrapes); the library's rendering of the same collectors must agree.
+        sim.pause()
+        for _ in range(2):  # the second scrape reuses the kept lines
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{d.http_port}/metrics") as resp,
+            ):
+                body = _series(await resp.text())
+            library = _series(generate_latest(d.registry).decode())
+            assert body.keys() == library.keys()
+            for family in STABLE_FAMILIES:
+                mine = {k: v for k, v in body.items() if k[0] == family}
+                assert mine, family
+                assert mine == {k: v for k, v in library.items() if k[0] == family}
+
+
+STABLE_FAMILIES = (
+    "riskwatch_market_open",
+    "riskwatch_position_limit_at_close_usd",
+    "riskwatch_position_limit_headroom_at_close_usd",
+    "riskwatch_refdata_symbols",
+    "riskwatch_refdata_fetch_failures",
+    "riskwatch_stale_after_seconds",
+    "riskwatch_subscription_unconfirmed",
+    "riskwatch_resubscribes",
+    "riskwatch_position_size",
+)
+"""Families whose values cannot move between two renderings of a paused account."""
+
+
+def _series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def _scalar(d: Daemon, name: str, **labels: str) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from prometheus_client import generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from riskwatch.metrics import (
@@ -12,6 +13,8 @@ from riskwatch.metrics import (
     AlertGauges,
     AlertStateCollector,
     Metrics,
+    OwnedGauges,
+    OwnedSeries,
     Registry,
     Scrape,
     ScrapedAccount,
@@ -163,3 +166,66 @@ def test_lines_kept_between_scrapes_follow_the_figures() -> None:
     assert 'riskwatch_position_size{account="a",symbol="A-USD"} 12.0' in moved
     assert 'riskwatch_position_size{account="a",symbol="B-USD"} 3.0' in moved
     assert 'riskwatch_gross_notional_usd{account="a"} 2000.0' in moved
+
+
+def _owned() -> OwnedGauges:
+    return OwnedGauges(
+        [("t_one", "One per owner.", ["account"]), ("t_two", "Two per owner.", ["account", "x"])]
+    )
+
+
+def _series(owner: str, value: float, calls: list[str]) -> list[OwnedSeries]:
+    calls.append(owner)
+    return [(0, (owner,), value), (1, (owner, "a"), value * 2), (1, (owner, 'b"'), -value)]
+
+
+def test_owned_gauges_render_an_owner_again_only_when_its_key_moves() -> None:
+    """Lines are kept per owner while its key stands still; the body has every family's
+    header once, every owner's lines under it, and the same series as build()."""
+    gauges = _owned()
+    calls: list[str] = []
+    for owner, value in (("p", 1.0), ("q", 2.0)):
+        assert gauges.put(owner, value, lambda o=owner, v=value: _series(o, v, calls))
+    first = "".join(gauges.chunks())
+    assert calls == ["p", "q"]
+    assert first.count("# HELP t_one ") == 1 and first.count("# TYPE t_two gauge") == 1
+    assert 't_two{account="q",x="b\\""} -2.0' in first
+    assert first.index("t_one{") < first.index("# HELP t_two")  # grouped by family
+    built = generate_latest(_Families(gauges.build([_series("p", 1.0, []), _series("q", 2.0, [])])))
+    assert samples(first) == samples(built.decode())
+    # Same keys: nothing rendered, same body.
+    assert not gauges.put("p", 1.0, lambda: _series("p", 1.0, calls))
+    assert not gauges.put("q", 2.0, lambda: _series("q", 2.0, calls))
+    assert "".join(gauges.chunks()) == first
+    assert calls == ["p", "q"]
+    # q moved: only q is rendered again.
+    gauges.put("p", 1.0, lambda: _series("p", 1.0, calls))
+    gauges.put("q", 3.0, lambda: _series("q", 3.0, calls))
+    moved = "".join(gauges.chunks())
+    assert calls == ["p", "q", "q"]
+    assert 't_one{account="q"} 3.0' in moved and 't_one{account="p"} 1.0' in moved
+
+
+def test_owned_gauges_forget_owners_not_put_and_keep_pieces_bounded() -> None:
+    """An owner left out of a scrape has no series in it (an account removed by a
+    reload), and a large body comes in pieces of about CHUNK_LINES lines."""
+    gauges = _owned()
+    for i in range(3 * CHUNK_LINES):
+        gauges.put(f"o{i}", i, lambda i=i: _series(f"o{i}", float(i), []))
+    pieces = list(gauges.chunks())
+    assert max(piece.count("\n") for piece in pieces) <= 2 * CHUNK_LINES + 2
+    assert len(pieces) >= 6
+    gauges.put("o1", 1, lambda: _series("o1", 1.0, []))
+    body = "".join(gauges.chunks())
+    assert 'account="o1"' in body and 'account="o2"' not in body
+    assert body.count("# HELP") == 2  # an empty family keeps its header, as the library's
+
+
+class _Families:
+    """Families seen as a registry, for ``generate_latest``."""
+
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self._families = families
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return self._families

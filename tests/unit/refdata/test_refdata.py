@@ -147,3 +147,31 @@ def test_market_figures_of_a_position() -> None:
     assert other["market_open"] == 1.0
     unknown = figures("XYZ-USD", 10.0, 1.0, _ts("2026-03-04T15:00:00"))
     assert set(unknown.values()) == {None}
+
+
+def test_market_figures_key_moves_exactly_when_the_figures_can() -> None:
+    """The key of a symbol is equal within a whole second of the same reference data,
+    moves with the second for a symbol with market hours (seconds_to_market_close moves),
+    stays for one without, and moves when new reference data arrives."""
+    from riskwatch.refdata.figures import MarketFiguresOf
+    from riskwatch.refdata.model import Refdata
+
+    def data() -> Refdata:
+        return Refdata(
+            symbols={
+                "GOOG-USD": SymbolRef("GOOG-USD", market_hours=HOURS),
+                "BTC-USD": SymbolRef("BTC-USD"),
+            },
+            levels={"GOOG-USD": (LeverageLevel(10.0, max_notional=1_000_000.0),)},
+        )
+
+    current = [data()]
+    figures = MarketFiguresOf(lambda: current[0])
+    t = _ts("2026-03-04T15:00:00")
+    assert figures.key("GOOG-USD", t + 0.1) == figures.key("GOOG-USD", t + 0.9)
+    assert figures.key("GOOG-USD", t + 0.9) != figures.key("GOOG-USD", t + 1.1)
+    assert figures("GOOG-USD", 10.0, 1.0, t + 0.9) != figures("GOOG-USD", 10.0, 1.0, t + 1.1)
+    assert figures.key("BTC-USD", t) == figures.key("BTC-USD", t + 5.0)
+    before = figures.key("BTC-USD", t + 5.0)
+    current[0] = data()  # equal content, new fetch: compared by identity, never deeply
+    assert figures.key("BTC-USD", t + 5.0) != before
