@@ -17,6 +17,8 @@ from riskwatch.refdata.model import Refdata
 
 __all__ = ["MarketFiguresOf"]
 
+_UNSEEN = object()
+
 
 class MarketFiguresOf:
     """Market figures from the reference data ``current()`` returns at each call.
@@ -24,7 +26,7 @@ class MarketFiguresOf:
     The market state of a symbol is computed once per whole second of ``now`` (time-zone
     arithmetic is the costly part; the rules read it on every pulse)."""
 
-    __slots__ = ("_current", "_second", "_states", "_token")
+    __slots__ = ("_caps", "_current", "_second", "_states", "_token")
 
     def __init__(self, current: Callable[[], Refdata]) -> None:
         self._current = current
@@ -32,6 +34,7 @@ class MarketFiguresOf:
         self._states: dict[str, MarketState | None] = {}
         # Stands for the reference data in keys: compared by identity, never field by field.
         self._token: tuple[Refdata | None, object] = (None, object())
+        self._caps: tuple[Refdata | None, dict[tuple[str, float], float | None]] = (None, {})
 
     def _state(self, data: Refdata, symbol: str, now: float) -> MarketState | None:
         second = (int(now), data)
@@ -43,6 +46,25 @@ class MarketFiguresOf:
                 ref.market_hours if ref is not None else None, float(int(now))
             )
         return self._states[symbol]
+
+    def _cap(self, data: Refdata, symbol: str, leverage: float) -> float | None:
+        """``max_notional`` of the level of ``leverage`` (None when unknown), kept per
+        reference data: a handful of levels per symbol, read for every position row."""
+        if self._caps[0] is not data:
+            self._caps = (data, {})
+        caps = self._caps[1]
+        found = caps.get((symbol, leverage), _UNSEEN)
+        if found is _UNSEEN:
+            found = next(
+                (
+                    lv.max_notional
+                    for lv in data.levels.get(symbol, ())
+                    if abs(lv.leverage - leverage) < 1e-9
+                ),
+                None,
+            )
+            caps[(symbol, leverage)] = found
+        return found  # type: ignore[return-value]
 
     def key(self, symbol: str, now: float) -> object:
         """What the figures of ``symbol`` at ``now`` depend on besides leverage and
@@ -58,14 +80,7 @@ class MarketFiguresOf:
         """The four market figures of one position (see the module docstring)."""
         data = self._current()
         state = self._state(data, symbol, now)
-        cap = next(
-            (
-                lv.max_notional
-                for lv in data.levels.get(symbol, ())
-                if abs(lv.leverage - leverage) < 1e-9
-            ),
-            None,
-        )
+        cap = self._cap(data, symbol, leverage)
         limit = cap * state.close_factor if cap is not None and state is not None else None
         return {
             "market_open": None if state is None else (1.0 if state.open else 0.0),
