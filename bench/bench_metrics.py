@@ -100,7 +100,7 @@ async def build(n: int, work: Path) -> Daemon:
             daemon.frames.on_trade_events(name, frame, T0)
         rt.status = None
     await asyncio.sleep(0)
-    gc.freeze()  # as riskwatch.daemon.serve.serve does after start-up
+    gc.freeze()  # the state out of the collector's reach, as riskwatch/daemon/gcpolicy.py keeps it
     return daemon
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -52,6 +51,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from riskwatch.config import load_config
 from riskwatch.daemon.app import Daemon
+from riskwatch.daemon.gcpolicy import GcPolicy
 from riskwatch.model import Event
 from riskwatch.qfex import client as client_mod
 from riskwatch.qfex.session import TradeSession
@@ -199,7 +199,8 @@ async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
         probe = Probe()
         probe.wrap(daemon)
         await daemon.start()
-        gc.freeze()  # as riskwatch.daemon.serve.serve() does after start-up
+        gc_policy = GcPolicy()  # as riskwatch.daemon.serve.serve() does after start-up
+        gc_policy.start()
         try:
             line = await asyncio.wait_for(sim.stdout.readline(), 60 + trips * 0.5)
             if line.strip() != b"DONE":
@@ -208,6 +209,7 @@ async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
             await asyncio.sleep(0.1)
         finally:
             await daemon.stop()
+            await gc_policy.stop()
             store.close()
         wire = json.loads(out.read_text())
     finally:

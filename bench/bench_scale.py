@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/bench_scale.py [--accounts 10 100 1000] [--seconds 30]
 [--scrape-interval 1 15] [--loop default|uvloop|asyncio] [--transport websockets|aiohttp]
-[--profile DIR]`` (about 1 min
+[--gc policy|interpreter] [--profile DIR]`` (about 1 min
 per N and interval, then a few shorter runs to bisect the largest N that keeps the
 event-loop lag under 10 ms at the first interval). Writes ``build/bench/scale.json``.
 
@@ -14,7 +14,8 @@ Three processes, as in production:
   ``close_position``);
 - the daemon (``riskwatch.daemon.app.Daemon``, in this process and alone on its event loop:
   armed, state database on disk, the default rule pack of ``rules/`` plus the trip
-  rule, ``gc.freeze()`` after start-up as ``riskwatch run`` does);
+  rule, the garbage collector's policy of ``riskwatch run`` (``riskwatch/daemon/gcpolicy.py``;
+  ``--gc interpreter``: the interpreter's collector, start-up objects frozen));
 - Prometheus (the ``prometheus`` binary) scraping the daemon's ``/metrics`` every
   ``--scrape-interval`` seconds (default 1; ``scrape_timeout`` 1 s), storage in a
   temporary folder.
@@ -71,6 +72,7 @@ from stages import per_frame_us, stage_samples
 from riskwatch.config import load_config
 from riskwatch.daemon.app import Daemon
 from riskwatch.daemon.eventloop import run as run_loop
+from riskwatch.daemon.gcpolicy import GcPolicy
 from riskwatch.rules.load import load_rule_files
 from riskwatch.store import Store
 
@@ -145,6 +147,7 @@ class Options:
     scrape_interval: float
     loop: str
     transport: str = "websockets"
+    gc: str = "policy"
     profile: Path | None = None
 
 
@@ -181,6 +184,39 @@ def start_profiler(out: Path, seconds: float) -> subprocess.Popen[bytes]:
     )
 
 
+class GcTimer:
+    """Times the interpreter's garbage collections (``gc.callbacks``), by generation."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+
+    def clear(self) -> None:
+        for pauses in self.pauses.values():
+            pauses.clear()
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        """Per generation: collections, their share of the wall time, the longest."""
+        return {
+            f"gen{g}": {
+                "collections": len(p),
+                "ms_per_s": round(sum(p) / seconds * 1e3, 2),
+                "max_ms": round(max(p, default=0.0) * 1e3, 2),
+            }
+            for g, p in self.pauses.items()
+        }
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 async def run(opts: Options, folder: Path) -> dict[str, Any]:
     n, seconds = opts.accounts, opts.seconds
     sim, trade_url = await start_sim(folder, n, opts.gap)
@@ -189,6 +225,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
     store: Store | None = None
     lags: list[float] = []
     probe_task: asyncio.Task[None] | None = None
+    gc_policy: GcPolicy | None = None
     try:
         config = load_config(daemon_config(folder, trade_url, n, opts.transport))
         store = Store.open(config.state.path)
@@ -197,7 +234,11 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
         probe.wrap(daemon)
         started = time.monotonic()
         await daemon.start()
-        gc.freeze()  # as riskwatch.daemon.serve.serve() does after start-up
+        if opts.gc == "policy":  # as riskwatch.daemon.serve.serve() does after start-up
+            gc_policy = GcPolicy()
+            gc_policy.start()
+        else:  # the interpreter's collector, start-up objects frozen
+            gc.freeze()
         await wait_http(f"http://127.0.0.1:{daemon.http_port}/readyz", timeout=180)
         ready_s = time.monotonic() - started
         prom_port = free_port()
@@ -224,10 +265,13 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
         if opts.profile is not None:
             profiler = start_profiler(opts.profile, seconds)
         m0 = message_count(daemon)
+        gc_timer = GcTimer()
         c0, t0, w0 = me.cpu_seconds(), time.monotonic(), time.time()
         await asyncio.sleep(seconds)
         w1 = time.time()
         elapsed = time.monotonic() - t0
+        gc_timer.close()
+        collections = gc_timer.summary(elapsed)
         cpu = (me.cpu_seconds() - c0) / elapsed
         frames_per_s = (message_count(daemon) - m0) / elapsed
         window_lags = list(lags)
@@ -272,6 +316,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
             "scrape_interval_s": opts.scrape_interval,
             "loop": opts.loop,
             "transport": opts.transport,
+            "gc": opts.gc,
             "ready_after_s": round(ready_s, 1),
             "cpu_share_of_one_core": round(cpu, 3),
             "frames_per_s": round(frames_per_s, 1),
@@ -288,6 +333,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
             "pulse_to_action": summary_ms(latencies),
             "wire": summary_ms(wire),
             "late_trips": late,
+            "gc_collections": collections,
             "load_average": os.getloadavg(),
             "profile": profile,
         }
@@ -303,6 +349,8 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
                 prom.wait()
         if daemon is not None:
             await daemon.stop()
+        if gc_policy is not None:
+            await gc_policy.stop()
         if store is not None:
             store.close()
         with contextlib.suppress(ProcessLookupError):
@@ -329,6 +377,7 @@ def measure(opts: Options) -> dict[str, Any]:
             f"--scrape-interval={opts.scrape_interval}",
             f"--loop={opts.loop}",
             f"--transport={opts.transport}",
+            f"--gc={opts.gc}",
             f"--out={out}",
         ]
         if opts.profile is not None:
@@ -339,7 +388,7 @@ def measure(opts: Options) -> dict[str, Any]:
     load = ", ".join(f"{x:.2f}" for x in r["load_average"])
     print(
         f"N={opts.accounts:5d} scrape every {opts.scrape_interval:g} s, {opts.loop},"
-        f" {opts.transport}"
+        f" {opts.transport}, gc {opts.gc}"
         f" ({r['seconds']:.0f} s, load {load}):"
         f" CPU {r['cpu_share_of_one_core'] * 100:5.1f}% of a core"
         f" ({r['cpu_us_per_frame']} µs per frame, {r['frames_per_s']:.0f} frames/s),"
@@ -351,6 +400,14 @@ def measure(opts: Options) -> dict[str, Any]:
         f" pulse_to_action p99 {pct_ms(r['pulse_to_action'], 'p99_ms'):.2f} ms,"
         f" wire p99 {pct_ms(r['wire'], 'p99_ms'):.2f} ms ({r['trips']} trips,"
         f" {r['late_trips']} late)",
+        flush=True,
+    )
+    print(
+        "  garbage collections: "
+        + ", ".join(
+            f"{g} {c['collections']} ({c['ms_per_s']:.1f} ms/s, max {c['max_ms']:.1f} ms)"
+            for g, c in r["gc_collections"].items()
+        ),
         flush=True,
     )
     if r.get("profile"):
@@ -398,6 +455,13 @@ def main() -> None:
         help="the daemon's WebSocket library (config exchange.transport)",
     )
     parser.add_argument(
+        "--gc",
+        choices=["policy", "interpreter"],
+        default="policy",
+        help="the garbage collector: riskwatch run's policy (riskwatch/daemon/gcpolicy.py),"
+        " or the interpreter's with the start-up objects frozen",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="folder: sample the daemon with py-spy during each window and print the"
@@ -432,6 +496,7 @@ def main() -> None:
             scrape_interval=interval,
             loop=args.loop,
             transport=args.transport,
+            gc=args.gc,
             profile=profile,
         )
 

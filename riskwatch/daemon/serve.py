@@ -8,7 +8,6 @@ config at start prints ``FILE:LINE:COL: message`` lines to stderr and returns 2.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 from riskwatch.config import Config, load_config
 from riskwatch.daemon import eventloop
 from riskwatch.daemon.app import Daemon, secrets_of
+from riskwatch.daemon.gcpolicy import GcPolicy
 from riskwatch.daemon.storage import check_free_space
 from riskwatch.errors import ConfigError, StateStoreError
 from riskwatch.logredact import install_redaction
@@ -54,14 +54,14 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
     await daemon.start()
-    # Start-up objects (config, rules, modules, series) out of the cyclic GC's reach:
-    # full collections scanned them all, 80-100 ms loop stalls at 1000 accounts
-    # (docs/performance.md).
-    gc.freeze()
+    # The live state out of the cyclic collector's reach (daemon/gcpolicy.py).
+    gc_policy = GcPolicy()
+    gc_policy.start()
     loop.add_signal_handler(signal.SIGHUP, daemon.reloader.request, "SIGHUP")
     await stop_requested.wait()
     log.info("shutdown requested")
     await daemon.stop()
+    await gc_policy.stop()
     return 0
 
 

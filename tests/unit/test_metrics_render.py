@@ -188,7 +188,8 @@ def test_owned_gauges_render_an_owner_again_only_when_its_key_moves() -> None:
         assert gauges.put(owner, value, lambda o=owner, v=value: _series(o, v, calls))
     first = "".join(gauges.chunks())
     assert calls == ["p", "q"]
-    assert first.count("# HELP t_one ") == 1 and first.count("# TYPE t_two gauge") == 1
+    assert first.count("# HELP t_one ") == 1
+    assert first.count("# TYPE t_two gauge") == 1
     assert 't_two{account="q",x="b\\""} -2.0' in first
     assert first.index("t_one{") < first.index("# HELP t_two")  # grouped by family
     built = generate_latest(_Families(gauges.build([_series("p", 1.0, []), _series("q", 2.0, [])])))
@@ -203,7 +204,8 @@ def test_owned_gauges_render_an_owner_again_only_when_its_key_moves() -> None:
     gauges.put("q", 3.0, lambda: _series("q", 3.0, calls))
     moved = "".join(gauges.chunks())
     assert calls == ["p", "q", "q"]
-    assert 't_one{account="q"} 3.0' in moved and 't_one{account="p"} 1.0' in moved
+    assert 't_one{account="q"} 3.0' in moved
+    assert 't_one{account="p"} 1.0' in moved
 
 
 def test_owned_gauges_forget_owners_not_put_and_keep_pieces_bounded() -> None:
@@ -217,7 +219,8 @@ def test_owned_gauges_forget_owners_not_put_and_keep_pieces_bounded() -> None:
     assert len(pieces) >= 6
     gauges.put("o1", 1, lambda: _series("o1", 1.0, []))
     body = "".join(gauges.chunks())
-    assert 'account="o1"' in body and 'account="o2"' not in body
+    assert 'account="o1"' in body
+    assert 'account="o2"' not in body
     assert body.count("# HELP") == 2  # an empty family keeps its header, as the library's
 
 
