@@ -319,13 +319,25 @@ class OwnedGauges:
 
 
 class _Series:
-    """One series of a labelled family: its value and its rendered line prefix."""
+    """One series of a labelled family: its value, its rendered line prefix, and its
+    line as last rendered (kept while the value stands: most series do not move
+    between two scrapes)."""
 
-    __slots__ = ("prefix", "value")
+    __slots__ = ("line", "line_value", "prefix", "value")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.value = 0.0
+        self.line = ""
+        self.line_value: float | None = None
+
+    def render(self) -> str:
+        """The series' sample line."""
+        value = self.value
+        if value != self.line_value:
+            self.line = self.prefix + format_value(value) + "\n"
+            self.line_value = value
+        return self.line
 
 
 class CounterSeries(_Series):
@@ -429,7 +441,7 @@ class _LabelledFamily(Generic[S]):
         """The family as text-format lines, :data:`CHUNK_LINES` series per piece."""
         lines = [self._header]
         for series in list(self._series.values()):
-            lines.append(series.prefix + format_value(series.value) + "\n")
+            lines.append(series.render())
             if len(lines) >= CHUNK_LINES:
                 yield "".join(lines)
                 lines = []

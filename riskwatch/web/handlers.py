@@ -18,7 +18,10 @@ from riskwatch.web import statuspage
 from riskwatch.web.jsondoc import error_response, json_response, read_json_body
 from riskwatch.web.view import CommandRefused, DaemonCommands, DaemonView
 
-__all__ = ["Endpoints"]
+__all__ = ["WRITE_SIZE", "Endpoints"]
+
+WRITE_SIZE = 64 * 1024
+"""Bytes of ``/metrics`` body gathered before each socket write."""
 
 
 def _actor(request: web.Request) -> str:
@@ -47,10 +50,20 @@ class Endpoints:
         """
         resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
         await resp.prepare(request)
+        # Pieces are small (a family's header is one): written in writes of about
+        # WRITE_SIZE bytes, a socket write each, the loop given back after every piece.
+        pending: list[bytes] = []
+        size = 0
         for piece in exposition_chunks(self.registry):
             if piece:
-                await resp.write(piece)
+                pending.append(piece)
+                size += len(piece)
+                if size >= WRITE_SIZE:
+                    await resp.write(b"".join(pending))
+                    pending, size = [], 0
             await asyncio.sleep(0)
+        if pending:
+            await resp.write(b"".join(pending))
         await resp.write_eof()
         return resp
 
