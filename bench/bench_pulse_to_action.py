@@ -1,7 +1,7 @@
 """Pulse-to-action: one account trips at a time while N accounts × 20 symbols stream.
 
-Run: ``.venv/bin/python bench/bench_pulse_to_action.py [--accounts 1 20 100] [--trips 200]``
-(about 30 s per N). Writes ``build/bench/pulse_to_action.json``.
+Run: ``.venv/bin/python bench/bench_pulse_to_action.py [--accounts 1 20 100] [--trips 200]
+[--loop default|uvloop|asyncio]`` (about 30 s per N). Writes ``build/bench/pulse_to_action.json``.
 
 Two processes. The simulator runs in its own process (``bench/trip_sim.py``): N accounts
 × 20 symbols, each connection pulsed every second at its own phase (1 Hz; N = 1 pulses
@@ -10,7 +10,10 @@ between pulses either way). It trips one account at a time (at most one trip eve
 0.1 s, round robin): the account's ``S00-USD`` position goes from 10 to 20 on its next
 pulse and the rule ``position > 15`` asks for ``close_position``. The daemon runs in
 this process (``riskwatch.daemon.app.Daemon``, actions armed, state database on disk, the
-default rule pack of ``rules/`` plus the trip rule), alone on its event loop.
+default rule pack of ``rules/`` plus the trip rule), alone on its event loop, run as
+``riskwatch run`` runs it (``riskwatch/daemon/eventloop.py``: uvloop where installed,
+the short thread switch interval; ``--loop asyncio`` for the standard loop) with its
+garbage-collector policy (``riskwatch/daemon/gcpolicy.py``).
 
 Measured, per trip:
 
@@ -50,6 +53,7 @@ from common import ROOT, SIM_SECRET, summary_ms, write_result
 from websockets.asyncio.client import ClientConnection, connect
 
 from riskwatch.config import load_config
+from riskwatch.daemon import eventloop
 from riskwatch.daemon.app import Daemon
 from riskwatch.daemon.gcpolicy import GcPolicy
 from riskwatch.model import Event
@@ -241,6 +245,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, nargs="+", default=[1, 20, 100])
     parser.add_argument("--trips", type=int, default=200)
+    parser.add_argument(
+        "--loop",
+        choices=["default", "uvloop", "asyncio"],
+        default="default",
+        help="the daemon's event loop: as `riskwatch run` picks it (default), or forced",
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO,
@@ -251,7 +261,7 @@ def main() -> None:
     runs = []
     for n in args.accounts:
         with tempfile.TemporaryDirectory(prefix="rw-bench-") as tmp:
-            res = asyncio.run(run(n, args.trips, Path(tmp)))
+            res = eventloop.run(run(n, args.trips, Path(tmp)), args.loop)
         runs.append(res)
         print(f"N = {n} accounts × 20 symbols, pulses every {res['pulse_interval_s']} s")
         for key in (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
@@ -53,3 +54,15 @@ def test_run_returns_the_coroutine_result() -> None:
 
     assert eventloop.run(answer(), "uvloop") == 42
     assert eventloop.run(answer(), "asyncio") == 42
+
+
+def test_the_loop_runs_with_the_short_switch_interval_and_restores_it() -> None:
+    """The daemon's threads give the loop's thread the interpreter lock back within
+    SWITCH_INTERVAL; the interpreter's setting comes back when the loop ends."""
+    before = sys.getswitchinterval()
+
+    async def interval() -> float:
+        return sys.getswitchinterval()
+
+    assert eventloop.run(interval(), "asyncio") == pytest.approx(eventloop.SWITCH_INTERVAL)
+    assert sys.getswitchinterval() == before
