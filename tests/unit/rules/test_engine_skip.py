@@ -137,3 +137,32 @@ def test_repeated_pulse_keeps_figures_and_moves_times() -> None:
         before.positions["A-USD"].pulse
     )
     assert after.positions["A-USD"][1:] == before.positions["A-USD"][1:]
+
+
+def test_the_skip_holds_with_market_figures_of_markets_without_hours(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows carry market figures (reference data): for symbols without market hours they
+    never move, so an unchanged symbol is still skipped from one second to the next."""
+    from riskwatch.refdata.figures import MarketFiguresOf
+    from riskwatch.refdata.model import Refdata
+
+    core = AccountCore("acc", stale_after=60.0, rules=RULES)
+    data = Refdata()
+    core.market = MarketFiguresOf(lambda: data)
+    built: list[str] = []
+    build = PositionRows._build
+
+    def counted(self: PositionRows, symbol: str) -> dict[str, float | None]:
+        built.append(symbol)
+        return build(self, symbol)
+
+    monkeypatch.setattr(PositionRows, "_build", counted)
+    calls: list[str] = []
+    for now in (1.0, 2.0, 3.0):
+        for sym in SYMBOLS:
+            core.handle([position(sym, 10.0, now)], now)
+        core.handle([balance(100_000.0, now)], now)
+        calls.append(",".join(sorted(built)))
+        built.clear()
+    assert calls == ["A-USD,B-USD,C-USD", "", ""]
