@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Sequence
 
 from riskwatch.clock import Clock
@@ -52,6 +53,9 @@ class Connections:
         self.recorder = recorder
         self.metrics = metrics
         self.mds: MarketDataConnection | None = None
+        # One jitter source for every connection: a generator's state is 2.5 kB, and
+        # reconnect jitter needs no stream of its own (docs/performance.md).
+        self.rng = random.Random()  # noqa: S311 - jitter, not cryptography
 
     def _options(self) -> SocketOptions:
         exchange = self.config.exchange
@@ -123,6 +127,7 @@ class Connections:
                 options=options,
                 recorder=self.recorder,
                 on_status=on_status,
+                rng=self.rng,
             )
             # Every line the connection logs names its account (docs/logging.md).
             tasks.append(

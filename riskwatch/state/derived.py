@@ -198,7 +198,16 @@ class PositionRows(Mapping[str, Row]):
     known only from order events.
     """
 
-    __slots__ = ("_equity", "_maintenance", "_market", "_now", "_rows", "_snapshot", "_symbols")
+    __slots__ = (
+        "_equity",
+        "_inputs",
+        "_maintenance",
+        "_market",
+        "_now",
+        "_rows",
+        "_snapshot",
+        "_symbols",
+    )
 
     def __init__(
         self,
@@ -213,6 +222,9 @@ class PositionRows(Mapping[str, Row]):
         self._equity = equity
         self._maintenance = snapshot.totals.maintenance_margin
         self._rows: dict[str, Row] = {}
+        # Each symbol's state_inputs, built once: the rule engine's skip and the scrape's
+        # kept lines compare (and keep) the same tuple.
+        self._inputs: dict[str, tuple[object, ...]] = {}
         self._symbols: tuple[str, ...] | None = None
 
     def _keys(self) -> tuple[str, ...]:
@@ -240,16 +252,24 @@ class PositionRows(Mapping[str, Row]):
         :attr:`shared_inputs`: two equal answers (with equal shared inputs) mean equal
         rows, without building them (the rule engine skips such a symbol)."""
         core = self.state_inputs(symbol)
-        st = self._snapshot.positions.get(symbol)
-        if self._market is None or st is None:
+        if self._market is None or symbol not in self._snapshot.positions:
             return core
         # Time-dependent: what the market figures are computed from is part of the inputs.
-        return (*core, self._market.key(symbol, self._now))
+        return (core, self._market.key(symbol, self._now))
 
     def state_inputs(self, symbol: str) -> tuple[object, ...]:
         """What the row's figures other than the market figures (``market_open``,
         ``seconds_to_market_close``, ``position_limit_*``) are computed from, besides
-        :attr:`shared_inputs`: the key of what ``/metrics`` exports of the row."""
+        :attr:`shared_inputs`: the key of what ``/metrics`` exports of the row. Built
+        once per symbol (the mapping never changes)."""
+        known = self._inputs.get(symbol)
+        if known is not None:
+            return known
+        built = self._state_inputs(symbol)
+        self._inputs[symbol] = built
+        return built
+
+    def _state_inputs(self, symbol: str) -> tuple[object, ...]:
         snap = self._snapshot
         st = snap.positions.get(symbol)
         mark = snap.marks.get(symbol)
