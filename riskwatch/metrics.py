@@ -319,23 +319,25 @@ class OwnedGauges:
 
 
 class _Series:
-    """One series of a labelled family: its value, its rendered line prefix, and its
-    line as last rendered (kept while the value stands: most series do not move
-    between two scrapes)."""
+    """One series of a labelled family: its value and its sample line as last rendered
+    (kept while the value stands: most series do not move between two scrapes; the
+    line's part before the value is its label text, kept only there)."""
 
-    __slots__ = ("line", "line_value", "prefix", "value")
+    __slots__ = ("line", "line_value", "value")
 
     def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
         self.value = 0.0
-        self.line = ""
+        self.line = prefix  # "name{labels} ": rendered at the first scrape
         self.line_value: float | None = None
 
     def render(self) -> str:
         """The series' sample line."""
         value = self.value
-        if value != self.line_value:
-            self.line = self.prefix + format_value(value) + "\n"
+        if value != self.line_value or self.line_value is None:
+            line = self.line
+            if self.line_value is not None:
+                line = line[: line.rindex(" ") + 1]
+            self.line = line + format_value(value) + "\n"
             self.line_value = value
         return self.line
 

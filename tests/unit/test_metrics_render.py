@@ -232,3 +232,22 @@ class _Families:
 
     def collect(self) -> list[GaugeMetricFamily]:
         return self._families
+
+
+def test_a_kept_counter_line_follows_its_value() -> None:
+    """A labelled series' line is kept while its value stands and rendered again when it
+    moves, labels with spaces and quotes included; always the library's series."""
+    registry = Registry()
+    m = Metrics(registry)
+    m.messages.labels('a b "c"', "position").inc(2)
+
+    def body() -> str:
+        text = b"".join(exposition_chunks(registry)).decode()
+        assert samples(text) == samples(generate_latest(registry).decode())
+        return text
+
+    first = body()
+    assert 'riskwatch_messages_total{account="a b \\"c\\"",kind="position"} 2.0' in first
+    assert body() == first
+    m.messages.labels('a b "c"', "position").inc()
+    assert 'riskwatch_messages_total{account="a b \\"c\\"",kind="position"} 3.0' in body()
