@@ -242,6 +242,23 @@ def exposition_chunks(registry: CollectorRegistry) -> Iterator[bytes]:
             yield piece.encode()
 
 
+def _family_pieces(
+    header: str, i: int, texts: Sequence[tuple[str, ...]], counts: Sequence[int]
+) -> Iterator[str]:
+    """Family ``i`` of per-owner kept texts (``texts[k][i]`` holds ``counts[k]`` lines at
+    most): its header, then every owner's lines, in pieces of about CHUNK_LINES lines."""
+    piece = [header]
+    count = 0
+    for owner_texts, lines in zip(texts, counts, strict=True):
+        piece.append(owner_texts[i])
+        count += lines
+        if count >= CHUNK_LINES:
+            yield "".join(piece)
+            piece, count = [], 0
+    if piece:
+        yield "".join(piece)
+
+
 OwnedSeries = tuple[int, tuple[str, ...], float]
 """One gauge series of :class:`OwnedGauges`: (family index, label values, value)."""
 
@@ -291,6 +308,19 @@ class OwnedGauges:
         self._counts.append(count)
         return True
 
+    def render(
+        self, owners: Iterable[tuple[str, object, Callable[[], Iterable[OwnedSeries]]]]
+    ) -> Iterator[str]:
+        """:meth:`put` every ``(owner, key, series)``, then :meth:`chunks`; an empty piece
+        after every 50 owners rendered (work was done: the caller may give its loop back)."""
+        rendered = 0
+        for owner, key, series in owners:
+            if self.put(owner, key, series):
+                rendered += 1
+                if rendered % 50 == 0:
+                    yield ""
+        yield from self.chunks()
+
     def chunks(self) -> Iterator[str]:
         """Every family with the lines put since the last call (class docstring)."""
         texts, counts, put = self._texts, self._counts, self._put
@@ -298,16 +328,7 @@ class OwnedGauges:
         if len(self._cache) > len(put):  # owners gone (an account removed by a reload)
             self._cache = {o: c for o, c in self._cache.items() if o in put}
         for i, header in enumerate(self._headers):
-            piece = [header]
-            count = 0
-            for owner_texts, lines in zip(texts, counts, strict=True):
-                piece.append(owner_texts[i])
-                count += lines
-                if count >= CHUNK_LINES:
-                    yield "".join(piece)
-                    piece, count = [], 0
-            if piece:
-                yield "".join(piece)
+            yield from _family_pieces(header, i, texts, counts)
 
     def build(self, every: Iterable[Iterable[OwnedSeries]]) -> list[GaugeMetricFamily]:
         """The families holding every series of ``every`` (for ``collect()``)."""
@@ -864,17 +885,8 @@ class SnapshotCollector:
         for k in range(0, len(links), step):
             yield "".join(links[k : k + step])
         for i, (name, help_text, _) in enumerate(_POSITION_GAUGES):
-            yield _header(PREFIX + name, help_text, "gauge")
-            piece: list[str] = []
-            count = 0
-            for texts, lines in zip(positions, position_lines, strict=True):
-                piece.append(texts[i])
-                count += lines
-                if count >= step:
-                    yield "".join(piece)
-                    piece, count = [], 0
-            if piece:
-                yield "".join(piece)
+            header = _header(PREFIX + name, help_text, "gauge")
+            yield from _family_pieces(header, i, positions, position_lines)
 
     def describe(self) -> Iterable[Metric]:
         """Return the families with no samples (lets the registry check names cheaply)."""

@@ -239,20 +239,15 @@ class LinkCollector(Collector):
         self._provider = provider
         self._gauges = OwnedGauges(_LINK_FAMILIES)
 
-    def render_chunks(self) -> Iterator[str]:
-        """The gauges as text-format lines, in pieces (``metrics.exposition_chunks``)."""
-        gauges = self._gauges
-        rendered = 0
+    def _owners(self) -> Iterator[tuple[str, object, Callable[[], Iterable[OwnedSeries]]]]:
         for view in self._provider():
             values = _link_values(view)
-            if gauges.put(view.account, values, partial(_link_series, view.account, values)):
-                rendered += 1
-                if rendered % 50 == 0:
-                    yield ""  # work was done: the caller may give its loop back
-        yield from gauges.chunks()
+            yield view.account, values, partial(_link_series, view.account, values)
+
+    def render_chunks(self) -> Iterator[str]:
+        """The gauges as text-format lines, in pieces (``metrics.exposition_chunks``)."""
+        return self._gauges.render(self._owners())
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The gauges of every account (see each family's help)."""
-        yield from self._gauges.build(
-            _link_series(view.account, _link_values(view)) for view in self._provider()
-        )
+        yield from self._gauges.build(series() for _, _, series in self._owners())

@@ -139,13 +139,7 @@ class RefdataCollector(Collector):
 
     def render_chunks(self) -> Iterator[str]:
         """The gauges as text-format lines, in pieces (``metrics.exposition_chunks``)."""
-        rendered = 0
-        for owner, key, series in self._owners():
-            if self._gauges.put(owner, key, series):
-                rendered += 1
-                if rendered % 50 == 0:
-                    yield ""  # work was done: the caller may give its loop back
-        yield from self._gauges.chunks()
+        return self._gauges.render(self._owners())
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The gauges (see the module docstring)."""

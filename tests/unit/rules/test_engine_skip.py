@@ -96,8 +96,8 @@ def test_skipping_unchanged_symbols_never_changes_a_decision(
         ]
 
 
-def test_an_unchanged_symbol_is_not_evaluated_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    core = AccountCore("acc", stale_after=60.0, rules=RULES)
+def _rows_built_per_pulse(core: AccountCore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The rows built at each of three identical pulses (1 s apart), sorted, joined."""
     built: list[str] = []
     build = PositionRows._build
 
@@ -113,6 +113,12 @@ def test_an_unchanged_symbol_is_not_evaluated_again(monkeypatch: pytest.MonkeyPa
         core.handle([balance(100_000.0, now)], now)
         calls.append(",".join(sorted(built)))
         built.clear()
+    return calls
+
+
+def test_an_unchanged_symbol_is_not_evaluated_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    core = AccountCore("acc", stale_after=60.0, rules=RULES)
+    calls = _rows_built_per_pulse(core, monkeypatch)
     assert calls[0] == "A-USD,B-USD,C-USD"  # first pulse: every row evaluated
     assert calls[1:] == ["", ""]  # same inputs: no row built, no rule run
 
@@ -150,19 +156,4 @@ def test_the_skip_holds_with_market_figures_of_markets_without_hours(
     core = AccountCore("acc", stale_after=60.0, rules=RULES)
     data = Refdata()
     core.market = MarketFiguresOf(lambda: data)
-    built: list[str] = []
-    build = PositionRows._build
-
-    def counted(self: PositionRows, symbol: str) -> dict[str, float | None]:
-        built.append(symbol)
-        return build(self, symbol)
-
-    monkeypatch.setattr(PositionRows, "_build", counted)
-    calls: list[str] = []
-    for now in (1.0, 2.0, 3.0):
-        for sym in SYMBOLS:
-            core.handle([position(sym, 10.0, now)], now)
-        core.handle([balance(100_000.0, now)], now)
-        calls.append(",".join(sorted(built)))
-        built.clear()
-    assert calls == ["A-USD,B-USD,C-USD", "", ""]
+    assert _rows_built_per_pulse(core, monkeypatch) == ["A-USD,B-USD,C-USD", "", ""]
