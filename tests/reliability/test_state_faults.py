@@ -46,6 +46,22 @@ def _truncated(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2 + 100])
 
 
+def _run(folder: Path, state: Path, state_extra: str = "") -> subprocess.CompletedProcess[str]:
+    """``riskwatch run`` on a one-account config with ``state`` (plus ``state_extra``
+    lines of its ``state:`` section), expected to refuse at start."""
+    config = folder / "riskwatch.yaml"
+    config.write_text(
+        "exchange:\n  url: ws://127.0.0.1:9/\naccounts:\n  - name: a\n    public_key: pk\n"
+        "    secret_key: sk-state-test\nhttp:\n  listen: 127.0.0.1:0\n"
+        f"state:\n  path: {state}\n{state_extra}",
+        encoding="utf-8",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "riskwatch", "run", "-c", str(config)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("make", "words"),
     [
@@ -63,16 +79,7 @@ def test_bad_state_file_is_refused_and_not_overwritten(
     state = tmp_path / "state.db"
     make(state)
     before = hashlib.sha256(state.read_bytes()).hexdigest()
-    config = tmp_path / "riskwatch.yaml"
-    config.write_text(
-        "exchange:\n  url: ws://127.0.0.1:9/\naccounts:\n  - name: a\n    public_key: pk\n"
-        f"    secret_key: sk-state-test\nhttp:\n  listen: 127.0.0.1:0\nstate:\n  path: {state}\n",
-        encoding="utf-8",
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "riskwatch", "run", "-c", str(config)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+    proc = _run(tmp_path, state)
     assert proc.returncode == 2, proc.stderr
     assert str(state) in proc.stderr
     assert words in proc.stderr
@@ -84,17 +91,7 @@ def test_start_is_refused_below_the_free_space_floor(tmp_path: Path) -> None:
     """``state.min_free_mb`` above what the state folder has: exit 2, the figures said,
     and no state database created."""
     state = tmp_path / "state.db"
-    config = tmp_path / "riskwatch.yaml"
-    config.write_text(
-        "exchange:\n  url: ws://127.0.0.1:9/\naccounts:\n  - name: a\n    public_key: pk\n"
-        "    secret_key: sk-state-test\nhttp:\n  listen: 127.0.0.1:0\n"
-        f"state:\n  path: {state}\n  min_free_mb: 1000000000\n",
-        encoding="utf-8",
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "riskwatch", "run", "-c", str(config)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+    proc = _run(tmp_path, state, "  min_free_mb: 1000000000\n")
     assert proc.returncode == 2, proc.stderr
     assert "below state.min_free_mb (1000000000 MiB)" in proc.stderr
     assert str(tmp_path) in proc.stderr

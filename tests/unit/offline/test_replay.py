@@ -77,16 +77,22 @@ def test_tick_must_be_positive() -> None:
         replay([], {}, tick=0)
 
 
-def test_run_replay_reports_unknown_accounts(tmp_path: Path) -> None:
-    """The command prints the timeline, names skipped accounts on stderr, and exits 0."""
-    (tmp_path / "r.yaml").write_text(RULES, encoding="utf-8")
-    config = tmp_path / "riskwatch.yaml"
+def _config(folder: Path) -> Path:
+    """A config watching ``desk-a`` with the RULES file, written in ``folder``."""
+    (folder / "r.yaml").write_text(RULES, encoding="utf-8")
+    config = folder / "riskwatch.yaml"
     config.write_text(
         "exchange: {url: 'ws://127.0.0.1:9/', allow_insecure: true}\n"
         "accounts:\n  - {name: desk-a, public_key: k, secret_key: s}\n"
         "rules: [r.yaml]\n",
         encoding="utf-8",
     )
+    return config
+
+
+def test_run_replay_reports_unknown_accounts(tmp_path: Path) -> None:
+    """The command prints the timeline, names skipped accounts on stderr, and exits 0."""
+    config = _config(tmp_path)
     rec = tmp_path / "rec.jsonl"
     recorder = Recorder(rec)
     for f in [*_frames(), RecordedFrame(T0 + 3.5, "desk-a", "trade", _balance(900.0))]:
@@ -238,14 +244,7 @@ def test_a_recorded_flush_evaluates_an_unterminated_burst() -> None:
 def test_run_replay_counts_recorded_ticks_apart_from_frames(tmp_path: Path) -> None:
     """A recording made with tick lines: the header and the JSON document count them
     apart from the frames, and the span runs from the first line to the last."""
-    (tmp_path / "r.yaml").write_text(RULES, encoding="utf-8")
-    config = tmp_path / "riskwatch.yaml"
-    config.write_text(
-        "exchange: {url: 'ws://127.0.0.1:9/', allow_insecure: true}\n"
-        "accounts:\n  - {name: desk-a, public_key: k, secret_key: s}\n"
-        "rules: [r.yaml]\n",
-        encoding="utf-8",
-    )
+    config = _config(tmp_path)
     rec = tmp_path / "rec.jsonl"
     recorder = Recorder(rec)
     recorder.tick(T0 - 0.1)
@@ -272,14 +271,7 @@ def test_staleness_follows_the_recorded_pulse_cadence(tmp_path: Path) -> None:
     """With no pinned ``stale_after``, replay measures each account's pulse cadence on the
     recorded balance frames, as the daemon does: 1 s pulses make the data stale 3 s after
     the last one (``stale_after_pulses`` 3), not after the initial 30 s."""
-    (tmp_path / "r.yaml").write_text(RULES, encoding="utf-8")
-    config = tmp_path / "riskwatch.yaml"
-    config.write_text(
-        "exchange: {url: 'ws://127.0.0.1:9/', allow_insecure: true}\n"
-        "accounts:\n  - {name: desk-a, public_key: k, secret_key: s}\n"
-        "rules: [r.yaml]\n",
-        encoding="utf-8",
-    )
+    config = _config(tmp_path)
     rec = tmp_path / "rec.jsonl"
     recorder = Recorder(rec)
     lines: list[RecordedFrame | RecordedTick] = [
