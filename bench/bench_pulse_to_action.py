@@ -56,6 +56,7 @@ from riskwatch.config import load_config
 from riskwatch.daemon import eventloop
 from riskwatch.daemon.app import Daemon
 from riskwatch.daemon.gcpolicy import GcPolicy
+from riskwatch.daemon.heaptrim import HeapTrimmer
 from riskwatch.model import Event
 from riskwatch.qfex import client as client_mod
 from riskwatch.qfex.session import TradeSession
@@ -205,6 +206,8 @@ async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
         await daemon.start()
         gc_policy = GcPolicy()  # as riskwatch.daemon.serve.serve() does after start-up
         gc_policy.start()
+        heap_trimmer = HeapTrimmer()
+        heap_trimmer.start()
         try:
             line = await asyncio.wait_for(sim.stdout.readline(), 60 + trips * 0.5)
             if line.strip() != b"DONE":
@@ -214,6 +217,7 @@ async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
         finally:
             await daemon.stop()
             await gc_policy.stop()
+            await heap_trimmer.stop()
             store.close()
         wire = json.loads(out.read_text())
     finally:

@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/bench_scale.py [--accounts 10 100 1000] [--seconds 30]
 [--scrape-interval 1 15] [--loop default|uvloop|asyncio] [--transport websockets|aiohttp]
-[--gc policy|interpreter] [--profile DIR]`` (about 1 min
+[--gc policy|interpreter] [--heap-trim on|off] [--history SECONDS] [--profile DIR]`` (about 1 min
 per N and interval, then a few shorter runs to bisect the largest N that keeps the
 event-loop lag under 10 ms at the first interval). Writes ``build/bench/scale.json``.
 
@@ -15,7 +15,10 @@ Three processes, as in production:
 - the daemon (``riskwatch.daemon.app.Daemon``, in this process and alone on its event loop:
   armed, state database on disk, the default rule pack of ``rules/`` plus the trip
   rule, the garbage collector's policy of ``riskwatch run`` (``riskwatch/daemon/gcpolicy.py``;
-  ``--gc interpreter``: the interpreter's collector, start-up objects frozen));
+  ``--gc interpreter``: the interpreter's collector, start-up objects frozen), and
+  its heap trimming (``riskwatch/daemon/heaptrim.py``; ``--heap-trim off``: none);
+  every account starts with ``--history`` seconds of window history (default a day,
+  as a daemon up that long holds; ``fill_history``);
 - Prometheus (the ``prometheus`` binary) scraping the daemon's ``/metrics`` every
   ``--scrape-interval`` seconds (default 1; ``scrape_timeout`` 1 s), storage in a
   temporary folder.
@@ -24,7 +27,8 @@ Measured over ``--seconds`` after a warm-up, per N:
 
 - the daemon's CPU share of one core (utime + stime of this process, /proc), the
   frames it received per second (``riskwatch_messages_total``) and so its CPU per
-  frame, all in (scrapes included), and its resident memory at the end;
+  frame, all in (scrapes included), and its resident memory at the end (and its
+  minimum, median and maximum over the window, sampled every 0.5 s);
 - scrape durations as Prometheus measured them (``scrape_duration_seconds`` samples of
   the window, read back through its HTTP API) and the scrapes that failed (``up`` 0);
 - event-loop lag: a task on the daemon's loop sleeps ``LAG_PERIOD`` and records how
@@ -55,6 +59,7 @@ import json
 import logging
 import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -73,6 +78,7 @@ from riskwatch.config import load_config
 from riskwatch.daemon.app import Daemon
 from riskwatch.daemon.eventloop import run as run_loop
 from riskwatch.daemon.gcpolicy import GcPolicy
+from riskwatch.daemon.heaptrim import HeapTrimmer
 from riskwatch.rules.load import load_rule_files
 from riskwatch.store import Store
 
@@ -80,6 +86,13 @@ SYMBOLS = 20
 LAG_PERIOD = 0.005  # seconds between two wake-ups of the lag probe
 LAG_LIMIT = 0.010  # seconds: the lag p99 under which one core "keeps up"
 JOB = "riskwatch"
+
+
+async def rss_probe(me: ProcStat, out: list[float], period: float = 0.5) -> None:
+    """Append, forever, this process's resident memory (MB) every ``period`` seconds."""
+    while True:
+        out.append(me.rss_mb())
+        await asyncio.sleep(period)
 
 
 async def lag_probe(out: list[float], period: float = LAG_PERIOD) -> None:
@@ -111,6 +124,30 @@ async def prom_samples(http: aiohttp.ClientSession, base: str, expr: str) -> lis
         msg = f"prometheus query {expr!r} failed: {doc!r}"
         raise RuntimeError(msg)
     return [float(v) for series in doc["data"]["result"] for _, v in series["values"]]
+
+
+def fill_history(daemon: Daemon, seconds: float, now: float) -> int:
+    """Give every account ``seconds`` of window history (one sample per bucket of each
+    tracked window, up to its length) as a daemon up that long holds: the rule pack's
+    ``drawdown(equity, 24h)`` is 1000 records per account once a day has passed.
+    The values are a random walk per account (equity moving by up to 0.1 % a bucket):
+    what a drawdown keeps depends on the path (riskwatch/state/windows.py, _PeakTier).
+    Returns the samples pushed."""
+    pushed = 0
+    for k, rt in enumerate(daemon.accounts.values()):
+        windows = rt.core.rules_state.windows
+        rng = random.Random(k)
+        for name, spans in windows.tracked.items():
+            span = max(spans)
+            step = max(0.1, span / 1000)
+            t = now - min(seconds, span)
+            value = 1_000_000.0
+            while t < now:
+                value += rng.uniform(-1000.0, 1000.0)
+                windows.push("", {name: value}, t)
+                t += step
+                pushed += 1
+    return pushed
 
 
 async def start_sim(folder: Path, n: int, gap: float) -> tuple[asyncio.subprocess.Process, str]:
@@ -148,6 +185,8 @@ class Options:
     loop: str
     transport: str = "websockets"
     gc: str = "policy"
+    heap_trim: bool = True
+    history: float = 86_400.0
     profile: Path | None = None
 
 
@@ -226,10 +265,12 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
     lags: list[float] = []
     probe_task: asyncio.Task[None] | None = None
     gc_policy: GcPolicy | None = None
+    heap_trimmer: HeapTrimmer | None = None
     try:
         config = load_config(daemon_config(folder, trade_url, n, opts.transport))
         store = Store.open(config.state.path)
         daemon = Daemon(config, rules=load_rule_files(list(config.rules.files)), store=store)
+        fill_history(daemon, opts.history, time.time())
         probe = Probe()
         probe.wrap(daemon)
         started = time.monotonic()
@@ -239,6 +280,9 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
             gc_policy.start()
         else:  # the interpreter's collector, start-up objects frozen
             gc.freeze()
+        if opts.heap_trim:  # as serve() does too
+            heap_trimmer = HeapTrimmer()
+            heap_trimmer.start()
         await wait_http(f"http://127.0.0.1:{daemon.http_port}/readyz", timeout=180)
         ready_s = time.monotonic() - started
         prom_port = free_port()
@@ -259,6 +303,8 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
         await asyncio.sleep(opts.warmup)
         me = ProcStat(os.getpid())
         lags.clear()
+        rss_samples: list[float] = []
+        rss_task = asyncio.create_task(rss_probe(me, rss_samples))
         k_trips = len(probe.trigger)
         k_lat = len(probe.latencies)
         profiler = None
@@ -278,6 +324,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
         trigger = probe.trigger[k_trips:]
         latencies = probe.latencies[k_lat:]
         rss = me.rss_mb()
+        rss_task.cancel()
         probe_task.cancel()
         sim.terminate()  # writes sim.json: the wire time of every trip so far
         await sim.wait()
@@ -317,11 +364,18 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
             "loop": opts.loop,
             "transport": opts.transport,
             "gc": opts.gc,
+            "heap_trim": opts.heap_trim,
+            "history_s": opts.history,
             "ready_after_s": round(ready_s, 1),
             "cpu_share_of_one_core": round(cpu, 3),
             "frames_per_s": round(frames_per_s, 1),
             "cpu_us_per_frame": round(cpu / frames_per_s * 1e6, 2) if frames_per_s else None,
             "rss_mb": round(rss, 1),
+            "rss_window_mb": {
+                "min": round(min(rss_samples), 1),
+                "median": round(sorted(rss_samples)[len(rss_samples) // 2], 1),
+                "max": round(max(rss_samples), 1),
+            },
             "scrape_prometheus": summary_ms(durations),
             "scrapes": len(up),
             "scrapes_failed": sum(1 for u in up if u == 0.0),
@@ -351,6 +405,8 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
             await daemon.stop()
         if gc_policy is not None:
             await gc_policy.stop()
+        if heap_trimmer is not None:
+            await heap_trimmer.stop()
         if store is not None:
             store.close()
         with contextlib.suppress(ProcessLookupError):
@@ -378,6 +434,8 @@ def measure(opts: Options) -> dict[str, Any]:
             f"--loop={opts.loop}",
             f"--transport={opts.transport}",
             f"--gc={opts.gc}",
+            f"--heap-trim={'on' if opts.heap_trim else 'off'}",
+            f"--history={opts.history:g}",
             f"--out={out}",
         ]
         if opts.profile is not None:
@@ -388,11 +446,14 @@ def measure(opts: Options) -> dict[str, Any]:
     load = ", ".join(f"{x:.2f}" for x in r["load_average"])
     print(
         f"N={opts.accounts:5d} scrape every {opts.scrape_interval:g} s, {opts.loop},"
-        f" {opts.transport}, gc {opts.gc}"
+        f" {opts.transport}, gc {opts.gc}, heap trim {'on' if opts.heap_trim else 'off'},"
+        f" history {opts.history:g} s"
         f" ({r['seconds']:.0f} s, load {load}):"
         f" CPU {r['cpu_share_of_one_core'] * 100:5.1f}% of a core"
         f" ({r['cpu_us_per_frame']} µs per frame, {r['frames_per_s']:.0f} frames/s),"
-        f" RSS {r['rss_mb']:.0f} MB, scrape p50 {pct_ms(s, 'p50_ms'):.1f}"
+        f" RSS {r['rss_mb']:.0f} MB (window min {r['rss_window_mb']['min']:.0f},"
+        f" median {r['rss_window_mb']['median']:.0f}, max {r['rss_window_mb']['max']:.0f}),"
+        f" scrape p50 {pct_ms(s, 'p50_ms'):.1f}"
         f" p99 {pct_ms(s, 'p99_ms'):.1f} ms ({r['scrapes_failed']} of {r['scrapes']} failed,"
         f" {r['scrape_series']} series),"
         f" lag p99 {pct_ms(lag, 'p99_ms'):.1f} max {pct_ms(lag, 'max_ms'):.1f} ms,"
@@ -462,6 +523,20 @@ def main() -> None:
         " or the interpreter's with the start-up objects frozen",
     )
     parser.add_argument(
+        "--heap-trim",
+        choices=["on", "off"],
+        default="on",
+        help="give free C heap pages back every 10 s as riskwatch run does"
+        " (riskwatch/daemon/heaptrim.py), or not",
+    )
+    parser.add_argument(
+        "--history",
+        type=float,
+        default=86_400.0,
+        help="seconds of window history every account starts with (fill_history;"
+        " default a day: the steady state of the rule pack's 24 h drawdown; 0: none)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="folder: sample the daemon with py-spy during each window and print the"
@@ -497,6 +572,8 @@ def main() -> None:
             loop=args.loop,
             transport=args.transport,
             gc=args.gc,
+            heap_trim=args.heap_trim == "on",
+            history=args.history,
             profile=profile,
         )
 

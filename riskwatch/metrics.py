@@ -789,6 +789,9 @@ class SnapshotCollector:
         values = tuple(figures.account.get(key) for _, _, key in _ACCOUNT_GAUGES)
         cached = self._account_cache.get(account)
         if cached is not None and cached[0] == values:
+            # Keep the newer values: the older equal ones are objects of an earlier
+            # evaluation, which would otherwise stay alive beside the current.
+            self._account_cache[account] = (values, cached[1])
             return cached[1]
         fmt = format_value
         texts = tuple(
@@ -811,6 +814,8 @@ class SnapshotCollector:
             key = (getattr(rows, "shared_inputs", None), tuple(inputs(sym) for sym in rows))
             cached = self._position_cache.get(account)
             if cached is not None and cached[0] == key:
+                # The newer key, as in _account_texts: it holds the current pulse's numbers.
+                self._position_cache[account] = (key, cached[1], cached[2])
                 return cached[1], cached[2], False
         fmt = format_value
         prefix = '{account="' + escape_label_value(account) + '",symbol="'

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 YOUNG_THRESHOLD: Final = 100_000
 """Net new tracked objects that start a young collection (interpreter: 700)."""
 
-FREEZE_INTERVAL: Final = 5.0
+FREEZE_INTERVAL: Final = 1.0
 """Seconds between two freezes of the surviving objects."""
 
 FULL_INTERVAL: Final = 3600.0

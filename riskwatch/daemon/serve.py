@@ -18,6 +18,7 @@ from riskwatch.config import Config, load_config
 from riskwatch.daemon import eventloop
 from riskwatch.daemon.app import Daemon, secrets_of
 from riskwatch.daemon.gcpolicy import GcPolicy
+from riskwatch.daemon.heaptrim import HeapTrimmer
 from riskwatch.daemon.storage import check_free_space
 from riskwatch.errors import ConfigError, StateStoreError
 from riskwatch.logredact import install_redaction
@@ -57,11 +58,15 @@ async def serve(
     # The live state out of the cyclic collector's reach (daemon/gcpolicy.py).
     gc_policy = GcPolicy()
     gc_policy.start()
+    # Free heap pages back to the system now and then (daemon/heaptrim.py).
+    heap_trimmer = HeapTrimmer()
+    heap_trimmer.start()
     loop.add_signal_handler(signal.SIGHUP, daemon.reloader.request, "SIGHUP")
     await stop_requested.wait()
     log.info("shutdown requested")
     await daemon.stop()
     await gc_policy.stop()
+    await heap_trimmer.stop()
     return 0
 
 

@@ -189,17 +189,60 @@ class _AiohttpSocket:
         await self._ws.close()
 
 
+class _SharedSessions:
+    """One aiohttp ``ClientSession`` for every open socket of an event loop (per
+    connect timeout, which a session fixes), closed when its last socket closes.
+
+    A session per socket cost about 6 kB each (its connector, timeouts, middleware
+    tuple…), 6 MB at a thousand accounts (docs/performance.md). Shared, the session
+    must not mix accounts: it keeps no cookies (``DummyCookieJar``; the exchange
+    authenticates by message and header, never by cookie), and its connector has no
+    connection limit (aiohttp's default of 100 counts every open WebSocket).
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[
+            tuple[asyncio.AbstractEventLoop, float], tuple[aiohttp.ClientSession, int]
+        ] = {}
+
+    @contextlib.asynccontextmanager
+    async def session(self, open_timeout: float) -> AsyncIterator[aiohttp.ClientSession]:
+        """The shared session for ``open_timeout`` on the running loop, held until exit."""
+        key = (asyncio.get_running_loop(), open_timeout)
+        held = self._open.get(key)
+        if held is None or held[0].closed:
+            http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, connect=open_timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+            )
+            held = (http, 0)
+        http, users = held
+        self._open[key] = (http, users + 1)
+        try:
+            yield http
+        finally:
+            http, users = self._open[key]
+            if users > 1:
+                self._open[key] = (http, users - 1)
+            else:
+                del self._open[key]
+                await http.close()
+
+
+_SESSIONS = _SharedSessions()
+
+
 @contextlib.asynccontextmanager
 async def _open_aiohttp(
     url: str, opts: SocketOptions, headers: Sequence[tuple[str, str]]
 ) -> AsyncIterator[Socket]:
-    timeout = aiohttp.ClientTimeout(total=None, connect=opts.open_timeout)
     uri = parse_uri(url)
     # The proxy websockets would take (HTTPS_PROXY first, NO_PROXY honoured), through
     # a CONNECT tunnel: for wss:// only. A ws:// URL (loopback only, config.py) goes
     # direct: aiohttp would forward it as plain HTTP instead of tunnelling.
     proxy = get_proxy(uri) if uri.secure else None
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    async with _SESSIONS.session(opts.open_timeout) as http:
         try:
             ws = await http.ws_connect(
                 url,

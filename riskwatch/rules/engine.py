@@ -258,7 +258,7 @@ class RulesState:
         self.daily = DailyTracker(daily or DailyConfig())
         self.alerts: dict[str, dict[str, AlertState]] = {}
         self.owed: dict[tuple[str, str], int] = {}
-        self.windows = Windows(rules.window_specs)
+        self.windows = Windows(rules.window_specs, rules.window_functions)
         self.last_figures: Figures | None = None
         self._active: dict[tuple[str, str], Alert] = {}
         self._view: tuple[Alert, ...] = ()
@@ -327,7 +327,7 @@ class RulesState:
         if rules is self.rules:
             return
         snapshot = self.windows.snapshot(max_records=1000)
-        self.windows = Windows(rules.window_specs)
+        self.windows = Windows(rules.window_specs, rules.window_functions)
         self.windows.restore(snapshot)
         self._bind(rules)
 
@@ -713,6 +713,9 @@ def _positions(
         if inputs_of is not None:
             key = inputs_of(sym)
             if settled.get(sym) == key:
+                # Keep the newer of two equal keys: the older one holds the numbers of
+                # an earlier pulse, which would otherwise stay alive beside the current.
+                settled[sym] = key
                 continue
         quiet = True
         row = positions[sym]

@@ -148,7 +148,9 @@ class Rule:
 class RuleSet:
     """The loaded rules, in file order, and what the engine precomputes from them.
 
-    ``window_specs``: ``(name, seconds)`` pairs for :class:`riskwatch.state.windows.Windows`;
+    ``window_specs``: ``(name, seconds)`` pairs for :class:`riskwatch.state.windows.Windows`,
+    and ``window_functions``: name → the window functions read on it (the columns its
+    history keeps);
     ``position_account_names``: account-level names read by position rules (merged into
     each symbol's row); ``position_windows``: whether any position rule reads a window.
     """
@@ -162,6 +164,7 @@ class RuleSet:
         "position_windows",
         "rules",
         "uses_pnl_today",
+        "window_functions",
         "window_specs",
     )
 
@@ -172,9 +175,15 @@ class RuleSet:
         self.account_rules = tuple(r for r in rules if r.scope == "account")
         self.position_rules = tuple(r for r in rules if r.scope == "position")
         specs: set[tuple[str, float]] = set()
+        functions: dict[str, set[str]] = {}
         for r in rules:
             specs.update((w.name, w.seconds) for w in r.windows)
+            for w in r.windows:
+                functions.setdefault(w.name, set()).add(w.func)
         self.window_specs: tuple[tuple[str, float], ...] = tuple(sorted(specs))
+        self.window_functions: Mapping[str, frozenset[str]] = MappingProxyType(
+            {name: frozenset(funcs) for name, funcs in sorted(functions.items())}
+        )
         read: set[str] = set()
         for r in self.position_rules:
             read |= r.names

@@ -35,9 +35,13 @@ exact; the latest sample is exact; only the window's *start* edge is blurred: a
 bucket straddling it counts whole for max/min/avg (at most one bucket width of older
 samples), and ``change``/``rate`` then take that bucket's last sample as the earliest
 one (at most one bucket width later than the true one). A tier holds at most
-``BUCKETS + 2`` live records of 8 floats (64 bytes each, in ``array('d')`` columns),
-i.e. about 64 KiB per (series key, name, duration) however fast the updates arrive
-(up to twice that transiently: evicted records are compacted away in batches).
+``BUCKETS + 2`` live records in ``array('d')`` columns, and only the columns the
+functions read on that name need (:data:`COLUMNS_OF`; ``t_last`` always): 24 bytes a
+record for ``drawdown`` alone, 64 with every function, i.e. 24 to 64 KiB per (series
+key, name, duration) however fast the updates arrive, plus at most
+:data:`_COMPACT_AFTER` evicted records not yet compacted away. (A 24 h ``drawdown``
+of equity kept all eight columns before, twice over between compactions: up to
+128 KiB per account, 128 MB at a thousand accounts; docs/performance.md.)
 A query for ``seconds`` uses the finest tier whose duration covers it; a query longer
 than every declared duration is answered over the longest one.
 
@@ -65,6 +69,20 @@ WINDOW_FUNCTIONS: Final = frozenset(
 
 _SNAPSHOT_VERSION: Final = 2
 _COLUMNS: Final = ("t_first", "v_first", "t_last", "v_last", "v_max", "v_min", "count", "total")
+
+COLUMNS_OF: Final[Mapping[str, frozenset[str]]] = {
+    "max_over": frozenset({"v_max"}),
+    "min_over": frozenset({"v_min"}),
+    "avg_over": frozenset({"count", "total"}),
+    "drawdown": frozenset({"v_max", "v_last"}),
+    "change": frozenset({"t_first", "v_first", "v_last"}),
+    "rate": frozenset({"t_first", "v_first", "v_last"}),
+}
+"""The record columns each window function reads, besides ``t_last`` (always kept: it
+places records in time)."""
+
+_COMPACT_AFTER: Final = 64
+"""Evicted records at the head of a tier that trigger compacting them away."""
 
 
 class WindowSource(Protocol):
@@ -96,18 +114,19 @@ class _Tier:
         "v_min",
     )
 
-    def __init__(self, span: float) -> None:
+    def __init__(self, span: float, kept: frozenset[str] = frozenset(_COLUMNS)) -> None:
         self.span = span
         self.res = max(MIN_RESOLUTION, span / BUCKETS)
         self.head = 0
-        self.t_first = array("d")
-        self.v_first = array("d")
+        # A column no function reads is None: never allocated, never written.
+        self.t_first = array("d") if "t_first" in kept else None
+        self.v_first = array("d") if "v_first" in kept else None
         self.t_last = array("d")
-        self.v_last = array("d")
-        self.v_max = array("d")
-        self.v_min = array("d")
-        self.count = array("d")
-        self.total = array("d")
+        self.v_last = array("d") if "v_last" in kept else None
+        self.v_max = array("d") if "v_max" in kept else None
+        self.v_min = array("d") if "v_min" in kept else None
+        self.count = array("d") if "count" in kept else None
+        self.total = array("d") if "total" in kept else None
 
     def __len__(self) -> int:
         return len(self.t_last) - self.head
@@ -119,19 +138,26 @@ class _Tier:
     def absorb(self, rec: tuple[float, ...]) -> None:
         """Append an aggregated record (a sample, or one from a snapshot), in time order."""
         t_first, _, t_last, v_last, v_max, v_min, count, total = rec
+        if t_first != t_first:  # NaN: a restored record of a tier without the column
+            t_first = t_last
         if len(self) and math.floor(t_first / self.res) == math.floor(self.t_last[-1] / self.res):
             self.t_last[-1] = t_last
-            self.v_last[-1] = v_last
-            self.v_max[-1] = max(self.v_max[-1], v_max)
-            self.v_min[-1] = min(self.v_min[-1], v_min)
-            self.count[-1] += count
-            self.total[-1] += total
+            if self.v_last is not None:
+                self.v_last[-1] = v_last
+            if self.v_max is not None:
+                self.v_max[-1] = max(self.v_max[-1], v_max)
+            if self.v_min is not None:
+                self.v_min[-1] = min(self.v_min[-1], v_min)
+            if self.count is not None and self.total is not None:
+                self.count[-1] += count
+                self.total[-1] += total
             return
         for column, value in zip(self._columns(), rec, strict=True):
-            column.append(value)
+            if column is not None:
+                column.append(value)
         self._evict(t_last)
 
-    def _columns(self) -> tuple[array[float], ...]:
+    def _columns(self) -> tuple[array[float] | None, ...]:
         return (
             self.t_first,
             self.v_first,
@@ -148,15 +174,21 @@ class _Tier:
         end = len(self.t_last)
         while self.head < end and self.t_last[self.head] < start:
             self.head += 1
-        if self.head > 64 and 2 * self.head > end:
+        if self.head >= _COMPACT_AFTER:
             for column in self._columns():
-                del column[: self.head]
+                if column is not None:
+                    del column[: self.head]
             self.head = 0
 
     def records(self) -> list[tuple[float, ...]]:
-        """The live records, oldest first, as 8-tuples in ``_COLUMNS`` order."""
+        """The live records, oldest first, as 8-tuples in ``_COLUMNS`` order (NaN in
+        the columns this tier does not keep)."""
+        nan = math.nan
         columns = self._columns()
-        return [tuple(c[i] for c in columns) for i in range(self.head, len(self.t_last))]
+        return [
+            tuple(nan if c is None else c[i] for c in columns)
+            for i in range(self.head, len(self.t_last))
+        ]
 
     def query(self, func: str, seconds: float, now: float) -> float | None:
         """Answer ``func`` over ``[now - seconds, now]`` (see the module docstring)."""
@@ -168,20 +200,29 @@ class _Tier:
         i = bisect_left(self.t_last, now - seconds, self.head, end)
         if i >= end:
             return None
+        v_max, v_last = self.v_max, self.v_last
         if func == "max_over":
-            return max(self.v_max[i:end])
+            return None if v_max is None else max(v_max[i:end])
         if func == "min_over":
-            return min(self.v_min[i:end])
+            return None if self.v_min is None else min(self.v_min[i:end])
         if func == "avg_over":
+            if self.total is None or self.count is None:
+                return None
             return sum(self.total[i:end]) / sum(self.count[i:end])
-        latest = self.v_last[end - 1]
+        if v_last is None:
+            return None
+        latest = v_last[end - 1]
         if func == "drawdown":
-            peak = max(self.v_max[i:end])
+            if v_max is None:
+                return None
+            peak = max(v_max[i:end])
             return None if peak <= 0.0 else (peak - latest) / peak
+        if self.t_first is None or self.v_first is None:
+            return None
         if self.t_first[i] >= now - seconds:
             t_ref, v_ref = self.t_first[i], self.v_first[i]
         else:  # the bucket straddles the window start: its last sample is inside
-            t_ref, v_ref = self.t_last[i], self.v_last[i]
+            t_ref, v_ref = self.t_last[i], v_last[i]
         if func == "change":
             return latest - v_ref
         if func == "rate":
@@ -190,13 +231,109 @@ class _Tier:
         return None
 
 
+class _PeakTier:
+    """A tier for a name read only by ``max_over`` and ``drawdown``: the bucket records
+    that can still be the peak of a window ending now, and the latest sample.
+
+    A record older than a record at least as high is never the maximum of a window
+    that ends at or after both (a window holding the older one holds the newer one),
+    so it is dropped when the newer one arrives: what is left falls strictly in value,
+    oldest (the window's maximum) first. Same answers as :class:`_Tier` for every
+    window ending at or after the latest sample (what the contract of
+    :mod:`riskwatch.rules.expr.windows` queries), from far fewer records: a rising
+    equity keeps one, a random walk over a 24 h window a few dozen, and a fall all
+    day long at most what :class:`_Tier` keeps. A query dated before the latest sample
+    is answered as of the latest sample.
+    """
+
+    __slots__ = ("head", "latest", "res", "span", "t_last", "v_max")
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self.res = max(MIN_RESOLUTION, span / BUCKETS)
+        self.head = 0
+        self.t_last = array("d")
+        self.v_max = array("d")
+        self.latest = math.nan  # the latest sample's value (NaN before the first)
+
+    def __len__(self) -> int:
+        return len(self.t_last) - self.head
+
+    def push(self, t: float, v: float) -> None:
+        """Record value ``v`` at time ``t`` (not earlier than the last sample)."""
+        self.add(t, t, v, v)
+
+    def absorb(self, rec: tuple[float, ...]) -> None:
+        """Take an aggregated record in ``_COLUMNS`` order, in time order."""
+        t_first, _, t_last, v_last, v_max = rec[:5]
+        self.add(t_first if t_first == t_first else t_last, t_last, v_max, v_last)
+
+    def add(self, t_first: float, t_last: float, v_max: float, v_last: float) -> None:
+        """A record's bucket start, last sample time, maximum and last value."""
+        times, peaks = self.t_last, self.v_max
+        if v_last == v_last:  # not NaN: a restored record without it keeps the old one
+            self.latest = v_last
+        same = len(times) > self.head and math.floor(t_first / self.res) == math.floor(
+            times[-1] / self.res
+        )
+        if same:
+            v_max = max(v_max, peaks[-1])
+            del times[-1], peaks[-1]
+        # Records no higher than this one can never be a window's maximum again.
+        while len(times) > self.head and peaks[-1] <= v_max:
+            del times[-1], peaks[-1]
+        times.append(t_last)
+        peaks.append(v_max)
+        start = t_last - self.span
+        while self.head < len(times) and times[self.head] < start:
+            self.head += 1
+        if self.head >= _COMPACT_AFTER:
+            del times[: self.head], peaks[: self.head]
+            self.head = 0
+
+    def records(self) -> list[tuple[float, ...]]:
+        """The kept records, oldest first, as 8-tuples in ``_COLUMNS`` order (NaN in
+        the columns not kept; the last one carries the latest sample as ``v_last``)."""
+        nan = math.nan
+        end = len(self.t_last)
+        out: list[tuple[float, ...]] = []
+        for i in range(self.head, end):
+            v_last = self.latest if i == end - 1 else nan
+            out.append((nan, nan, self.t_last[i], v_last, self.v_max[i], nan, nan, nan))
+        return out
+
+    def query(self, func: str, seconds: float, now: float) -> float | None:
+        """Answer ``max_over`` or ``drawdown`` over ``[now - seconds, now]``."""
+        seconds = min(max(seconds, 0.0), self.span)
+        i = bisect_left(self.t_last, now - seconds, self.head)
+        if i >= len(self.t_last):
+            return None
+        peak = self.v_max[i]  # the oldest kept record in the window is the highest
+        if func == "max_over":
+            return peak
+        if func == "drawdown":
+            latest = self.latest
+            if latest != latest:
+                return None
+            return None if peak <= 0.0 else (peak - latest) / peak
+        return None
+
+
+_PEAK_COLUMNS: Final = frozenset({"t_last", "v_max", "v_last"})
+
+
 class _Series:
     """All tiers of one (series key, name)."""
 
     __slots__ = ("last_t", "tiers")
 
-    def __init__(self, spans: tuple[float, ...]) -> None:
-        self.tiers = tuple(_Tier(span) for span in spans)  # finest (shortest) first
+    def __init__(self, spans: tuple[float, ...], kept: frozenset[str]) -> None:
+        # finest (shortest) first
+        self.tiers: tuple[_Tier | _PeakTier, ...] = (
+            tuple(_PeakTier(span) for span in spans)
+            if kept <= _PEAK_COLUMNS
+            else tuple(_Tier(span, kept) for span in spans)
+        )
         self.last_t = -math.inf
 
     def push(self, t: float, v: float) -> None:
@@ -206,7 +343,7 @@ class _Series:
         for tier in self.tiers:
             tier.push(t, v)
 
-    def tier_for(self, seconds: float) -> _Tier:
+    def tier_for(self, seconds: float) -> _Tier | _PeakTier:
         for tier in self.tiers:
             if tier.span >= seconds:
                 return tier
@@ -222,11 +359,20 @@ class Windows:
     module docstring). Passing only the longest duration per name is valid too.
     Raises ``ValueError`` on a duration that is not a positive finite number.
 
+    ``functions`` maps a name to the window functions read on it; only the record
+    columns those need are kept (:data:`COLUMNS_OF`), and a function not listed for a
+    name answers None on it. A name missing from ``functions``, or ``functions``
+    None, keeps every column.
+
     Build a new instance when the rule set changes; :meth:`snapshot` and
     :meth:`restore` carry the history over a restart or a reload.
     """
 
-    def __init__(self, specs: Iterable[tuple[str, float]]) -> None:
+    def __init__(
+        self,
+        specs: Iterable[tuple[str, float]],
+        functions: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
         spans: dict[str, set[float]] = {}
         for name, duration in specs:
             if not math.isfinite(duration) or duration <= 0.0:
@@ -236,6 +382,17 @@ class Windows:
         self._spans: dict[str, tuple[float, ...]] = {
             name: tuple(sorted(durations)) for name, durations in spans.items()
         }
+        every = frozenset(_COLUMNS)
+        self._kept: dict[str, frozenset[str]] = {}
+        for name in self._spans:
+            funcs = None if functions is None else functions.get(name)
+            if funcs is None:
+                self._kept[name] = every
+                continue
+            kept = {"t_last"}
+            for func in funcs:
+                kept |= COLUMNS_OF.get(func, every)
+            self._kept[name] = frozenset(kept)
         self._series: dict[str, dict[str, _Series]] = {}
 
     @property
@@ -261,7 +418,7 @@ class Windows:
                 series = self._series.setdefault(key, {})
             one = series.get(name)
             if one is None:
-                one = series[name] = _Series(spans)
+                one = series[name] = _Series(spans, self._kept[name])
             one.push(now, float(value))
 
     def query(self, key: str, func: str, name: str, seconds: float, now: float) -> float | None:
@@ -311,7 +468,7 @@ class Windows:
         For every (key, name) the longest tier is saved, merged down to at most
         ``max_records`` records; merging keeps each group's extrema, count
         and sum, so peaks (and therefore ``drawdown``) survive exactly, at a coarser
-        edge resolution.
+        edge resolution. A column the tier does not keep is saved as None.
         """
         if max_records < 1:
             msg = f"max_records must be at least 1, got {max_records}"
@@ -320,13 +477,21 @@ class Windows:
         for key, series in self._series.items():
             for name, one in series.items():
                 records = _downsample(one.tiers[-1].records(), max_records)
-                out.append({"key": key, "name": name, "records": [list(r) for r in records]})
+                out.append(
+                    {
+                        "key": key,
+                        "name": name,
+                        "records": [[None if math.isnan(x) else x for x in r] for r in records],
+                    }
+                )
         return {"version": _SNAPSHOT_VERSION, "series": out}
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Load a :meth:`snapshot`, for the names this instance tracks (others are skipped).
 
-        Call it on a fresh instance, before the first :meth:`push`. Raises
+        Call it on a fresh instance, before the first :meth:`push`. Records that lack
+        a column this instance keeps for the name (saved by rules that read other
+        functions on it) are skipped: that history starts again. Raises
         ``ValueError`` on a malformed snapshot.
         """
         if data.get("version") != _SNAPSHOT_VERSION:
@@ -335,7 +500,10 @@ class Windows:
         for item in data.get("series", []):
             try:
                 key, name = str(item["key"]), str(item["name"])
-                records = [tuple(float(x) for x in rec) for rec in item["records"]]
+                records = [
+                    tuple(math.nan if x is None else float(x) for x in rec)
+                    for rec in item["records"]
+                ]
             except (KeyError, TypeError, ValueError) as exc:
                 msg = f"malformed window snapshot entry: {exc}"
                 raise ValueError(msg) from exc
@@ -343,9 +511,16 @@ class Windows:
                 msg = f"window snapshot record for {name!r} must have {len(_COLUMNS)} fields"
                 raise ValueError(msg)
             spans = self._spans.get(name)
-            if spans is None or not records:
+            if spans is None:
                 continue
-            one = self._series.setdefault(key, {}).setdefault(name, _Series(spans))
+            kept = self._kept[name]
+            # A peak tier needs the latest value once, not per record (_PeakTier).
+            need = _PEAK_COLUMNS - {"v_last"} if kept <= _PEAK_COLUMNS else kept
+            needed = [i for i, column in enumerate(_COLUMNS) if column in need]
+            records = [rec for rec in records if not any(math.isnan(rec[i]) for i in needed)]
+            if not records:
+                continue
+            one = self._series.setdefault(key, {}).setdefault(name, _Series(spans, kept))
             for tier in one.tiers:
                 for rec in records:
                     tier.absorb(rec)

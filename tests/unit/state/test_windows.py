@@ -191,6 +191,114 @@ def test_memory_bounded_after_eviction() -> None:
     assert got >= peak
 
 
+def _bytes_held(w: Windows) -> int:
+    """Bytes of every record column the windows hold (allocated, not just used)."""
+    total = 0
+    for series in w._series.values():
+        for one in series.values():
+            for tier in one.tiers:
+                columns = (
+                    tier._columns() if hasattr(tier, "_columns") else (tier.t_last, tier.v_max)
+                )
+                for column in columns:
+                    if column is not None:
+                        total += column.buffer_info()[1] * column.itemsize
+    return total
+
+
+def _walk(w: Windows, seconds: int, step: float, drift: float, seed: int) -> tuple[float, float]:
+    """Feed ``w`` a random walk of equity every ``step`` s for ``seconds``; return the
+    last time and value."""
+    rng = random.Random(seed)
+    value, t = 1000.0, T0
+    while t < T0 + seconds:
+        t += step
+        value += rng.uniform(-1, 1) + drift
+        w.push("", {"equity": value}, t)
+    return t, value
+
+
+def test_a_drawdown_keeps_only_the_records_that_can_still_be_the_peak() -> None:
+    """A name read only by drawdown and max_over keeps the bucket records that can
+    still be a window's peak (two columns) and answers as the eight-column history:
+    a random walk keeps a few dozen of the 1000 buckets of 24 h, a fall all day long
+    at most BUCKETS + 2 live records plus 64 evicted ones."""
+    peak_only = {"equity": ["drawdown", "max_over"]}
+    for drift, most in ((0.0, 200), (-0.5, BUCKETS + 2 + 64)):
+        w = Windows([("equity", 86_400.0)], peak_only)
+        full = Windows([("equity", 86_400.0)])
+        t, _ = _walk(w, 2 * 86_400, 1.0, drift, seed=3)
+        _walk(full, 2 * 86_400, 1.0, drift, seed=3)
+        (tier,) = w._series[""]["equity"].tiers
+        assert not hasattr(tier, "v_min")  # no column but the two
+        assert len(tier.t_last) <= most
+        assert _bytes_held(w) <= 2 * 8 * most * 1.2  # array over-allocation
+        for seconds in (60, 3_600, 86_400):
+            for func in ("drawdown", "max_over"):
+                assert w.window(func, "equity", seconds, t) == full.window(
+                    func, "equity", seconds, t
+                ), (drift, seconds, func)
+    walk = Windows([("equity", 86_400.0)], peak_only)
+    _walk(walk, 86_400, 1.0, 0.0, seed=3)
+    falling = Windows([("equity", 86_400.0)], peak_only)
+    _walk(falling, 86_400, 1.0, -0.5, seed=3)
+    assert _bytes_held(falling) > 10 * _bytes_held(walk)  # the random walk kept far fewer
+
+
+def test_other_functions_keep_only_their_columns_and_compact_early() -> None:
+    """avg_over alone keeps t_last, count and total; evicted records are compacted
+    away 64 at a time."""
+    w = Windows([("equity", 86_400.0)], {"equity": ["avg_over"]})
+    full = Windows([("equity", 86_400.0)])
+    t, _ = _walk(w, 2 * 86_400, 1.0, 0.0, seed=5)
+    _walk(full, 2 * 86_400, 1.0, 0.0, seed=5)
+    (tier,) = w._series[""]["equity"].tiers
+    kept = {
+        name
+        for name, column in zip(
+            ("t_first", "v_first", "t_last", "v_last", "v_max", "v_min", "count", "total"),
+            tier._columns(),
+            strict=True,
+        )
+        if column is not None
+    }
+    assert kept == {"t_last", "count", "total"}
+    assert len(tier.t_last) <= BUCKETS + 2 + 64
+    assert w.window("avg_over", "equity", 86_400, t) == full.window("avg_over", "equity", 86_400, t)
+
+
+def test_only_the_functions_declared_answer() -> None:
+    """A function not declared for a name answers None; declared ones answer as usual."""
+    w = Windows([("x", 60.0)], {"x": ["max_over", "avg_over"]})
+    _feed(w, [(0, 5.0), (10, 9.0), (20, 1.0)])
+    now = T0 + 20
+    assert w.window("max_over", "x", 60, now) == 9.0
+    assert w.window("avg_over", "x", 60, now) == 5.0
+    for func in ("min_over", "drawdown", "change", "rate"):
+        assert w.window(func, "x", 60, now) is None
+
+
+def test_restore_keeps_what_the_new_rules_can_read_and_restarts_the_rest() -> None:
+    """A reload that adds a function on a name: history that lacks its columns starts
+    again; a reload that reads fewer columns keeps the history."""
+    w = Windows([("x", 600.0)], {"x": ["drawdown"]})
+    _feed(w, [(0, 100.0), (60, 150.0), (120, 120.0)])
+    now = T0 + 120
+    data = json.loads(json.dumps(w.snapshot()))
+    assert all(None in rec for rec in data["series"][0]["records"])
+    assert len(data["series"][0]["records"]) == 2  # 100 can never be the peak again
+    wider = Windows([("x", 600.0)], {"x": ["drawdown", "avg_over"]})
+    wider.restore(data)
+    assert wider.window("drawdown", "x", 600, now) is None
+    assert wider.window("avg_over", "x", 600, now) is None
+    same = Windows([("x", 600.0)], {"x": ["drawdown"]})
+    same.restore(data)
+    assert same.window("drawdown", "x", 600, now) == pytest.approx(30.0 / 150.0)
+    narrower = Windows([("x", 600.0)], {"x": ["max_over"]})
+    narrower.restore(data)
+    assert narrower.window("max_over", "x", 600, now) == 150.0
+
+
 def test_dense_updates_coalesce_at_100ms() -> None:
     """Twenty updates per second in a short window coalesce to one record per 100 ms."""
     w = Windows([("x", 10.0)])
@@ -281,3 +389,29 @@ def test_matches_reference_on_one_sample_per_bucket(
             assert got is None, func
         else:
             assert got == pytest.approx(want, rel=1e-9, abs=1e-6), func
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    samples=st.lists(
+        st.tuples(st.integers(0, 40), st.floats(-1e6, 1e6, allow_nan=False)), max_size=80
+    ),
+    seconds=st.integers(0, 12),
+    lag=st.integers(0, 30),
+)
+def test_peak_history_answers_as_the_full_history(
+    samples: list[tuple[int, float]], seconds: int, lag: int
+) -> None:
+    """max_over and drawdown from the peak-only history equal those of the eight-column
+    history, with several samples per bucket, for every window ending at or after the
+    latest sample (a 10 s window: 100 ms buckets; gaps of 0 to 400 ms)."""
+    peak = Windows([("x", 10.0)], {"x": ["max_over", "drawdown"]})
+    full = Windows([("x", 10.0)])
+    t = T0
+    for gap, value in samples:
+        t += gap * 0.01
+        peak.push("", {"x": value}, t)
+        full.push("", {"x": value}, t)
+    now = t + lag * 0.1
+    for func in ("max_over", "drawdown"):
+        assert peak.window(func, "x", seconds, now) == full.window(func, "x", seconds, now), func
