@@ -319,7 +319,7 @@ class StateWriter:
                     unsynced = None
                 continue
             try:
-                refused = self.store.write_batch([w.apply for w in writes])
+                refused, done = self.store.write_batch([w.apply for w in writes])
             except StateStoreError as exc:
                 self._give_back(keyed, rows)
                 self._failing = True
@@ -334,7 +334,11 @@ class StateWriter:
             except Exception as exc:  # a bug must not end the thread: drop, say so
                 log.exception("state writer: batch dropped")
                 self._report("batch", f"batch dropped: {exc}")
-                refused = []
+                refused, done = [], len(writes)
+            if done < len(writes):
+                # The batch gave way to a write on the event loop (Store.write_batch):
+                # what did not run goes back in front, behind nothing newer.
+                self._give_back(dict(list(keyed.items())[done:]), rows[max(0, done - len(keyed)) :])
             delay = self.retry_initial
             now = time.monotonic()
             if unsynced is None:
@@ -345,7 +349,7 @@ class StateWriter:
                 log.error("state database refused a %s write: %s", writes[index].op, error)
                 self._report(writes[index].op, str(error))
             with self._cond:
-                self.written += len(writes) - len(refused)
+                self.written += done - len(refused)
                 self._busy = False
                 self._cond.notify_all()
             if self._failing:

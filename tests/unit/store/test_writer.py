@@ -7,13 +7,13 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from riskwatch.store import StateStoreError, Store
-from riskwatch.store.db import WRITE_WAIT_S
+from riskwatch.store.db import WRITE_WAIT_S, BatchResult
 from riskwatch.store.writer import SYNC_INTERVAL, StateWriter
 
 T0 = 1_700_000_000.0
@@ -195,6 +195,63 @@ def test_intent_commit_waits_a_bounded_time_behind_the_writer(store: Store) -> N
     finally:
         release.set()
         t.join(5.0)
+
+
+def test_a_batch_gives_way_to_a_waiting_write(store: Store) -> None:
+    """A write waiting for the lock (the intent commit) waits for the op the batch is
+    running, not the batch: the batch commits what ran and returns the count."""
+
+    def op(n: int) -> Callable[[Store], None]:
+        def apply(s: Store) -> None:
+            time.sleep(0.02)
+            s.save_daily(f"desk-{n}", {"version": 1, "n": n})
+
+        return apply
+
+    result: list[BatchResult] = []
+    t = threading.Thread(
+        target=lambda: result.append(store.write_batch([op(n) for n in range(50)]))
+    )
+    t.start()
+    time.sleep(0.05)  # a few ops in
+    started = time.monotonic()
+    _intent(store, 3)
+    waited = time.monotonic() - started
+    t.join(5.0)
+    assert waited < 0.2, waited  # the whole batch would hold it for 1 s
+    (done,) = result
+    assert done.refused == []
+    assert 1 <= done.done < 50
+    assert sorted(store.load_daily()) == sorted(f"desk-{n}" for n in range(done.done))
+    assert [r.action_id for r in store.actions()] == ["act-3"]
+
+
+def test_the_writer_writes_later_what_a_batch_left(store: Store, writer: StateWriter) -> None:
+    """What a batch left for a waiting write is written by the next batches, newest
+    values kept."""
+    slow = threading.Event()
+    real = store.save_daily
+
+    def save_daily(account: str, record: dict[str, object]) -> None:
+        if slow.is_set():
+            time.sleep(0.005)
+        real(account, record)
+
+    store.save_daily = save_daily  # type: ignore[method-assign]
+    slow.set()
+    for n in range(100):
+        writer.save_daily(f"desk-{n}", {"version": 1, "n": n})
+    time.sleep(0.03)  # the writer is inside its batch
+    started = time.monotonic()
+    _intent(store, 4)
+    assert time.monotonic() - started < 0.2
+    writer.save_daily("desk-99", {"version": 1, "n": 990})  # newer than the queued one
+    assert writer.flush(10.0)
+    daily = store.load_daily()
+    assert len(daily) == 100
+    assert daily["desk-99"]["n"] == 990
+    assert writer.pending() == 0
+    assert not writer.failing
 
 
 def test_state_files_are_created_owner_only(tmp_path: Path) -> None:
