@@ -28,7 +28,9 @@ Measured over ``--seconds`` after a warm-up, per N:
 - the daemon's CPU share of one core (utime + stime of this process, /proc), the
   frames it received per second (``riskwatch_messages_total``) and so its CPU per
   frame, all in (scrapes included), and its resident memory at the end (and its
-  minimum, median and maximum over the window, sampled every 0.5 s);
+  minimum, median and maximum over the window, sampled every 0.5 s); the state-database
+  writes that failed in the window (``riskwatch_state_errors_total``) and whether
+  ``/readyz`` answers 200 at its end (its reasons when not);
 - scrape durations as Prometheus measured them (``scrape_duration_seconds`` samples of
   the window, read back through its HTTP API) and the scrapes that failed (``up`` 0);
 - event-loop lag: a task on the daemon's loop sleeps ``LAG_PERIOD`` and records how
@@ -190,6 +192,16 @@ class Options:
     profile: Path | None = None
 
 
+def state_errors(daemon: Daemon) -> float:
+    """Failed state-database writes so far (``riskwatch_state_errors_total``)."""
+    return sum(
+        sample.value
+        for family in daemon.metrics.state_errors.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
 def message_count(daemon: Daemon) -> float:
     """Frames received so far by every account (``riskwatch_messages_total``)."""
     return sum(
@@ -311,6 +323,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
         if opts.profile is not None:
             profiler = start_profiler(opts.profile, seconds)
         m0 = message_count(daemon)
+        e0 = state_errors(daemon)
         gc_timer = GcTimer()
         c0, t0, w0 = me.cpu_seconds(), time.monotonic(), time.time()
         await asyncio.sleep(seconds)
@@ -325,6 +338,10 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
         latencies = probe.latencies[k_lat:]
         rss = me.rss_mb()
         rss_task.cancel()
+        errors = state_errors(daemon) - e0
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{daemon.http_port}/readyz") as r:
+                ready = (r.status, (await r.text()).strip())
         probe_task.cancel()
         sim.terminate()  # writes sim.json: the wire time of every trip so far
         await sim.wait()
@@ -370,6 +387,9 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
             "cpu_share_of_one_core": round(cpu, 3),
             "frames_per_s": round(frames_per_s, 1),
             "cpu_us_per_frame": round(cpu / frames_per_s * 1e6, 2) if frames_per_s else None,
+            "state_errors": errors,
+            "ready_at_end": ready[0] == 200,
+            "not_ready_because": "" if ready[0] == 200 else ready[1][:300],
             "rss_mb": round(rss, 1),
             "rss_window_mb": {
                 "min": round(min(rss_samples), 1),
@@ -460,7 +480,8 @@ def measure(opts: Options) -> dict[str, Any]:
         f" trigger→write p99 {pct_ms(r['daemon_trigger'], 'p99_ms'):.2f} ms,"
         f" pulse_to_action p99 {pct_ms(r['pulse_to_action'], 'p99_ms'):.2f} ms,"
         f" wire p99 {pct_ms(r['wire'], 'p99_ms'):.2f} ms ({r['trips']} trips,"
-        f" {r['late_trips']} late)",
+        f" {r['late_trips']} late), state write errors {r['state_errors']:g},"
+        f" {'ready' if r['ready_at_end'] else 'NOT READY: ' + r['not_ready_because']}",
         flush=True,
     )
     print(
