@@ -28,11 +28,12 @@ objects: about six objects a second at 1000 accounts, measured). So:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
 from typing import Final
+
+from riskwatch.daemon.eventloop import cancel_and_wait
 
 __all__ = ["FREEZE_INTERVAL", "FULL_INTERVAL", "YOUNG_THRESHOLD", "GcPolicy"]
 
@@ -73,11 +74,8 @@ class GcPolicy:
 
     async def stop(self) -> None:
         """End the policy: the interpreter's thresholds again, nothing frozen."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         gc.set_threshold(*self._thresholds)
         gc.unfreeze()
 

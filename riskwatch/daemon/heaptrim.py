@@ -16,13 +16,14 @@ nothing and says so once at start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 import logging
 import time
 from collections.abc import Callable
 from typing import Final
+
+from riskwatch.daemon.eventloop import cancel_and_wait
 
 __all__ = ["TRIM_INTERVAL", "HeapTrimmer", "find_malloc_trim"]
 
@@ -87,11 +88,8 @@ class HeapTrimmer:
 
     async def stop(self) -> None:
         """Stop trimming."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:
