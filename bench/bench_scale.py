@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/bench_scale.py [--accounts 10 100 1000] [--seconds 30]
 [--scrape-interval 1 15] [--loop default|uvloop|asyncio] [--transport websockets|aiohttp]
-[--gc policy|interpreter] [--heap-trim on|off] [--history SECONDS] [--profile DIR]`` (about 1 min
+[--gc policy|interpreter] [--heap-trim on|off] [--history SECONDS] [--notify URL] [--profile DIR]`` (about 1 min
 per N and interval, then a few shorter runs to bisect the largest N that keeps the
 event-loop lag under 10 ms at the first interval). Writes ``build/bench/scale.json``.
 
@@ -189,6 +189,7 @@ class Options:
     gc: str = "policy"
     heap_trim: bool = True
     history: float = 86_400.0
+    notify: str = ""
     profile: Path | None = None
 
 
@@ -279,7 +280,13 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
     gc_policy: GcPolicy | None = None
     heap_trimmer: HeapTrimmer | None = None
     try:
-        config = load_config(daemon_config(folder, trade_url, n, opts.transport))
+        path = daemon_config(folder, trade_url, n, opts.transport)
+        if opts.notify:  # a route with one apprise URL: apprise and its plugins loaded
+            path.write_text(
+                path.read_text()
+                + f"notifications:\n  routes:\n    - name: bench\n      urls: ['{opts.notify}']\n"
+            )
+        config = load_config(path)
         store = Store.open(config.state.path)
         daemon = Daemon(config, rules=load_rule_files(list(config.rules.files)), store=store)
         fill_history(daemon, opts.history, time.time())
@@ -383,6 +390,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
             "gc": opts.gc,
             "heap_trim": opts.heap_trim,
             "history_s": opts.history,
+            "notify": opts.notify,
             "ready_after_s": round(ready_s, 1),
             "cpu_share_of_one_core": round(cpu, 3),
             "frames_per_s": round(frames_per_s, 1),
@@ -456,6 +464,7 @@ def measure(opts: Options) -> dict[str, Any]:
             f"--gc={opts.gc}",
             f"--heap-trim={'on' if opts.heap_trim else 'off'}",
             f"--history={opts.history:g}",
+            f"--notify={opts.notify}",
             f"--out={out}",
         ]
         if opts.profile is not None:
@@ -467,7 +476,7 @@ def measure(opts: Options) -> dict[str, Any]:
     print(
         f"N={opts.accounts:5d} scrape every {opts.scrape_interval:g} s, {opts.loop},"
         f" {opts.transport}, gc {opts.gc}, heap trim {'on' if opts.heap_trim else 'off'},"
-        f" history {opts.history:g} s"
+        f" history {opts.history:g} s{', notify ' + opts.notify if opts.notify else ''}"
         f" ({r['seconds']:.0f} s, load {load}):"
         f" CPU {r['cpu_share_of_one_core'] * 100:5.1f}% of a core"
         f" ({r['cpu_us_per_frame']} µs per frame, {r['frames_per_s']:.0f} frames/s),"
@@ -558,6 +567,12 @@ def main() -> None:
         " default a day: the steady state of the rule pack's 24 h drawdown; 0: none)",
     )
     parser.add_argument(
+        "--notify",
+        default="",
+        help="an apprise URL the daemon routes every notification to (e.g. a json://"
+        " webhook on loopback); default none: alerts go nowhere but /metrics",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="folder: sample the daemon with py-spy during each window and print the"
@@ -595,6 +610,7 @@ def main() -> None:
             gc=args.gc,
             heap_trim=args.heap_trim == "on",
             history=args.history,
+            notify=args.notify,
             profile=profile,
         )
 

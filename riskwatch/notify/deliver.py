@@ -28,10 +28,10 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from types import ModuleType
+from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl, urlsplit
 
-import apprise
 import stamina
 
 from riskwatch.errors import RiskwatchError
@@ -41,6 +41,9 @@ from riskwatch.notify.render import Message
 from riskwatch.notify.routes import TAG_SCHEME
 from riskwatch.records import url_id
 from riskwatch.secret import Secret, redact
+
+if TYPE_CHECKING:
+    import apprise
 
 __all__ = [
     "Deliverer",
@@ -156,6 +159,21 @@ def _with_timeouts(url: str, timeout: float) -> str:
     return url + ("&" if "?" in url else "?") + "&".join(extra)
 
 
+def _library() -> ModuleType:
+    """apprise, imported on first use, with riskwatch's ``console://`` registered.
+
+    apprise loads every one of its plugins when imported: 20 MB of a daemon's memory
+    (docs/performance.md). A daemon whose targets are all Alertmanager never loads it;
+    one with an apprise target loads it at start-up, when its targets are checked, not
+    at its first notification.
+    """
+    import apprise as library  # deferred on purpose (docstring)
+
+    from riskwatch.notify import console  # noqa: F401 - registers console://
+
+    return library
+
+
 class _Target:
     """One URL, or one tag of the apprise config file, as apprise delivers it.
 
@@ -179,13 +197,14 @@ class _Target:
                 self.error = "tag target but no apprise_config file"
         else:
             self.url = _with_timeouts(url, timeout)
-            if not apprise.Apprise().add(self.url):
+            if not _library().Apprise().add(self.url):
                 self.error = "url not understood by apprise"
 
     def _apprise(self) -> apprise.Apprise:
-        ap = apprise.Apprise()
+        library = _library()
+        ap: apprise.Apprise = library.Apprise()
         if self.tag is not None and self.apprise_config is not None:
-            cfg = apprise.AppriseConfig()
+            cfg = library.AppriseConfig()
             cfg.add(str(self.apprise_config))
             ap.add(cfg)
         else:
@@ -194,11 +213,12 @@ class _Target:
 
     def notify(self, message: Message) -> bool:
         """Blocking delivery (run it in a thread)."""
+        library = _library()
         result = self._apprise().notify(
             body=message.body,
             title=message.title,
-            notify_type=apprise.NotifyType(message.notify_type),
-            tag=self.tag if self.tag is not None else apprise.common.MATCH_ALL_TAG,
+            notify_type=library.NotifyType(message.notify_type),
+            tag=self.tag if self.tag is not None else library.common.MATCH_ALL_TAG,
         )
         return bool(result)
 

@@ -32,7 +32,6 @@ from riskwatch.alertmanager_target import is_alertmanager
 from riskwatch.clock import Clock, SystemClock
 from riskwatch.config import NotificationsConfig
 from riskwatch.metrics import Metrics
-from riskwatch.notify import console as _console  # noqa: F401 - registers console://
 from riskwatch.notify.alertmanager import Posting
 from riskwatch.notify.amfanout import AlertmanagerFanout, split_targets
 from riskwatch.notify.dedup import LastSent
