@@ -93,6 +93,23 @@ class WindowSource(Protocol):
         ...
 
 
+def _evict(
+    times: array[float], head: int, start: float, columns: Iterable[array[float] | None]
+) -> int:
+    """Move ``head`` past the records whose last sample is before ``start``; once
+    :data:`_COMPACT_AFTER` are behind it, delete them from every column (``times``
+    among them) and return 0, else the new head."""
+    end = len(times)
+    while head < end and times[head] < start:
+        head += 1
+    if head < _COMPACT_AFTER:
+        return head
+    for column in columns:
+        if column is not None:
+            del column[:head]
+    return 0
+
+
 class _Tier:
     """The coalesced history of one series at one resolution.
 
@@ -155,7 +172,7 @@ class _Tier:
         for column, value in zip(self._columns(), rec, strict=True):
             if column is not None:
                 column.append(value)
-        self._evict(t_last)
+        self.head = _evict(self.t_last, self.head, t_last - self.span, self._columns())
 
     def _columns(self) -> tuple[array[float] | None, ...]:
         return (
@@ -168,17 +185,6 @@ class _Tier:
             self.count,
             self.total,
         )
-
-    def _evict(self, now: float) -> None:
-        start = now - self.span
-        end = len(self.t_last)
-        while self.head < end and self.t_last[self.head] < start:
-            self.head += 1
-        if self.head >= _COMPACT_AFTER:
-            for column in self._columns():
-                if column is not None:
-                    del column[: self.head]
-            self.head = 0
 
     def records(self) -> list[tuple[float, ...]]:
         """The live records, oldest first, as 8-tuples in ``_COLUMNS`` order (NaN in
@@ -284,12 +290,7 @@ class _PeakTier:
             del times[-1], peaks[-1]
         times.append(t_last)
         peaks.append(v_max)
-        start = t_last - self.span
-        while self.head < len(times) and times[self.head] < start:
-            self.head += 1
-        if self.head >= _COMPACT_AFTER:
-            del times[: self.head], peaks[: self.head]
-            self.head = 0
+        self.head = _evict(times, self.head, t_last - self.span, (times, peaks))
 
     def records(self) -> list[tuple[float, ...]]:
         """The kept records, oldest first, as 8-tuples in ``_COLUMNS`` order (NaN in
