@@ -32,9 +32,11 @@ Each method writes one logical record, or one batch, in one transaction: a crash
 
 A batch gives way: when another write (the intent commit on the event loop) waits for
 the lock, the batch commits the operations it has run and returns the rest to its
-caller, so that write waits one operation, not a whole batch. Measured at 1000
-accounts, before: ``record_intent`` 0.15 ms p50 but 2.1 ms p99 and 3.1 ms at most,
-behind the writer thread's batches (docs/performance.md).
+caller, so that write waits one operation, not a whole batch: at 1000 accounts with a
+day of window history, the periodic save's batch held the lock past the intent's 0.1 s
+(docs/reliability.md). It does not remove the intent's smaller waits behind the
+writer thread (2.1 ms p99 at 1000 accounts): those come from the interpreter lock
+passing between the two threads (docs/performance.md).
 
 Threads and waiting: a :class:`Store` may be used from any thread (its connections are
 opened with ``check_same_thread=False``). Writes share one connection and an internal
@@ -106,6 +108,7 @@ INTENT_SYNCHRONOUS = "NORMAL"
 log = logging.getLogger(__name__)
 
 BatchOp = Callable[["Store"], object]
+"""One write of a batch: called with the store, inside the batch's transaction."""
 
 
 class BatchResult(NamedTuple):
@@ -115,8 +118,6 @@ class BatchResult(NamedTuple):
     refused: list[tuple[int, Exception]]
     done: int
 
-
-"""One write of a batch: called with the store, inside the batch's transaction."""
 
 _ACTION_COLUMNS = (
     "action_id, trip_key, rule, account, symbol, action, attempt, params, client_order_id,"
