@@ -295,3 +295,86 @@ def test_committed_batches_are_fsynced_within_the_sync_interval(
     assert w.close(5.0)
     assert len(synced) == 2
     assert store.load_daily() == {"desk-a": {"version": 2}}
+
+
+def test_a_refused_op_is_left_out_whole_and_the_rest_committed(store: Store) -> None:
+    """An op that wrote and then refused leaves nothing of its own; the ops around it
+    are committed, and only it is returned as refused."""
+
+    def write_then_refuse(s: Store) -> None:
+        s.save_daily("desk-half", {"version": 1})
+        msg = "refused after a write"
+        raise ValueError(msg)
+
+    ops: list[Callable[[Store], object]] = [
+        lambda s: s.save_daily("desk-a", {"version": 1}),
+        write_then_refuse,
+        lambda s: s.save_daily("desk-b", {"version": 1}),
+        lambda s: s.record_outcome("no-such-action", "confirmed", None, T0),
+        lambda s: s.save_daily("desk-c", {"version": 1}),
+    ]
+    result = store.write_batch(ops)
+    assert result.done == 5
+    assert [(i, type(e).__name__) for i, e in result.refused] == [
+        (1, "ValueError"),
+        (3, "StateStoreError"),
+    ]
+    assert sorted(store.load_daily()) == ["desk-a", "desk-b", "desk-c"]
+
+
+def test_a_refusal_after_the_batch_gave_way_is_not_reported_twice(store: Store) -> None:
+    """An op refused in a try that then gave way before reaching it is not reported by
+    this batch: it is among the ops the caller submits again."""
+    entered = threading.Event()
+    go_on = threading.Event()
+    tries = []
+
+    def slow(s: Store) -> None:
+        tries.append(1)
+        if len(tries) == 2:  # the second try: let a write wait behind it
+            entered.set()
+            go_on.wait(5.0)
+        s.save_daily("desk-a", {"version": 1})
+
+    def refuse(_: Store) -> None:
+        msg = "refused"
+        raise ValueError(msg)
+
+    def rest(s: Store) -> None:
+        s.save_daily("desk-b", {"version": 1})
+
+    result: list[BatchResult] = []
+    t = threading.Thread(target=lambda: result.append(store.write_batch([slow, rest, refuse])))
+    t.start()
+    assert entered.wait(5.0)
+    waiter = threading.Thread(target=_intent, args=(store, 5))
+    waiter.start()
+    while not store._waiting:  # the intent waits for the lock
+        time.sleep(0.001)
+    go_on.set()
+    t.join(5.0)
+    waiter.join(5.0)
+    (done,) = result
+    assert (done.done, done.refused) == (1, [])
+    assert sorted(store.load_daily()) == ["desk-a"]
+
+
+def test_a_commit_runs_a_pragma_only_when_its_setting_changes(store: Store) -> None:
+    """The intent commit runs no PRAGMA after one of its own kind (each statement is a
+    chance for another thread to take the interpreter lock); a FULL write after it
+    sets FULL again, and commits with it."""
+    statements: list[str] = []
+    conn = store._conn
+    assert conn is not None
+    _intent(store, 1)
+    conn.set_trace_callback(statements.append)
+    _intent(store, 2)
+    assert not [s for s in statements if s.startswith("PRAGMA")], statements
+    store.save_daily("desk-a", {"version": 1})
+    assert [s for s in statements if s.startswith("PRAGMA")] == ["PRAGMA synchronous = FULL"]
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    statements.clear()
+    store.write_batch([lambda s: s.save_daily("desk-b", {"version": 1})])
+    assert [s for s in statements if s.startswith(("PRAGMA", "SAVEPOINT"))] == [
+        "PRAGMA synchronous = NORMAL"
+    ]
