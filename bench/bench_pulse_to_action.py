@@ -55,8 +55,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from riskwatch.config import load_config
 from riskwatch.daemon import eventloop
 from riskwatch.daemon.app import Daemon
-from riskwatch.daemon.gcpolicy import GcPolicy
-from riskwatch.daemon.heaptrim import HeapTrimmer
+from riskwatch.daemon.serve import memory_upkeep
 from riskwatch.model import Event
 from riskwatch.qfex import client as client_mod
 from riskwatch.qfex.session import TradeSession
@@ -123,7 +122,8 @@ class Probe:
             if now - self.last.get(account, 0.0) > 0.05:
                 self.burst[account] = now  # first frame of a pulse burst
             self.last[account] = now
-            return inner(account, events, now)
+            frames: list[str] = inner(account, events, now)
+            return frames
 
         setattr(owner, name, on_events)
         probe = self
@@ -139,12 +139,17 @@ class Probe:
                     probe.from_burst.append(written - probe.burst[account])
                 await ws.send(frame)
 
-        client_mod.TradeConnection._flush = flush  # type: ignore[method-assign]
+        client_mod.TradeConnection._flush = flush  # type: ignore[method-assign, assignment]
 
 
 def daemon_config(
-    folder: Path, trade_url: str, accounts: int, transport: str = "websockets"
+    folder: Path, trade_url: str, accounts: int, transport: str = "websockets", notify: str = ""
 ) -> Path:
+    """Write the daemon's config for ``accounts`` simulated accounts; return its path.
+
+    ``notify``: an apprise URL for one notification route (apprise and its plugins are
+    loaded then: riskwatch/notify/deliver.py); none by default.
+    """
     (folder / "secret").write_text(SIM_SECRET + "\n")
     (folder / "trip.rules.yaml").write_text(TRIP_RULE)
     packs = sorted((ROOT / "rules").glob("*.yaml"))
@@ -169,6 +174,8 @@ def daemon_config(
         "state:",
         f"  path: {folder / 'state.db'}",
     ]
+    if notify:
+        lines += ["notifications:", "  routes:", "    - name: bench", f"      urls: ['{notify}']"]
     path = folder / "riskwatch.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -204,20 +211,17 @@ async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
         probe = Probe()
         probe.wrap(daemon)
         await daemon.start()
-        gc_policy = GcPolicy()  # as riskwatch.daemon.serve.serve() does after start-up
-        gc_policy.start()
-        heap_trimmer = HeapTrimmer()
-        heap_trimmer.start()
         try:
-            line = await asyncio.wait_for(sim.stdout.readline(), 60 + trips * 0.5)
-            if line.strip() != b"DONE":
-                msg = f"simulator ended early: {line!r}"
-                raise SystemExit(msg)
-            await asyncio.sleep(0.1)
+            async with memory_upkeep():  # as riskwatch.daemon.serve.serve() does
+                try:
+                    line = await asyncio.wait_for(sim.stdout.readline(), 60 + trips * 0.5)
+                    if line.strip() != b"DONE":
+                        msg = f"simulator ended early: {line!r}"
+                        raise SystemExit(msg)
+                    await asyncio.sleep(0.1)
+                finally:
+                    await daemon.stop()
         finally:
-            await daemon.stop()
-            await gc_policy.stop()
-            await heap_trimmer.stop()
             store.close()
         wire = json.loads(out.read_text())
     finally:

@@ -79,8 +79,7 @@ from stages import per_frame_us, stage_samples
 from riskwatch.config import load_config
 from riskwatch.daemon.app import Daemon
 from riskwatch.daemon.eventloop import run as run_loop
-from riskwatch.daemon.gcpolicy import GcPolicy
-from riskwatch.daemon.heaptrim import HeapTrimmer
+from riskwatch.daemon.serve import memory_upkeep
 from riskwatch.rules.load import load_rule_files
 from riskwatch.store import Store
 
@@ -277,15 +276,9 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
     store: Store | None = None
     lags: list[float] = []
     probe_task: asyncio.Task[None] | None = None
-    gc_policy: GcPolicy | None = None
-    heap_trimmer: HeapTrimmer | None = None
+    upkeep = contextlib.AsyncExitStack()
     try:
-        path = daemon_config(folder, trade_url, n, opts.transport)
-        if opts.notify:  # a route with one apprise URL: apprise and its plugins loaded
-            path.write_text(
-                path.read_text()
-                + f"notifications:\n  routes:\n    - name: bench\n      urls: ['{opts.notify}']\n"
-            )
+        path = daemon_config(folder, trade_url, n, opts.transport, opts.notify)
         config = load_config(path)
         store = Store.open(config.state.path)
         daemon = Daemon(config, rules=load_rule_files(list(config.rules.files)), store=store)
@@ -294,14 +287,12 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
         probe.wrap(daemon)
         started = time.monotonic()
         await daemon.start()
-        if opts.gc == "policy":  # as riskwatch.daemon.serve.serve() does after start-up
-            gc_policy = GcPolicy()
-            gc_policy.start()
-        else:  # the interpreter's collector, start-up objects frozen
+        # As riskwatch.daemon.serve.serve() does after start-up.
+        await upkeep.enter_async_context(
+            memory_upkeep(gc_policy=opts.gc == "policy", heap_trim=opts.heap_trim)
+        )
+        if opts.gc != "policy":  # the interpreter's collector, start-up objects frozen
             gc.freeze()
-        if opts.heap_trim:  # as serve() does too
-            heap_trimmer = HeapTrimmer()
-            heap_trimmer.start()
         await wait_http(f"http://127.0.0.1:{daemon.http_port}/readyz", timeout=180)
         ready_s = time.monotonic() - started
         prom_port = free_port()
@@ -431,10 +422,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
                 prom.wait()
         if daemon is not None:
             await daemon.stop()
-        if gc_policy is not None:
-            await gc_policy.stop()
-        if heap_trimmer is not None:
-            await heap_trimmer.stop()
+        await upkeep.aclose()
         if store is not None:
             store.close()
         with contextlib.suppress(ProcessLookupError):

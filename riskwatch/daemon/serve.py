@@ -8,9 +8,11 @@ config at start prints ``FILE:LINE:COL: message`` lines to stderr and returns 2.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,9 +30,34 @@ from riskwatch.rules.model import RuleSet
 from riskwatch.shard import ALL, Shard
 from riskwatch.store import Store
 
-__all__ = ["run_daemon", "serve"]
+__all__ = ["memory_upkeep", "run_daemon", "serve"]
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def memory_upkeep(*, gc_policy: bool = True, heap_trim: bool = True) -> AsyncIterator[None]:
+    """The process-wide memory upkeep of a started daemon, stopped on exit: the live
+    state kept out of the cyclic collector's reach (daemon/gcpolicy.py) and heap pages
+    given back to the system now and then (daemon/heaptrim.py).
+
+    Enter it once the daemon has started (what start-up built is frozen then). The
+    benchmarks enter it as :func:`serve` does; ``gc_policy``/``heap_trim`` False leave
+    the interpreter's collector or the heap as they are.
+    """
+    policy = GcPolicy() if gc_policy else None
+    trimmer = HeapTrimmer() if heap_trim else None
+    if policy is not None:
+        policy.start()
+    if trimmer is not None:
+        trimmer.start()
+    try:
+        yield
+    finally:
+        if policy is not None:
+            await policy.stop()
+        if trimmer is not None:
+            await trimmer.stop()
 
 
 async def serve(
@@ -55,18 +82,11 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
     await daemon.start()
-    # The live state out of the cyclic collector's reach (daemon/gcpolicy.py).
-    gc_policy = GcPolicy()
-    gc_policy.start()
-    # Free heap pages back to the system now and then (daemon/heaptrim.py).
-    heap_trimmer = HeapTrimmer()
-    heap_trimmer.start()
-    loop.add_signal_handler(signal.SIGHUP, daemon.reloader.request, "SIGHUP")
-    await stop_requested.wait()
-    log.info("shutdown requested")
-    await daemon.stop()
-    await gc_policy.stop()
-    await heap_trimmer.stop()
+    async with memory_upkeep():
+        loop.add_signal_handler(signal.SIGHUP, daemon.reloader.request, "SIGHUP")
+        await stop_requested.wait()
+        log.info("shutdown requested")
+        await daemon.stop()
     return 0
 
 

@@ -237,7 +237,7 @@ def test_the_writer_writes_later_what_a_batch_left(store: Store, writer: StateWr
             time.sleep(0.005)
         real(account, record)
 
-    store.save_daily = save_daily  # type: ignore[method-assign]
+    store.save_daily = save_daily  # type: ignore[method-assign, assignment]
     slow.set()
     for n in range(100):
         writer.save_daily(f"desk-{n}", {"version": 1, "n": n})
