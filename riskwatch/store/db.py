@@ -653,17 +653,28 @@ class Store:
         """
         refused: dict[int, Exception] = {}
         while True:
+            refusal: list[tuple[int, Exception]] = []
             try:
-                done = self._run_batch(ops, refused, wait)
-            except _Refused as exc:
-                refused[exc.index] = exc.error
+                done = self._run_batch(ops, refused, wait, refusal)
+            except (StateStoreError, ValueError):
+                if not refusal:
+                    raise  # the database failed: nothing was written
+                index, error = refusal[0]
+                refused[index] = error
                 continue  # rolled back: run it again without the refused op
             return BatchResult([(i, e) for i, e in sorted(refused.items()) if i < done], done)
 
-    def _run_batch(self, ops: Sequence[BatchOp], skip: Mapping[int, Exception], wait: float) -> int:
+    def _run_batch(
+        self,
+        ops: Sequence[BatchOp],
+        skip: Mapping[int, Exception],
+        wait: float,
+        refusal: list[tuple[int, Exception]],
+    ) -> int:
         """One try of :meth:`write_batch`: run ``ops`` but those in ``skip`` in one
-        transaction and commit; return how many ran. Raise :class:`_Refused`, with the
-        transaction rolled back, at the first op that refuses."""
+        transaction and commit; return how many ran. At the first op that refuses, put
+        ``(index, error)`` in ``refusal`` and raise its error, the transaction rolled
+        back."""
         done = 0
         with self._tx(INTENT_SYNCHRONOUS, wait=wait):
             self._batch_thread = threading.get_ident()
@@ -677,9 +688,9 @@ class Store:
                     try:
                         op(self)
                     except (StateStoreError, ValueError) as exc:
-                        if isinstance(exc.__cause__, sqlite3.Error):
-                            raise  # the database failed, not this op
-                        raise _Refused(index, exc) from exc
+                        if not isinstance(exc.__cause__, sqlite3.Error):
+                            refusal.append((index, exc))  # this op's, not the database's
+                        raise
             finally:
                 self._batch_thread = None
         return done
@@ -786,16 +797,6 @@ class Store:
             except sqlite3.Error as exc:
                 msg = f"state database {self._path} read failed: {exc}"
                 raise StateStoreError(msg) from exc
-
-
-class _Refused(Exception):
-    """An op of a batch refused its write (not a database fault): the batch's
-    transaction is rolled back and run again without it (:meth:`Store.write_batch`)."""
-
-    def __init__(self, index: int, error: Exception) -> None:
-        super().__init__(index, error)
-        self.index = index
-        self.error = error
 
 
 @contextmanager
