@@ -89,6 +89,7 @@ async def build(n: int, work: Path) -> Daemon:
     cfg_path = daemon_config(
         work / "riskwatch.yaml",
         trade_url="ws://127.0.0.1:9/",
+        rest_url="http://127.0.0.1:9/",  # nothing listens: no exchange in this benchmark
         accounts=[(f"acct-{a:04d}", f"pk-{a:04d}") for a in range(n)],
         port=0,
         rules=[ROOT / "rules" / "*.yaml"],

@@ -81,6 +81,7 @@ async def trial(work: Path, setting: str) -> dict[str, float | None]:
         cfg = daemon_config(
             work / "riskwatch.yaml",
             trade_url=sim.trade_url,
+            rest_url=sim.rest_url,
             accounts=[(ACCOUNT, scenario.accounts[0].public_key)],
             port=port,
             rules=[rules],

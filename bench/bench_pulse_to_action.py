@@ -143,17 +143,26 @@ class Probe:
 
 
 def daemon_config(
-    folder: Path, trade_url: str, accounts: int, transport: str = "websockets", notify: str = ""
+    folder: Path,
+    trade_url: str,
+    accounts: int,
+    transport: str = "websockets",
+    notify: str = "",
+    rest_url: str = "",
 ) -> Path:
     """Write the daemon's config for ``accounts`` simulated accounts; return its path.
 
     ``notify``: an apprise URL for one notification route (apprise and its plugins are
-    loaded then: riskwatch/notify/deliver.py); none by default.
+    loaded then: riskwatch/notify/deliver.py); none by default. ``rest_url``: the
+    simulator's reference data (``trip_sim.py`` prints it), so that the daemon never
+    asks the real exchange's.
     """
     (folder / "secret").write_text(SIM_SECRET + "\n")
     (folder / "trip.rules.yaml").write_text(TRIP_RULE)
     packs = sorted((ROOT / "rules").glob("*.yaml"))
     lines = ["exchange:", f"  url: {trade_url}", "  stale_after: 5s"]
+    if rest_url:
+        lines.append(f"  rest_url: {rest_url}")
     if transport != "websockets":  # the default; older trees know no other
         lines.append(f"  transport: {transport}")
     lines.append("accounts:")
@@ -201,11 +210,11 @@ async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
         if not ready or ready[0] != "READY":
             msg = f"simulator did not start: {ready!r}"
             raise SystemExit(msg)
-        trade_url, echo_url = ready[1], ready[2]
+        trade_url, echo_url, rest_url = ready[1], ready[2], ready[3]
         local = summary_ms(await echo_rtts(3000))
         remote = summary_ms(await remote_echo(echo_url, 3000))
         paced = summary_ms(await remote_echo(echo_url, 200, pause=0.02))
-        config = load_config(daemon_config(folder, trade_url, accounts))
+        config = load_config(daemon_config(folder, trade_url, accounts, rest_url=rest_url))
         store = Store.open(config.state.path)
         daemon = Daemon(config, rules=load_rule_files(list(config.rules.files)), store=store)
         probe = Probe()

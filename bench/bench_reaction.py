@@ -81,6 +81,7 @@ async def reaction(trips: int, work: Path) -> dict[str, Any]:
         cfg = daemon_config(
             work / "riskwatch.yaml",
             trade_url=sim.trade_url,
+            rest_url=sim.rest_url,
             accounts=[(ACCOUNT, scenario.accounts[0].public_key)],
             port=port,
             rules=[rules],
@@ -143,6 +144,7 @@ async def mark_lead(trips: int, work: Path) -> dict[str, Any]:
         cfg = daemon_config(
             work / "riskwatch.yaml",
             trade_url=sim.trade_url,
+            rest_url=sim.rest_url,
             mds_url=sim.mds_url,
             accounts=[(ACCOUNT, scenario.accounts[0].public_key)],
             port=port,

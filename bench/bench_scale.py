@@ -151,7 +151,10 @@ def fill_history(daemon: Daemon, seconds: float, now: float) -> int:
     return pushed
 
 
-async def start_sim(folder: Path, n: int, gap: float) -> tuple[asyncio.subprocess.Process, str]:
+async def start_sim(
+    folder: Path, n: int, gap: float
+) -> tuple[asyncio.subprocess.Process, str, str]:
+    """Start the simulator process; return it, its trade URL and its REST URL."""
     env = {**os.environ, "RISKWATCH_SIM_SECRET": SIM_SECRET}
     sim = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -171,7 +174,7 @@ async def start_sim(folder: Path, n: int, gap: float) -> tuple[asyncio.subproces
     if not ready or ready[0] != "READY":
         msg = f"simulator did not start: {ready!r}"
         raise SystemExit(msg)
-    return sim, ready[1]
+    return sim, ready[1], ready[3]
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,7 @@ class GcTimer:
 
 async def run(opts: Options, folder: Path) -> dict[str, Any]:
     n, seconds = opts.accounts, opts.seconds
-    sim, trade_url = await start_sim(folder, n, opts.gap)
+    sim, trade_url, rest_url = await start_sim(folder, n, opts.gap)
     prom: subprocess.Popen[bytes] | None = None
     daemon: Daemon | None = None
     store: Store | None = None
@@ -278,7 +281,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
     probe_task: asyncio.Task[None] | None = None
     upkeep = contextlib.AsyncExitStack()
     try:
-        path = daemon_config(folder, trade_url, n, opts.transport, opts.notify)
+        path = daemon_config(folder, trade_url, n, opts.transport, opts.notify, rest_url)
         config = load_config(path)
         store = Store.open(config.state.path)
         daemon = Daemon(config, rules=load_rule_files(list(config.rules.files)), store=store)

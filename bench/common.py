@@ -143,6 +143,7 @@ def daemon_config(
     path: Path,
     *,
     trade_url: str,
+    rest_url: str,
     accounts: Sequence[tuple[str, str]],
     port: int,
     rules: Sequence[Path],
@@ -151,10 +152,12 @@ def daemon_config(
     mode: str = "armed",
     stale_after: str = "5s",
 ) -> Path:
-    """Write a daemon config: ``accounts`` are ``(name, public_key)`` pairs."""
+    """Write a daemon config: ``accounts`` are ``(name, public_key)`` pairs; ``rest_url``
+    is where the reference data comes from (the simulator's: never the real exchange)."""
     secret = path.parent / "sim-secret"
     secret.write_text(SIM_SECRET)
-    lines = ["exchange:", f"  url: {trade_url}", f"  stale_after: {stale_after}"]
+    lines = ["exchange:", f"  url: {trade_url}", f"  rest_url: {rest_url}"]
+    lines.append(f"  stale_after: {stale_after}")
     if mds_url:
         lines.append(f"  market_data_url: {mds_url}")
     lines.append("accounts:")

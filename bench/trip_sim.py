@@ -1,7 +1,8 @@
 """The simulator side of bench_pulse_to_action.py, in its own process.
 
 Run by the benchmark (not by hand): ``python bench/trip_sim.py --accounts N --out FILE``.
-Prints ``READY <trade_url> <echo_url>`` on stdout once both servers listen, then:
+Prints ``READY <trade_url> <echo_url> <rest_url>`` on stdout once the servers listen
+(``rest_url`` serves the reference data: ``GET /refdata``), then:
 
 - serves N accounts × S symbols (each holds 10 units at 100, ``S00-USD`` first) with the
   project's :class:`~riskwatch.sim.server.Simulator`; each connection is pulsed every
@@ -184,7 +185,7 @@ async def main() -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     async with sim, serve(echo, "127.0.0.1", 0, compression=None) as echo_server:
         port = next(iter(echo_server.sockets)).getsockname()[1]
-        print(f"READY {sim.trade_url} ws://127.0.0.1:{port}/", flush=True)
+        print(f"READY {sim.trade_url} ws://127.0.0.1:{port}/ {sim.rest_url}", flush=True)
         waiter = asyncio.create_task(sim.done.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)

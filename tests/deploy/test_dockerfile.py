@@ -172,7 +172,7 @@ def _build(image: Image, pm: PathMap) -> tuple[dict[str, str], Path]:
     return env, cwd
 
 
-def _config(sim_port: int, http_port: int, pm: PathMap) -> str:
+def _config(sim_port: int, rest_port: int, http_port: int, pm: PathMap) -> str:
     secret = pm.path("/etc/riskwatch/qfex_secret")
     secret.write_text(SIM_SECRET + "\n", encoding="utf-8")
     secret.chmod(0o644)
@@ -180,6 +180,7 @@ def _config(sim_port: int, http_port: int, pm: PathMap) -> str:
         [
             "exchange:",
             f"  url: ws://127.0.0.1:{sim_port}",
+            f"  rest_url: http://127.0.0.1:{rest_port}",
             "  stale_after: 5s",
             "accounts:",
             "  - name: desk-a",
@@ -214,9 +215,9 @@ def test_replay_install_and_start(image: Image, root: Path) -> None:
     assert user.pw_name == "riskwatch"
     assert pm.path("/var/lib/riskwatch").stat().st_uid == user.pw_uid
 
-    sim_port, mds_port, http_port = free_port(), free_port(), free_port()
+    sim_port, mds_port, rest_port, http_port = free_port(), free_port(), free_port(), free_port()
     config_path = pm.path(image.cmd[-1])
-    config_path.write_text(_config(sim_port, http_port, pm), encoding="utf-8")
+    config_path.write_text(_config(sim_port, rest_port, http_port, pm), encoding="utf-8")
     venv_bin = pm.path(image.env["VIRTUAL_ENV"]) / "bin"
     sim = subprocess.Popen(
         [
@@ -228,6 +229,8 @@ def test_replay_install_and_start(image: Image, root: Path) -> None:
             str(sim_port),
             "--mds-port",
             str(mds_port),
+            "--rest-port",
+            str(rest_port),
             "--pulse-interval",
             "200ms",
         ],

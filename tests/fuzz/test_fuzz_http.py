@@ -38,6 +38,7 @@ class ThreadedDaemon:
     def __init__(self, tmp: Path) -> None:
         text = (
             f"exchange:\n  url: ws://127.0.0.1:{_closed_port()}/\n  stale_after: 2s\n"
+            f"  rest_url: http://127.0.0.1:{_closed_port()}/\n"
             "accounts:\n  - name: desk-a\n    public_key: pk\n    secret_key: sk-fuzz-9f\n"
             f"http:\n  listen: 127.0.0.1:0\n  admin_token: {TOKEN}\n"
             # Throttles raised: every wrong token must still be answered 401 here.

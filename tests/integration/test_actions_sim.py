@@ -58,6 +58,7 @@ def _config(sim: Simulator, tmp: Path, secret_file: Path, mode: str, actions: st
     lines = [
         "exchange:",
         f"  url: {sim.trade_url}",
+        f"  rest_url: {sim.rest_url}",
         "  stale_after: 3s",
         "accounts:",
     ]

@@ -202,7 +202,8 @@ async def test_a_request_not_answered_in_time_is_dropped(tmp_path: Path) -> None
     """A request not answered within idle_timeout of its header block loses its client
     (here a deliberately slow handler stands for a client that stopped reading)."""
     config = load_config_text(
-        "exchange:\n  url: ws://127.0.0.1:9/\naccounts: [{name: a, jwt: h.p.s}]\n"
+        "exchange:\n  url: ws://127.0.0.1:9/\n  rest_url: http://127.0.0.1:9/\n"
+        "accounts: [{name: a, jwt: h.p.s}]\n"
         "http:\n  listen: 127.0.0.1:0\n  idle_timeout: 1s\n",
         tmp_path / "riskwatch.yaml",
         {},
@@ -239,7 +240,8 @@ async def test_a_request_not_answered_in_time_is_dropped(tmp_path: Path) -> None
 async def test_a_client_that_does_not_read_its_answer_is_dropped(tmp_path: Path) -> None:
     """An answer larger than the socket buffers, never read: dropped after idle_timeout."""
     config = load_config_text(
-        "exchange:\n  url: ws://127.0.0.1:9/\naccounts: [{name: a, jwt: h.p.s}]\n"
+        "exchange:\n  url: ws://127.0.0.1:9/\n  rest_url: http://127.0.0.1:9/\n"
+        "accounts: [{name: a, jwt: h.p.s}]\n"
         "http:\n  listen: 127.0.0.1:0\n  idle_timeout: 1s\n",
         tmp_path / "riskwatch.yaml",
         {},

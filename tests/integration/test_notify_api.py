@@ -34,6 +34,7 @@ def daemon_of(token: str | None, clock: Clock | None = None, store: Store | None
     lines = [
         "exchange:",
         "  url: ws://127.0.0.1:9/",
+        "  rest_url: http://127.0.0.1:9/",
         "accounts:",
         "  - name: desk-a",
         "    public_key: pk",

@@ -105,6 +105,8 @@ async def running(
         sim.pause()
         sim.fail_refdata(fail_refdata)
         exchange = exchange.replace("{rest}", sim.rest_url)
+        if "rest_url" not in exchange:  # reference data from the simulator, never the exchange
+            exchange += f"  rest_url: {sim.rest_url}\n"
         credentials = account or (
             f"    public_key: {PUBLIC_KEY}\n    secret_key_file: {secret_file}\n"
         )

@@ -146,7 +146,7 @@ async def test_request_size_limits(tmp_path: Path) -> None:
 
 def _armed(url: str, extra: str = "") -> str:
     return (
-        f"exchange:\n  url: {url}\n{extra}"
+        f"exchange:\n  url: {url}\n  rest_url: http://127.0.0.1:9/\n{extra}"
         "accounts:\n  - name: a\n    public_key: pk\n    secret_key: sk-xyz-123456\n"
         "actions:\n  mode: armed\n"
     )

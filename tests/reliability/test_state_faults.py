@@ -51,7 +51,7 @@ def _run(folder: Path, state: Path, state_extra: str = "") -> subprocess.Complet
     lines of its ``state:`` section), expected to refuse at start."""
     config = folder / "riskwatch.yaml"
     config.write_text(
-        "exchange:\n  url: ws://127.0.0.1:9/\naccounts:\n  - name: a\n    public_key: pk\n"
+        "exchange:\n  url: ws://127.0.0.1:9/\n  rest_url: http://127.0.0.1:9/\naccounts:\n  - name: a\n    public_key: pk\n"
         "    secret_key: sk-state-test\nhttp:\n  listen: 127.0.0.1:0\n"
         f"state:\n  path: {state}\n{state_extra}",
         encoding="utf-8",

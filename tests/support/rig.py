@@ -66,6 +66,9 @@ class Setup:
     url: str
     accounts: list[tuple[str, str]]
     secret_file: Path
+    rest_url: str = "http://127.0.0.1:9/"
+    """The reference data: the simulator's; by default a loopback port where nothing
+    listens (a test never reaches the real exchange)."""
     mds_url: str | None = None
     mode: str = "dry-run"
     rules: str | None = FLATTEN_RULES
@@ -88,7 +91,8 @@ class Setup:
 
     def write(self) -> Path:
         """Write the rules and the config; return the config's path."""
-        lines = ["exchange:", f"  url: {self.url}", f"  stale_after: {self.stale_after}"]
+        lines = ["exchange:", f"  url: {self.url}", f"  rest_url: {self.rest_url}"]
+        lines.append(f"  stale_after: {self.stale_after}")
         if self.mds_url:
             lines.append(f"  market_data_url: {self.mds_url}")
         lines.append("accounts:")
@@ -119,6 +123,7 @@ def setup_for(sim: Simulator, tmp: Path, secret: str, **options: Any) -> Setup:
     secret_file = tmp / "qfex_secret"
     secret_file.write_text(secret + "\n", encoding="utf-8")
     accounts = [(a.name, a.public_key) for a in sim.scenario.accounts]
+    options.setdefault("rest_url", sim.rest_url)
     return Setup(tmp=tmp, url=sim.trade_url, accounts=accounts, secret_file=secret_file, **options)
 
 

@@ -29,7 +29,7 @@ def _scenario(tmp_path: Path) -> Path:
 
 
 def _config(tmp_path: Path, sim: Simulator, secret: Path, n: int, i: int) -> Path:
-    lines = ["exchange:", f"  url: {sim.trade_url}", "accounts:"]
+    lines = ["exchange:", f"  url: {sim.trade_url}", f"  rest_url: {sim.rest_url}", "accounts:"]
     for name in ACCOUNTS:
         lines += [
             f"  - name: {name}",

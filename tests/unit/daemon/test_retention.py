@@ -206,7 +206,10 @@ async def test_a_failing_purge_is_counted_and_retried(tmp_path: Path) -> None:
 
 async def test_the_daemon_runs_the_purge_on_its_state_database(tmp_path: Path) -> None:
     # Loopback only: the exchange address refuses connections, which this test ignores.
-    cfg = config("exchange:\n  url: ws://127.0.0.1:9\nhttp:\n  listen: 127.0.0.1:0\n")
+    cfg = config(
+        "exchange:\n  url: ws://127.0.0.1:9\n  rest_url: http://127.0.0.1:9\n"
+        "http:\n  listen: 127.0.0.1:0\n"
+    )
     with Store.open(tmp_path / "state.db") as store:
         log_entry(store, T0 - 31 * DAY)
         clock = ManualClock(T0)
