@@ -254,6 +254,10 @@ class _PeakTier:
 
     __slots__ = ("head", "latest", "res", "span", "t_last", "v_max")
 
+    RESTORED_COLUMNS: Final = frozenset({"t_last", "v_max"})
+    """What a restored record must have: the latest value is needed once, not per
+    record (:meth:`add` keeps the previous one for a record without it)."""
+
     def __init__(self, span: float) -> None:
         self.span = span
         self.res = max(MIN_RESOLUTION, span / BUCKETS)
@@ -336,6 +340,12 @@ class _Series:
             else tuple(_Tier(span, kept) for span in spans)
         )
         self.last_t = -math.inf
+
+    @staticmethod
+    def restored_columns(kept: frozenset[str]) -> frozenset[str]:
+        """The columns a restored record must have, for a series that keeps ``kept``:
+        all of them, but for the peak tier's (:attr:`_PeakTier.RESTORED_COLUMNS`)."""
+        return _PeakTier.RESTORED_COLUMNS if kept <= _PEAK_COLUMNS else kept
 
     def push(self, t: float, v: float) -> None:
         # A clock step backwards (replay glitch, NTP) must not unsort the history.
@@ -515,8 +525,7 @@ class Windows:
             if spans is None:
                 continue
             kept = self._kept[name]
-            # A peak tier needs the latest value once, not per record (_PeakTier).
-            need = _PEAK_COLUMNS - {"v_last"} if kept <= _PEAK_COLUMNS else kept
+            need = _Series.restored_columns(kept)
             needed = [i for i, column in enumerate(_COLUMNS) if column in need]
             records = [rec for rec in records if not any(math.isnan(rec[i]) for i in needed)]
             if not records:
