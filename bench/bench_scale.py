@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python bench/bench_scale.py [--accounts 10 100 1000] [--seconds 30]
 [--scrape-interval 1 15] [--loop default|uvloop|asyncio] [--transport websockets|aiohttp]
-[--gc policy|interpreter] [--heap-trim on|off] [--history SECONDS] [--notify URL] [--profile DIR]`` (about 1 min
+[--gc policy|interpreter] [--heap-trim on|off] [--history SECONDS] [--notify URL]
+[--cpus separate|shared] [--profile DIR]`` (about 1 min
 per N and interval, then a few shorter runs to bisect the largest N that keeps the
 event-loop lag under 10 ms at the first interval). Writes ``build/bench/scale.json``.
 
@@ -22,6 +23,13 @@ Three processes, as in production:
 - Prometheus (the ``prometheus`` binary) scraping the daemon's ``/metrics`` every
   ``--scrape-interval`` seconds (default 1; ``scrape_timeout`` 1 s), storage in a
   temporary folder.
+
+Where they run (``--cpus``): ``separate`` (the default, on a machine with two CPUs or
+more) gives the daemon the last CPU to itself and the simulator, Prometheus and py-spy
+the others, as a deployment gives the daemon its core and runs the exchange and
+Prometheus elsewhere; ``shared`` leaves them all to the scheduler. Shared, on two CPUs,
+the daemon's loop waits behind the other two for a time slice now and then: at N = 1000
+that alone doubled the reaction's p99 (docs/performance.md).
 
 Measured over ``--seconds`` after a warm-up, per N:
 
@@ -67,6 +75,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,9 +161,10 @@ def fill_history(daemon: Daemon, seconds: float, now: float) -> int:
 
 
 async def start_sim(
-    folder: Path, n: int, gap: float
+    folder: Path, n: int, gap: float, place: Callable[[], None] | None = None
 ) -> tuple[asyncio.subprocess.Process, str, str]:
-    """Start the simulator process; return it, its trade URL and its REST URL."""
+    """Start the simulator process (``place`` run in it before it starts: its CPUs);
+    return it, its trade URL and its REST URL."""
     env = {**os.environ, "RISKWATCH_SIM_SECRET": SIM_SECRET}
     sim = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -168,6 +178,7 @@ async def start_sim(
         f"--out={folder / 'sim.json'}",
         stdout=subprocess.PIPE,
         env=env,
+        preexec_fn=place,  # sets the CPU affinity only: no locks taken
     )
     assert sim.stdout is not None
     ready = (await asyncio.wait_for(sim.stdout.readline(), 120)).decode().split()
@@ -190,9 +201,27 @@ class Options:
     transport: str = "websockets"
     gc: str = "policy"
     heap_trim: bool = True
+    cpus: str = "separate"
     history: float = 86_400.0
     notify: str = ""
     profile: Path | None = None
+
+
+def cpu_sets(layout: str) -> tuple[set[int], set[int]] | None:
+    """``(the daemon's CPUs, the other processes' CPUs)`` for ``--cpus layout``; None
+    leaves placement to the scheduler (``shared``, or fewer than two CPUs)."""
+    if layout == "shared" or not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def pin_this_process(cpus: set[int]) -> None:
+    """Every thread of this process, and those it starts later, on ``cpus``."""
+    for tid in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(tid), cpus)
 
 
 def state_errors(daemon: Daemon) -> float:
@@ -214,7 +243,9 @@ def message_count(daemon: Daemon) -> float:
     )
 
 
-def start_profiler(out: Path, seconds: float) -> subprocess.Popen[bytes]:
+def start_profiler(
+    out: Path, seconds: float, place: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
     """py-spy sampling this process for ``seconds`` (raw stacks, idle samples dropped,
     never stopping the process: ``--nonblocking``)."""
     exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
@@ -233,6 +264,7 @@ def start_profiler(out: Path, seconds: float) -> subprocess.Popen[bytes]:
             "--format=raw",
             f"--output={out}",
         ],
+        preexec_fn=place,  # sets the CPU affinity only: no locks taken
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -273,7 +305,16 @@ class GcTimer:
 
 async def run(opts: Options, folder: Path) -> dict[str, Any]:
     n, seconds = opts.accounts, opts.seconds
-    sim, trade_url, rest_url = await start_sim(folder, n, opts.gap)
+    sets = cpu_sets(opts.cpus)
+    place: Callable[[], None] | None = None
+    if sets is not None:
+        daemon_cpus, other_cpus = sets
+        pin_this_process(daemon_cpus)
+
+        def place() -> None:
+            os.sched_setaffinity(0, other_cpus)
+
+    sim, trade_url, rest_url = await start_sim(folder, n, opts.gap, place)
     prom: subprocess.Popen[bytes] | None = None
     daemon: Daemon | None = None
     store: Store | None = None
@@ -310,6 +351,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
             ],
             stdout=subprocess.DEVNULL,
             stderr=(folder / "prometheus.log").open("wb"),
+            preexec_fn=place,  # sets the CPU affinity only: no locks taken
         )
         await wait_http(f"{prom_base}/-/ready", timeout=60)
         probe_task = asyncio.create_task(lag_probe(lags))
@@ -322,7 +364,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
         k_lat = len(probe.latencies)
         profiler = None
         if opts.profile is not None:
-            profiler = start_profiler(opts.profile, seconds)
+            profiler = start_profiler(opts.profile, seconds, place)
         m0 = message_count(daemon)
         e0 = state_errors(daemon)
         gc_timer = GcTimer()
@@ -383,6 +425,9 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
             "transport": opts.transport,
             "gc": opts.gc,
             "heap_trim": opts.heap_trim,
+            "cpus": "shared"
+            if sets is None
+            else f"daemon on CPU {sorted(sets[0])}, the others on {sorted(sets[1])}",
             "history_s": opts.history,
             "notify": opts.notify,
             "ready_after_s": round(ready_s, 1),
@@ -454,6 +499,7 @@ def measure(opts: Options) -> dict[str, Any]:
             f"--transport={opts.transport}",
             f"--gc={opts.gc}",
             f"--heap-trim={'on' if opts.heap_trim else 'off'}",
+            f"--cpus={opts.cpus}",
             f"--history={opts.history:g}",
             f"--notify={opts.notify}",
             f"--out={out}",
@@ -467,6 +513,7 @@ def measure(opts: Options) -> dict[str, Any]:
     print(
         f"N={opts.accounts:5d} scrape every {opts.scrape_interval:g} s, {opts.loop},"
         f" {opts.transport}, gc {opts.gc}, heap trim {'on' if opts.heap_trim else 'off'},"
+        f" cpus {r['cpus']},"
         f" history {opts.history:g} s{', notify ' + opts.notify if opts.notify else ''}"
         f" ({r['seconds']:.0f} s, load {load}):"
         f" CPU {r['cpu_share_of_one_core'] * 100:5.1f}% of a core"
@@ -551,6 +598,13 @@ def main() -> None:
         " (riskwatch/daemon/heaptrim.py), or not",
     )
     parser.add_argument(
+        "--cpus",
+        choices=["separate", "shared"],
+        default="separate",
+        help="the daemon on a CPU of its own, the simulator and Prometheus on the others"
+        " (with two CPUs or more), or all left to the scheduler",
+    )
+    parser.add_argument(
         "--history",
         type=float,
         default=86_400.0,
@@ -600,6 +654,7 @@ def main() -> None:
             transport=args.transport,
             gc=args.gc,
             heap_trim=args.heap_trim == "on",
+            cpus=args.cpus,
             history=args.history,
             notify=args.notify,
             profile=profile,
