@@ -12,10 +12,10 @@ to the protective command: :meth:`Store.record_intent` commits with
 to the WAL with ``write()`` without an fsync: once it returns the row is in the
 operating system, so a crash of the process (SIGKILL included) cannot lose it and
 the intent still precedes the send (docs/design.md item 11; tests/unit/store/test_db_crash.py,
-tests/integration/test_actions_sim.py). The next FULL commit, i.e. the
-:meth:`Store.mark_sent` that follows the send on the next loop turn, fsyncs the WAL
-and the intent with it. Only a power loss or a kernel crash within that turn can drop
-the row; after the restart the exchange's state (``get_user_orders`` and the next
+tests/integration/test_actions_sim.py). The writer thread's next :meth:`Store.sync`
+(within :data:`riskwatch.store.writer.SYNC_INTERVAL` of the batch that marks the send)
+fsyncs the WAL and the intent with it. Only a power loss or a kernel crash before then
+can drop the row; after the restart the exchange's state (``get_user_orders`` and the next
 pulse: reconciliation in actions/executor.py) shows what was done. Measured on the
 build machine: ``record_intent`` 0.34 ms p50 / 0.60 ms p99 with FULL, 0.08 / 0.21 ms
 with NORMAL (docs/performance.md).
