@@ -145,24 +145,22 @@ class Probe:
 def daemon_config(
     folder: Path,
     trade_url: str,
+    rest_url: str,
     accounts: int,
     transport: str = "websockets",
     notify: str = "",
-    rest_url: str = "",
 ) -> Path:
     """Write the daemon's config for ``accounts`` simulated accounts; return its path.
 
-    ``notify``: an apprise URL for one notification route (apprise and its plugins are
-    loaded then: riskwatch/notify/deliver.py); none by default. ``rest_url``: the
-    simulator's reference data (``trip_sim.py`` prints it), so that the daemon never
-    asks the real exchange's.
+    ``rest_url``: the simulator's reference data (``trip_sim.py`` prints it), so that the
+    daemon never asks the real exchange's. ``notify``: an apprise URL for one
+    notification route (apprise and its plugins are loaded then:
+    riskwatch/notify/deliver.py); none by default.
     """
     (folder / "secret").write_text(SIM_SECRET + "\n")
     (folder / "trip.rules.yaml").write_text(TRIP_RULE)
     packs = sorted((ROOT / "rules").glob("*.yaml"))
-    lines = ["exchange:", f"  url: {trade_url}", "  stale_after: 5s"]
-    if rest_url:
-        lines.append(f"  rest_url: {rest_url}")
+    lines = ["exchange:", f"  url: {trade_url}", f"  rest_url: {rest_url}", "  stale_after: 5s"]
     if transport != "websockets":  # the default; older trees know no other
         lines.append(f"  transport: {transport}")
     lines.append("accounts:")
@@ -214,7 +212,7 @@ async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
         local = summary_ms(await echo_rtts(3000))
         remote = summary_ms(await remote_echo(echo_url, 3000))
         paced = summary_ms(await remote_echo(echo_url, 200, pause=0.02))
-        config = load_config(daemon_config(folder, trade_url, accounts, rest_url=rest_url))
+        config = load_config(daemon_config(folder, trade_url, rest_url, accounts))
         store = Store.open(config.state.path)
         daemon = Daemon(config, rules=load_rule_files(list(config.rules.files)), store=store)
         probe = Probe()
@@ -222,15 +220,13 @@ async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
         await daemon.start()
         try:
             async with memory_upkeep():  # as riskwatch.daemon.serve.serve() does
-                try:
-                    line = await asyncio.wait_for(sim.stdout.readline(), 60 + trips * 0.5)
-                    if line.strip() != b"DONE":
-                        msg = f"simulator ended early: {line!r}"
-                        raise SystemExit(msg)
-                    await asyncio.sleep(0.1)
-                finally:
-                    await daemon.stop()
+                line = await asyncio.wait_for(sim.stdout.readline(), 60 + trips * 0.5)
+                if line.strip() != b"DONE":
+                    msg = f"simulator ended early: {line!r}"
+                    raise SystemExit(msg)
+                await asyncio.sleep(0.1)
         finally:
+            await daemon.stop()
             store.close()
         wire = json.loads(out.read_text())
     finally:

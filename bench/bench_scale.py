@@ -64,6 +64,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -306,14 +307,10 @@ class GcTimer:
 async def run(opts: Options, folder: Path) -> dict[str, Any]:
     n, seconds = opts.accounts, opts.seconds
     sets = cpu_sets(opts.cpus)
-    place: Callable[[], None] | None = None
+    # Run in each child before it starts: the simulator, Prometheus, py-spy.
+    place = None if sets is None else functools.partial(os.sched_setaffinity, 0, sets[1])
     if sets is not None:
-        daemon_cpus, other_cpus = sets
-        pin_this_process(daemon_cpus)
-
-        def place() -> None:
-            os.sched_setaffinity(0, other_cpus)
-
+        pin_this_process(sets[0])
     sim, trade_url, rest_url = await start_sim(folder, n, opts.gap, place)
     prom: subprocess.Popen[bytes] | None = None
     daemon: Daemon | None = None
@@ -322,7 +319,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
     probe_task: asyncio.Task[None] | None = None
     upkeep = contextlib.AsyncExitStack()
     try:
-        path = daemon_config(folder, trade_url, n, opts.transport, opts.notify, rest_url)
+        path = daemon_config(folder, trade_url, rest_url, n, opts.transport, opts.notify)
         config = load_config(path)
         store = Store.open(config.state.path)
         daemon = Daemon(config, rules=load_rule_files(list(config.rules.files)), store=store)
