@@ -16,6 +16,14 @@ from riskwatch.state.windows import BUCKETS, WINDOW_FUNCTIONS, Windows
 T0 = 1_700_000_000.0
 
 
+def _samples(max_gap: int, max_size: int) -> st.SearchStrategy[list[tuple[int, float]]]:
+    """Series as (gap before the sample, value) pairs, for the hypothesis tests."""
+    return st.lists(
+        st.tuples(st.integers(0, max_gap), st.floats(-1e6, 1e6, allow_nan=False)),
+        max_size=max_size,
+    )
+
+
 def _feed(w: Windows, samples: list[tuple[float, float]], key: str = "", name: str = "x") -> None:
     for t, v in samples:
         w.push(key, {name: v}, T0 + t)
@@ -364,9 +372,7 @@ def test_restore_skips_untracked_and_rejects_bad_data() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    samples=st.lists(
-        st.tuples(st.integers(0, 3), st.floats(-1e6, 1e6, allow_nan=False)), max_size=60
-    ),
+    samples=_samples(max_gap=3, max_size=60),
     seconds=st.integers(0, 100),
     lag=st.integers(0, 5),
 )
@@ -393,9 +399,7 @@ def test_matches_reference_on_one_sample_per_bucket(
 
 @settings(max_examples=150, deadline=None)
 @given(
-    samples=st.lists(
-        st.tuples(st.integers(0, 40), st.floats(-1e6, 1e6, allow_nan=False)), max_size=80
-    ),
+    samples=_samples(max_gap=40, max_size=80),
     seconds=st.integers(0, 12),
     lag=st.integers(0, 30),
 )
