@@ -64,8 +64,10 @@ import enum
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
+
+import msgspec
 
 from riskwatch.model import (
     Ack,
@@ -134,6 +136,9 @@ _CHANNEL_OF: Final[dict[type[Any], str]] = {
     Fill: "fills",
 }
 
+
+_PULSES: Final = frozenset({PositionUpdate, BalanceUpdate})
+"""Events that only a SUBSCRIBING session has anything to do with (_CHANNEL_OF)."""
 
 _NOT_FINAL: Final = frozenset({"ACK", "MODIFIED"})
 """``order_response`` statuses after which more follow for the same order (§7)."""
@@ -299,9 +304,16 @@ class TradeSession:
         """Decode one received frame, update the state and queue events (never raises)."""
         if self.state is SessionState.CLOSED:
             return
-        self._expire(now)
+        if self._pending:
+            self._expire(now)
+        events = self._events
         for event in decode_trade(data, now):
-            self._events.append(self._handle(event))
+            # The pulses, most of the traffic, change no correlation; once LIVE, no
+            # channel state either (_handle).
+            if type(event) in _PULSES and self.state is SessionState.LIVE:
+                events.append(event)
+            else:
+                events.append(self._handle(event))
         self._retry_subscriptions(now)
 
     def send(self, frame_text: str, now: float) -> None:
@@ -511,7 +523,7 @@ class TradeSession:
             if target is None:
                 target = next((c for c in self._working if close_of(c)), None)
             if target is not None and target.client_order_id:
-                event = replace(event, client_order_id=target.client_order_id)
+                event = msgspec.structs.replace(event, client_order_id=target.client_order_id)
         if target is None:
             return event
         if not resolved:
@@ -541,7 +553,7 @@ class TradeSession:
         if target is None:
             return event
         self._pending.remove(target)
-        event = replace(event, incoming_message=target.frame)
+        event = msgspec.structs.replace(event, incoming_message=target.frame)
         self._resolutions.append(Resolution(command=target, reply=event, ok=True))
         return event
 
@@ -555,7 +567,7 @@ class TradeSession:
             target = self._pending[0]
         if target is not None:
             self._pending.remove(target)
-            event = replace(event, incoming_message=target.frame)
+            event = msgspec.structs.replace(event, incoming_message=target.frame)
             self._resolutions.append(Resolution(command=target, reply=event, ok=False))
         if self.state is SessionState.AUTHENTICATING:
             if event.error_code == "AlreadyAuthenticated":

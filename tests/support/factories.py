@@ -12,17 +12,18 @@ assertion is about:
 - notification routes and alert notices as the notifier's stages take them (an alert
   notice is stamped :data:`T0`, a realistic Unix time, for the dedup and silence clocks).
 
-``**overrides`` on each builder replaces any other field by name (``dataclasses.replace``),
+``**overrides`` on each builder replaces any other field by name (``msgspec.structs.replace``),
 so an unusual value never needs a builder of its own.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
+
+import msgspec
 
 from riskwatch.config import RouteConfig
 from riskwatch.model import BalanceUpdate, Event, MarkPrice, OrderUpdate, PositionUpdate
@@ -78,7 +79,7 @@ def position_update(
         maintenance_margin_rate=MM_20X,
         received_at=at,
     )
-    return dataclasses.replace(event, **overrides) if overrides else event
+    return msgspec.structs.replace(event, **overrides) if overrides else event
 
 
 def balance_update(
@@ -105,7 +106,7 @@ def balance_update(
         referral_rewards=None,
         received_at=at,
     )
-    return dataclasses.replace(event, **overrides) if overrides else event
+    return msgspec.structs.replace(event, **overrides) if overrides else event
 
 
 def mark_price(price: float, at: float = 1.0, symbol: str = "AAPL-USD") -> MarkPrice:
@@ -136,7 +137,7 @@ def order_update(
         update_time=None,
         received_at=at,
     )
-    return dataclasses.replace(event, **overrides) if overrides else event
+    return msgspec.structs.replace(event, **overrides) if overrides else event
 
 
 def snapshot_of(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import time
+
+from msgspec.structs import replace
 
 from riskwatch.model import Ack, BalanceUpdate, MarkPrice, OrderUpdate, PositionUpdate
 from riskwatch.pipeline import AccountCore, trigger_of

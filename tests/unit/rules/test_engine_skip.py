@@ -7,8 +7,7 @@ plain mapping (no inputs known: every row evaluated) give the same transitions.
 
 from __future__ import annotations
 
-import dataclasses
-
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -139,7 +138,7 @@ def test_repeated_pulse_keeps_figures_and_moves_times() -> None:
     assert after.marks["A-USD"].at == 2.0
     assert after.last_pulse_at == 2.0
     assert after.totals == before.totals
-    assert dataclasses.replace(after.positions["A-USD"].pulse, received_at=1.0) == (
+    assert msgspec.structs.replace(after.positions["A-USD"].pulse, received_at=1.0) == (
         before.positions["A-USD"].pulse
     )
     assert after.positions["A-USD"][1:] == before.positions["A-USD"][1:]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 
+import msgspec
 import pytest
 
 from riskwatch.model import BalanceUpdate, OrderUpdate, PositionUpdate
@@ -28,13 +28,13 @@ def position(**changes: float) -> PositionUpdate:
         "X-USD", 1.0, 100.0, 5.0, leverage=10.0, initial_margin_rate=0.1,
         maintenance_margin_rate=0.0667,
     )  # fmt: skip
-    return dataclasses.replace(event, **changes)  # type: ignore[arg-type]
+    return msgspec.structs.replace(event, **changes)
 
 
 def balance(**changes: float | None) -> BalanceUpdate:
     """A plausible balance of 100 USD deposit, with ``changes`` applied."""
     event = balance_update(100.0, 1.0, -5.0, -0.5, 10.0, available_balance=85.0)
-    return dataclasses.replace(event, **changes)  # type: ignore[arg-type]
+    return msgspec.structs.replace(event, **changes)
 
 
 def test_reasons_are_stable_label_values() -> None:
