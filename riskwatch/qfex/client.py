@@ -217,10 +217,15 @@ class TradeConnection:
             self._notify_status()
             session.connection_made(self._clock.now())
             await self._flush(ws, session)
+            # Once LIVE, the subscription status of the session no longer changes: the
+            # per-frame comparison below stops (most frames of a connection's life).
+            subscriptions_settled = False
+            now_of = self._clock.now
+            recorder = self._recorder
             async for message in ws:
-                now = self._clock.now()
-                if self._recorder is not None:
-                    self._recorder.write(self.account, "trade", message, now)
+                now = now_of()
+                if recorder is not None:
+                    recorder.write(self.account, "trade", message, now)
                 session.receive_text(message, now)
                 events = session.events_received()
                 # Command correlation is read from the events themselves (order ids, the
@@ -234,29 +239,16 @@ class TradeConnection:
                         expired.kind,
                         session.pending_timeout,
                     )
-                if session.actionable and not self.status.authenticated:
+                if not self.status.authenticated and session.actionable:
                     self.status.authenticated = True
                     reached_live = True
                     self.status.last_error = ""
                     self._notify_status()
                     for frame in self._on_live() if self._on_live is not None else ():
                         session.send(frame, now)
-                unconfirmed = session.unconfirmed_channels
-                resubscribes = sum(session.resubscribes.values())
-                if (unconfirmed, resubscribes) != (
-                    self.status.unconfirmed_channels,
-                    self.status.resubscribes,
-                ):
-                    if unconfirmed:
-                        log.warning(
-                            "account %s: subscription not confirmed: %s (subscribed again %d x)",
-                            self.account,
-                            ", ".join(unconfirmed),
-                            resubscribes,
-                        )
-                    self.status.unconfirmed_channels = unconfirmed
-                    self.status.resubscribes = resubscribes
-                    self._notify_status()
+                if not subscriptions_settled:
+                    self._subscriptions_changed(session)
+                    subscriptions_settled = session.state is SessionState.LIVE
                 out: Sequence[str] = ()
                 if events:
                     out = self._on_events(events, now)
@@ -275,6 +267,26 @@ class TradeConnection:
                     await ws.close()
                     break
         return reached_live
+
+    def _subscriptions_changed(self, session: TradeSession) -> None:
+        """Bring the status's unconfirmed channels and resubscribe count to the
+        session's; log and notify when they changed."""
+        unconfirmed = session.unconfirmed_channels
+        resubscribes = sum(session.resubscribes.values())
+        if (unconfirmed, resubscribes) != (
+            self.status.unconfirmed_channels,
+            self.status.resubscribes,
+        ):
+            if unconfirmed:
+                log.warning(
+                    "account %s: subscription not confirmed: %s (subscribed again %d x)",
+                    self.account,
+                    ", ".join(unconfirmed),
+                    resubscribes,
+                )
+            self.status.unconfirmed_channels = unconfirmed
+            self.status.resubscribes = resubscribes
+            self._notify_status()
 
     async def _flush(self, ws: Socket, session: TradeSession) -> None:
         for frame in session.data_to_send():
