@@ -48,7 +48,11 @@ Measured over ``--seconds`` after a warm-up, per N:
   ``pulse_to_action`` (the values the ``riskwatch_pulse_to_action_seconds`` histogram
   observes) and ``wire``
   (the simulator writes the breaching pulse's first frame → reads ``close_position``,
-  both stamped in the simulator's process); see bench/bench_pulse_to_action.py.
+  both stamped in the simulator's process); see bench/bench_pulse_to_action.py;
+- the machine's speed: the CPU one fixed piece of Python (:func:`machine_speed_ms`)
+  takes in the daemon's process just before and just after the window. This machine's
+  speed moves by a third from one minute to the next; two runs whose readings differ
+  measured different machines.
 
 N "keeps up" when the lag p99 stays under ``LAG_LIMIT`` (10 ms); the max is reported
 beside it. The largest such N is bisected between the highest N that kept up and the
@@ -104,6 +108,17 @@ async def rss_probe(me: ProcStat, out: list[float], period: float = 0.5) -> None
     while True:
         out.append(me.rss_mb())
         await asyncio.sleep(period)
+
+
+def machine_speed_ms() -> float:
+    """CPU milliseconds (this thread's) of a fixed piece of pure Python, about 50 ms on
+    the project's build machine: the same code takes longer when the machine is in one
+    of its slow spells (docs/performance.md), so two runs' figures are compared with it."""
+    started = time.thread_time()
+    kept: dict[int, str] = {}
+    for i in range(200_000):
+        kept[i % 1000] = repr(i * 1.5) + "x"
+    return (time.thread_time() - started) * 1e3
 
 
 async def lag_probe(out: list[float], period: float = LAG_PERIOD) -> None:
@@ -353,6 +368,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
         await wait_http(f"{prom_base}/-/ready", timeout=60)
         probe_task = asyncio.create_task(lag_probe(lags))
         await asyncio.sleep(opts.warmup)
+        speed_before = machine_speed_ms()  # before the window: its CPU is not counted
         me = ProcStat(os.getpid())
         lags.clear()
         rss_samples: list[float] = []
@@ -372,6 +388,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
         gc_timer.close()
         collections = gc_timer.summary(elapsed)
         cpu = (me.cpu_seconds() - c0) / elapsed
+        speed_after = machine_speed_ms()
         frames_per_s = (message_count(daemon) - m0) / elapsed
         window_lags = list(lags)
         trigger = probe.trigger[k_trips:]
@@ -429,6 +446,7 @@ async def run(opts: Options, folder: Path) -> dict[str, Any]:
             "notify": opts.notify,
             "ready_after_s": round(ready_s, 1),
             "cpu_share_of_one_core": round(cpu, 3),
+            "machine_speed_ms": {"before": round(speed_before, 1), "after": round(speed_after, 1)},
             "frames_per_s": round(frames_per_s, 1),
             "cpu_us_per_frame": round(cpu / frames_per_s * 1e6, 2) if frames_per_s else None,
             "state_errors": errors,
@@ -526,6 +544,12 @@ def measure(opts: Options) -> dict[str, Any]:
         f" wire p99 {pct_ms(r['wire'], 'p99_ms'):.2f} ms ({r['trips']} trips,"
         f" {r['late_trips']} late), state write errors {r['state_errors']:g},"
         f" {'ready' if r['ready_at_end'] else 'NOT READY: ' + r['not_ready_because']}",
+        flush=True,
+    )
+    speed = r["machine_speed_ms"]
+    print(
+        f"  machine: a fixed piece of Python took {speed['before']:.1f} ms of CPU before the"
+        f" window, {speed['after']:.1f} ms after it",
         flush=True,
     )
     print(
