@@ -304,16 +304,9 @@ class TradeSession:
         """Decode one received frame, update the state and queue events (never raises)."""
         if self.state is SessionState.CLOSED:
             return
-        if self._pending:
-            self._expire(now)
-        events = self._events
+        self._expire(now)
         for event in decode_trade(data, now):
-            # The pulses, most of the traffic, change no correlation; once LIVE, no
-            # channel state either (_handle).
-            if type(event) in _PULSES and self.state is SessionState.LIVE:
-                events.append(event)
-            else:
-                events.append(self._handle(event))
+            self._events.append(self._handle(event))
         self._retry_subscriptions(now)
 
     def send(self, frame_text: str, now: float) -> None:
@@ -427,6 +420,10 @@ class TradeSession:
 
     def _handle(self, event: Event) -> Event:
         """Advance state and correlation for one event; return the event to emit."""
+        if type(event) in _PULSES and self.state is SessionState.LIVE:
+            # The pulses, most of the traffic, change no correlation; once LIVE, no
+            # channel state either: nothing below applies to them.
+            return event
         emitted: Event = event
         if isinstance(event, Authenticated):
             self._on_auth(event)
