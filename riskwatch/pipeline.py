@@ -44,7 +44,7 @@ says so instead of staying silent.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -134,7 +134,8 @@ class AccountCore:
         self.stale_after = stale_after
         self.market: derived.MarketFigures | None = None
         """Market figures of position rows from reference data (set by the daemon)."""
-        self.snapshot: AccountSnapshot = account_state.initial(account)
+        self._snapshot: AccountSnapshot = account_state.initial(account)
+        self._held: list[PositionUpdate] = []  # repeat pulses not folded in yet (snapshot)
         self.rules: RuleSet = rules if rules is not None else EMPTY_RULES
         self.daily = daily if daily is not None else DailyConfig()
         self.rules_state = RulesState(account, self.rules, self.daily)
@@ -155,6 +156,27 @@ class AccountCore:
         rules); the decision still lists the intent."""
 
     @property
+    def snapshot(self) -> AccountSnapshot:
+        """The account state with every frame handled so far folded in.
+
+        A position frame that repeats its symbol's last pulse
+        (:func:`~riskwatch.state.account.repeats`, most frames of a quiet market) is
+        held by :meth:`handle` and folded in here, at the first read after it, with the
+        other repeats of its burst: one copy of the snapshot's dicts per burst instead
+        of one per frame (docs/performance.md). Every reader sees the same state as if
+        each frame had been reduced on arrival."""
+        if self._held:
+            self._snapshot = account_state.repeat_positions(self._snapshot, self._held)
+            self._held = []
+        return self._snapshot
+
+    @property
+    def position_symbols(self) -> Collection[str]:
+        """The symbols of the account's positions, without folding held frames in (a
+        held repeat is of a symbol already there)."""
+        return self._snapshot.positions.keys()
+
+    @property
     def pnl_baseline(self) -> float | None:
         """The daily baseline (equity at the last reset, USD) or None before one."""
         return self.rules_state.daily.baseline
@@ -166,18 +188,31 @@ class AccountCore:
         are not applied, so they never reach the rules (docs/rules.md)."""
         if self.first_seen is None:
             self.first_seen = now
+        fresh: PositionUpdate | None = None  # a position frame known not to repeat
+        if len(events) == 1 and not self._eager and type(events[0]) is PositionUpdate:
+            fresh = events[0]
+            if account_state.repeats(self._snapshot, fresh):
+                # Deferred like any position-only frame (below); its reduce waits for
+                # the next read of the snapshot, with the rest of the burst.
+                self._held.append(fresh)
+                if self._dirty is None:
+                    self._dirty = "pulse"
+                return _DEFERRED
         flags: list[str] = []
         snapshot = start = self.snapshot
         closes = False
         reduce = account_state.reduce
         for ev in events:
-            result = reduce(snapshot, ev)
+            if fresh is not None and ev is fresh:
+                result = account_state.reduce_new_position(snapshot, fresh)
+            else:
+                result = reduce(snapshot, ev)
             snapshot = result.snapshot
             if result.flag is not None:
                 flags.append(result.flag)
             if not isinstance(ev, PositionUpdate):
                 closes = True
-        self.snapshot = snapshot
+        self._snapshot = snapshot
         changed = snapshot is not start
         if not changed and not (closes and self._dirty is not None):
             return HandleResult(flags=tuple(flags), deferred=self._dirty is not None)

@@ -57,7 +57,7 @@ copies of small dicts (a few µs for a 20-symbol account).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, Literal, NamedTuple
 
@@ -438,15 +438,38 @@ def _same_pulse(a: PositionUpdate, b: PositionUpdate) -> bool:
     )
 
 
-def _repeat_position(s: AccountSnapshot, old: PositionState, ev: PositionUpdate) -> AccountSnapshot:
-    """A pulse with the figures of the symbol's last one, marked by that pulse: the
-    same checks pass, the same mark holds (no jump), the figures and totals stay; only
-    the pulse (its receive time) and the mark's time move. A third of :func:`_observe`."""
+def repeats(s: AccountSnapshot, ev: PositionUpdate) -> bool:
+    """True when ``ev`` is a pulse with the figures of its symbol's last one, marked by
+    that pulse (not by market data), with no order seen and no jump held since: the same
+    checks pass, the same mark holds, the figures and totals stay. Folding it in moves
+    only the pulse (its receive time) and the mark's time: :func:`repeat_positions`."""
     sym = ev.symbol
+    old = s.positions.get(sym)
+    if (
+        old is None
+        or old.marked_by_mds
+        or old.mark is None
+        or ev.position == 0
+        or sym in s.unconfirmed
+        or sym in s.order_delta
+        or not _same_pulse(old.pulse, ev)
+    ):
+        return False
+    mark = s.marks.get(sym)
+    return mark is not None and mark.source == "pulse" and mark.price == old.mark
+
+
+def repeat_positions(s: AccountSnapshot, events: Sequence[PositionUpdate]) -> AccountSnapshot:
+    """Fold pulses that each :func:`repeats` (in order, at least one) with one copy of the
+    snapshot's dicts: the same snapshot as reducing them one by one (a repeat leaves
+    every condition of :func:`repeats` as it was, so each still repeats after the others)."""
     marks = dict(s.marks)
-    marks[sym] = Mark(old.mark, "pulse", ev.received_at)  # type: ignore[arg-type]
     positions = dict(s.positions)
-    positions[sym] = PositionState(ev, *old[1:])
+    for ev in events:
+        sym = ev.symbol
+        old = positions[sym]
+        marks[sym] = Mark(old.mark, "pulse", ev.received_at)  # type: ignore[arg-type]
+        positions[sym] = PositionState(ev, *old[1:])
     return AccountSnapshot(
         s.account,
         s.balance,
@@ -459,7 +482,7 @@ def _repeat_position(s: AccountSnapshot, old: PositionState, ev: PositionUpdate)
         s.anchor_unrealised_pnl,
         s.anchor_initial_margin,
         s.equity_drift,
-        ev.received_at,
+        events[-1].received_at,
         s.last_balance_at,
         s.last_mark_at,
         s.flagged,
@@ -467,20 +490,13 @@ def _repeat_position(s: AccountSnapshot, old: PositionState, ev: PositionUpdate)
 
 
 def _on_position(s: AccountSnapshot, ev: PositionUpdate) -> ReduceResult:
-    sym = ev.symbol
-    old = s.positions.get(sym)
-    if (
-        old is not None
-        and not old.marked_by_mds
-        and old.mark is not None
-        and ev.position != 0
-        and sym not in s.unconfirmed
-        and sym not in s.order_delta
-        and _same_pulse(old.pulse, ev)
-    ):
-        mark = s.marks.get(sym)
-        if mark is not None and mark.source == "pulse" and mark.price == old.mark:
-            return ReduceResult(_repeat_position(s, old, ev), None)
+    if repeats(s, ev):
+        return ReduceResult(repeat_positions(s, (ev,)), None)
+    return reduce_new_position(s, ev)
+
+
+def reduce_new_position(s: AccountSnapshot, ev: PositionUpdate) -> ReduceResult:
+    """:func:`reduce` of a position pulse known not to repeat (``not repeats(s, ev)``)."""
     reason = check_position(ev)
     if reason is not None:
         return _flag(s, reason)
