@@ -37,6 +37,7 @@ import stamina
 from riskwatch.errors import RiskwatchError
 from riskwatch.logredact import RedactingFilter
 from riskwatch.notify.dispatch import Outgoing
+from riskwatch.notify.plugins import load_plugins
 from riskwatch.notify.render import Message
 from riskwatch.notify.routes import TAG_SCHEME
 from riskwatch.records import url_id
@@ -159,16 +160,30 @@ def _with_timeouts(url: str, timeout: float) -> str:
     return url + ("&" if "?" in url else "?") + "&".join(extra)
 
 
-def _library() -> ModuleType:
-    """apprise, imported on first use, with riskwatch's ``console://`` registered.
+OWN_SCHEMES: Final = ("console",)
+"""Schemes riskwatch registers with apprise itself (riskwatch/notify/console.py)."""
 
-    apprise loads every one of its plugins when imported: 20 MB of a daemon's memory
-    (docs/performance.md). A daemon whose targets are all Alertmanager never loads it;
-    one with an apprise target loads it at start-up, when its targets are checked, not
-    at its first notification.
+
+def _library(url: str | None = "") -> ModuleType:
+    """apprise, imported on first use, with riskwatch's ``console://`` registered and
+    the plugin of ``url``'s scheme loaded (``None``: every plugin, for the URLs of an
+    ``apprise_config`` file; ``""``: whatever is loaded already).
+
+    apprise imports every one of its plugins when the first URL is added, and itself
+    weighs about 4 MB more (docs/performance.md). A daemon whose targets are all
+    Alertmanager never imports it; one with an apprise target imports it at start-up,
+    when its targets are checked, not at its first notification, and loads only the
+    plugins its URLs name (riskwatch/notify/plugins.py).
     """
     import apprise as library  # deferred on purpose (docstring)
+    from apprise.manager_plugins import NotificationManager
 
+    manager = NotificationManager()  # type: ignore[no-untyped-call]  # apprise's one manager
+    if url is None:
+        manager.load_modules()  # type: ignore[no-untyped-call]
+    else:
+        scheme = url.partition("://")[0] if "://" in url else ""
+        load_plugins(manager, [scheme] if scheme else [], own=OWN_SCHEMES)
     from riskwatch.notify import console  # noqa: F401 - registers console://
 
     return library
@@ -197,11 +212,11 @@ class _Target:
                 self.error = "tag target but no apprise_config file"
         else:
             self.url = _with_timeouts(url, timeout)
-            if not _library().Apprise().add(self.url):
+            if not _library(self.url).Apprise().add(self.url):
                 self.error = "url not understood by apprise"
 
     def _apprise(self) -> apprise.Apprise:
-        library = _library()
+        library = _library(None if self.tag is not None else self.url)
         ap: apprise.Apprise = library.Apprise()
         if self.tag is not None and self.apprise_config is not None:
             cfg = library.AppriseConfig()
