@@ -90,6 +90,11 @@ _CLOSED_STATUSES: Final = frozenset(
     {"CANCELLED", "CANCELLED_STP", "FILLED", "NO_SUCH_ORDER", "CANNOT_MODIFY_NO_SUCH_ORDER"}
 )
 
+_new: Final = tuple.__new__
+"""Builds a snapshot's named tuples from their fields in order, without the generated
+``__new__`` (a Python function; this costs half as much, docs/performance.md): used
+where every frame builds them."""
+
 
 class Mark(NamedTuple):
     """The latest accepted mark of a symbol: USD per base unit, its source, receive time."""
@@ -228,20 +233,23 @@ def position_state(pulse: PositionUpdate, mark: float | None, marked_by_mds: boo
     """Build a :class:`PositionState` for ``pulse`` at ``mark`` (see that class)."""
     qty = pulse.position
     if qty == 0 or mark is None:
-        return PositionState(pulse, mark, False, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return _new(PositionState, (pulse, mark, False, 0.0, 0.0, 0.0, 0.0, 0.0))
     notional = abs(qty) * mark
     # While the mark is the pulse's own, its unrealised PnL is the exchange's figure,
     # not our re-derivation of it (which would differ in the last bits).
     upnl = qty * (mark - pulse.average_price) if marked_by_mds else pulse.unrealised_pnl
-    return PositionState(
-        pulse,
-        mark,
-        marked_by_mds,
-        upnl,
-        notional,
-        qty * mark,
-        notional * pulse.initial_margin_rate,
-        notional * pulse.maintenance_margin_rate,
+    return _new(
+        PositionState,
+        (
+            pulse,
+            mark,
+            marked_by_mds,
+            upnl,
+            notional,
+            qty * mark,
+            notional * pulse.initial_margin_rate,
+            notional * pulse.maintenance_margin_rate,
+        ),
     )
 
 
@@ -269,25 +277,31 @@ def _shift(t: Totals, old: PositionState | None, new: PositionState) -> Totals:
     mds = t.mds_marked + new.marked_by_mds
     orders = t.open_orders + int(new.pulse.open_orders)
     if old is None:
-        return Totals(
-            t.unrealised_pnl + new.unrealised_pnl,
-            t.gross_notional + new.notional,
-            t.net_notional + new.signed_notional,
-            t.initial_margin + new.initial_margin,
-            t.maintenance_margin + new.maintenance_margin,
-            count,
-            mds,
-            orders,
+        return _new(
+            Totals,
+            (
+                t.unrealised_pnl + new.unrealised_pnl,
+                t.gross_notional + new.notional,
+                t.net_notional + new.signed_notional,
+                t.initial_margin + new.initial_margin,
+                t.maintenance_margin + new.maintenance_margin,
+                count,
+                mds,
+                orders,
+            ),
         )
-    return Totals(
-        t.unrealised_pnl - old.unrealised_pnl + new.unrealised_pnl,
-        t.gross_notional - old.notional + new.notional,
-        t.net_notional - old.signed_notional + new.signed_notional,
-        t.initial_margin - old.initial_margin + new.initial_margin,
-        t.maintenance_margin - old.maintenance_margin + new.maintenance_margin,
-        count - (old.pulse.position != 0),
-        mds - old.marked_by_mds,
-        orders - int(old.pulse.open_orders),
+    return _new(
+        Totals,
+        (
+            t.unrealised_pnl - old.unrealised_pnl + new.unrealised_pnl,
+            t.gross_notional - old.notional + new.notional,
+            t.net_notional - old.signed_notional + new.signed_notional,
+            t.initial_margin - old.initial_margin + new.initial_margin,
+            t.maintenance_margin - old.maintenance_margin + new.maintenance_margin,
+            count - (old.pulse.position != 0),
+            mds - old.marked_by_mds,
+            orders - int(old.pulse.open_orders),
+        ),
     )
 
 
@@ -308,7 +322,7 @@ def _apply_position(s: AccountSnapshot, ev: PositionUpdate, mark: float | None) 
     else:
         state_mark = mark
         marks = dict(marks)
-        marks[sym] = Mark(mark, "pulse", ev.received_at)
+        marks[sym] = _new(Mark, (mark, "pulse", ev.received_at))
     new = position_state(ev, state_mark, False)
     positions = dict(s.positions)
     old = positions.get(sym)
@@ -319,25 +333,28 @@ def _apply_position(s: AccountSnapshot, ev: PositionUpdate, mark: float | None) 
         order_delta = dict(order_delta)
         del order_delta[sym]
     # Positional construction: this runs on every pulse and costs a third of _replace.
-    return AccountSnapshot(
-        s.account,
-        s.balance,
-        positions,
-        marks,
-        s.open_orders,
-        order_delta,
-        s.unconfirmed,
-        _shift(s.totals, old, new),
-        # A symbol seen for the first time is not a change since the balance pulse: the
-        # balance's own figures already hold it (after a reconnect the balance frame may
-        # come first), so it joins the anchor instead of being counted twice.
-        s.anchor_unrealised_pnl + (new.unrealised_pnl if old is None else 0.0),
-        s.anchor_initial_margin + (new.initial_margin if old is None else 0.0),
-        s.equity_drift,
-        ev.received_at,
-        s.last_balance_at,
-        s.last_mark_at,
-        s.flagged,
+    return _new(
+        AccountSnapshot,
+        (
+            s.account,
+            s.balance,
+            positions,
+            marks,
+            s.open_orders,
+            order_delta,
+            s.unconfirmed,
+            _shift(s.totals, old, new),
+            # A symbol seen for the first time is not a change since the balance pulse: the
+            # balance's own figures already hold it (after a reconnect the balance frame may
+            # come first), so it joins the anchor instead of being counted twice.
+            s.anchor_unrealised_pnl + (new.unrealised_pnl if old is None else 0.0),
+            s.anchor_initial_margin + (new.initial_margin if old is None else 0.0),
+            s.equity_drift,
+            ev.received_at,
+            s.last_balance_at,
+            s.last_mark_at,
+            s.flagged,
+        ),
     )
 
 
@@ -345,7 +362,7 @@ def _apply_mark(s: AccountSnapshot, ev: MarkPrice) -> AccountSnapshot:
     """Apply an accepted market-data mark: the symbol's figures move to it."""
     sym = ev.symbol
     marks = dict(s.marks)
-    marks[sym] = Mark(ev.price, "mds", ev.received_at)
+    marks[sym] = _new(Mark, (ev.price, "mds", ev.received_at))
     old = s.positions.get(sym)
     if old is None or old.pulse.position == 0:
         return s._replace(marks=marks, last_mark_at=ev.received_at)
@@ -356,22 +373,25 @@ def _apply_mark(s: AccountSnapshot, ev: MarkPrice) -> AccountSnapshot:
     new = position_state(old.pulse, ev.price, True)
     positions = dict(s.positions)
     positions[sym] = new
-    return AccountSnapshot(
-        s.account,
-        s.balance,
-        positions,
-        marks,
-        s.open_orders,
-        s.order_delta,
-        s.unconfirmed,
-        _shift(s.totals, old, new),
-        s.anchor_unrealised_pnl,
-        s.anchor_initial_margin,
-        s.equity_drift,
-        s.last_pulse_at,
-        s.last_balance_at,
-        ev.received_at,
-        s.flagged,
+    return _new(
+        AccountSnapshot,
+        (
+            s.account,
+            s.balance,
+            positions,
+            marks,
+            s.open_orders,
+            s.order_delta,
+            s.unconfirmed,
+            _shift(s.totals, old, new),
+            s.anchor_unrealised_pnl,
+            s.anchor_initial_margin,
+            s.equity_drift,
+            s.last_pulse_at,
+            s.last_balance_at,
+            ev.received_at,
+            s.flagged,
+        ),
     )
 
 
@@ -468,24 +488,27 @@ def repeat_positions(s: AccountSnapshot, events: Sequence[PositionUpdate]) -> Ac
     for ev in events:
         sym = ev.symbol
         old = positions[sym]
-        marks[sym] = Mark(old.mark, "pulse", ev.received_at)  # type: ignore[arg-type]
-        positions[sym] = PositionState(ev, *old[1:])
-    return AccountSnapshot(
-        s.account,
-        s.balance,
-        positions,
-        marks,
-        s.open_orders,
-        s.order_delta,
-        s.unconfirmed,
-        s.totals,
-        s.anchor_unrealised_pnl,
-        s.anchor_initial_margin,
-        s.equity_drift,
-        events[-1].received_at,
-        s.last_balance_at,
-        s.last_mark_at,
-        s.flagged,
+        marks[sym] = _new(Mark, (old.mark, "pulse", ev.received_at))
+        positions[sym] = _new(PositionState, (ev, *old[1:]))
+    return _new(
+        AccountSnapshot,
+        (
+            s.account,
+            s.balance,
+            positions,
+            marks,
+            s.open_orders,
+            s.order_delta,
+            s.unconfirmed,
+            s.totals,
+            s.anchor_unrealised_pnl,
+            s.anchor_initial_margin,
+            s.equity_drift,
+            events[-1].received_at,
+            s.last_balance_at,
+            s.last_mark_at,
+            s.flagged,
+        ),
     )
 
 
