@@ -1,11 +1,13 @@
 """/metrics rendering: time per scrape and event-loop lag during a scrape, in process.
 
-Run: ``.venv/bin/python bench/bench_metrics.py [--accounts 100 1000] [--library]``.
+Run: ``.venv/bin/python bench/bench_metrics.py [--accounts 100 1000] [--library] [--moving]``.
 
 A real :class:`riskwatch.daemon.app.Daemon` (not started: no socket) is built for N accounts
 with the default rule pack (``rules/*.yaml``); each account is fed one pulse of 20
 positions and a balance through its core, so every per-account and per-position
-series exists. Measured:
+series exists. With ``--moving``, every account gets a new pulse before each timed
+render, its unrealised PnL moved on every symbol (a market whose marks all move every
+second: every position line is rendered again). Measured:
 
 - ``render``: the daemon's ``/metrics`` body built from its registry, as the handler
   builds it (:func:`riskwatch.metrics.exposition_chunks`), ms per scrape and lines;
@@ -44,15 +46,16 @@ SYMBOLS = [f"S{i:02d}-USD" for i in range(20)]
 T0 = 1_767_225_600.0
 
 
-def pulse(at: float) -> list[list[Any]]:
-    """One pulse's frames: 20 position frames then a balance frame."""
+def pulse(at: float, step: int = 0) -> list[list[Any]]:
+    """One pulse's frames: 20 position frames then a balance frame; ``step`` moves every
+    position's unrealised PnL."""
     frames: list[list[Any]] = [
         [
             PositionUpdate(
                 symbol=s,
                 position=float(1 + i),
                 average_price=100.0 + i,
-                unrealised_pnl=5.0 * i - 20.0,
+                unrealised_pnl=5.0 * i - 20.0 + 0.01 * step,
                 realised_pnl=0.0,
                 net_funding=0.0,
                 margin_alloc=10.0 * (1 + i),
@@ -105,6 +108,14 @@ async def build(n: int, work: Path) -> Daemon:
     return daemon
 
 
+def move(daemon: Daemon, step: int) -> None:
+    """Feed every account's core the pulse ``step`` (untimed)."""
+    at = T0 + step
+    for rt in daemon.accounts.values():
+        for frame in pulse(at, step):
+            rt.core.handle(frame, at)
+
+
 def render(daemon: Daemon) -> bytes:
     return b"".join(exposition_chunks(daemon.registry))
 
@@ -147,18 +158,24 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--library", action="store_true", help="also time generate_latest")
+    parser.add_argument(
+        "--moving", action="store_true", help="a new pulse, every figure moved, before each render"
+    )
     args = parser.parse_args()
     results = []
     for n in args.accounts:
         with tempfile.TemporaryDirectory(prefix="rw-metrics-") as tmp:
             daemon = asyncio.run(build(n, Path(tmp)))
             times = []
-            for _ in range(args.repeat):
+            for k in range(args.repeat):
+                if args.moving:
+                    move(daemon, k + 1)
                 t = time.perf_counter()
                 body = render(daemon)
                 times.append(time.perf_counter() - t)
             res: dict[str, Any] = {
                 "accounts": n,
+                "moving": args.moving,
                 "lines": body.count(b"\n"),
                 "bytes": len(body),
                 "render": summary_ms(times),

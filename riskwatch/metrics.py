@@ -56,7 +56,6 @@ they doubled every counter and Prometheus 2.42 ignores them in this format).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, Generic, Literal, NamedTuple, TypeVar, get_args
@@ -159,18 +158,15 @@ CHUNK_LINES: Final = 500
 
 _NAME_RE: Final = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE: Final = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_INF: Final = math.inf
 
 
 def format_value(value: float) -> str:
     """A sample value as the text format writes it: ``+Inf``, ``-Inf``, ``NaN`` or repr."""
+    if value - value == 0.0:  # finite (the common case, one test): inf - inf is NaN
+        return repr(float(value))
     if value != value:  # NaN is the only value unequal to itself
         return "NaN"
-    if value == _INF:
-        return "+Inf"
-    if value == -_INF:
-        return "-Inf"
-    return repr(float(value))
+    return "+Inf" if value > 0 else "-Inf"
 
 
 def escape_label_value(value: str) -> str:
@@ -753,6 +749,7 @@ _POSITION_GAUGES: Final[tuple[tuple[str, str, str], ...]] = (
 
 _ACCOUNT_METRICS: Final = tuple(PREFIX + name for name, _, _ in _ACCOUNT_GAUGES)
 _POSITION_METRICS: Final = tuple(PREFIX + name for name, _, _ in _POSITION_GAUGES)
+_POSITION_COLUMNS: Final = tuple(column for _, _, column in _POSITION_GAUGES)
 
 _AGE_HELP: Final = "Seconds since the last position or balance pulse."
 _CONNECTED_HELP: Final = "1 when connected and authenticated, else 0."
@@ -820,16 +817,17 @@ class SnapshotCollector:
         fmt = format_value
         prefix = '{account="' + escape_label_value(account) + '",symbol="'
         parts: list[list[str]] = [[] for _ in _POSITION_GAUGES]
+        columns = tuple(zip(parts, _POSITION_METRICS, _POSITION_COLUMNS, strict=True))
         for symbol, row in rows.items():
             if not row.get("position"):
                 continue  # flat (or unknown size): its series vanish
-            tail = prefix + escape_label_value(symbol) + '"} '
-            for lines, metric, (_, _, name) in zip(
-                parts, _POSITION_METRICS, _POSITION_GAUGES, strict=True
-            ):
+            # f-strings: one string built per line, not one per concatenation (every
+            # line of a moving market is rendered again at every scrape).
+            tail = f'{prefix}{escape_label_value(symbol)}"}} '
+            for lines, metric, name in columns:
                 value = row.get(name)
                 if value is not None:
-                    lines.append(metric + tail + fmt(value) + "\n")
+                    lines.append(f"{metric}{tail}{fmt(value)}\n")
         texts = tuple("".join(lines) for lines in parts)
         count = max((len(lines) for lines in parts), default=0)
         if key is not None:
