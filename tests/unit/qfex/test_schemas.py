@@ -692,3 +692,24 @@ def test_order_response_without_remainder_or_price() -> None:
     (done,) = decode_trade(json.dumps({"order_response": {**base, "status": "FILLED"}}), 1.0)
     assert isinstance(done, OrderUpdate)
     assert done.quantity_remaining == 0.0
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"ack_response": True},
+        {"subscribed": "positions"},
+        {"user_leverage_response": {"symbol": "BTC-USD", "leverage": 5}},
+        {"err": {"error_code": "X", "message": "y"}},
+    ],
+)
+def test_a_pulse_frame_with_another_key_yields_both_events(extra: dict[str, Any]) -> None:
+    """The pulse fast path (schemas._trade_events) stops only at a frame that carries
+    nothing but its pulse body."""
+    body = json.loads((EXAMPLES / "server.position_response.json").read_text())
+    alone = decode_trade(json.dumps(body), NOW)
+    assert [type(e) for e in alone] == [PositionUpdate]
+    events = decode_trade(json.dumps({**body, **extra}), NOW)
+    assert type(events[0]) is PositionUpdate
+    assert len(events) == 2
+    assert type(events[1]) in (Ack, Subscribed, OtherReply, ErrorReply)
