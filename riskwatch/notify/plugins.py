@@ -3,16 +3,19 @@
 apprise imports all of its ~200 plugin modules the first time a URL is added (with
 ``requests``, ``oauthlib`` and the rest): about 17 MB of a daemon's memory, for the one
 or two services a config names (docs/performance.md, "Memory at a day of uptime").
-apprise's plugin manager can load a folder of its own choosing
-(``load_modules(path=..., name=...)``, the way custom plugin folders are loaded), and
-it imports each entry of that folder by name from its own package. So a folder holding
-one empty entry per module wanted loads those modules only, and the manager, loaded,
-does not scan its whole folder later.
+apprise's plugin manager loads the folder it is given (``load_modules(path=...,
+name=...)``) and imports each entry of that folder by name from its own package. So a
+folder holding one empty entry per module wanted loads those modules only, and the
+manager, loaded, does not scan its whole folder later.
 
 Which module holds a scheme is read from the plugins' sources (their ``protocol`` and
 ``secure_protocol`` class attributes). A scheme no source names this way (a plugin
 that works out its schemes in code) loads every plugin, as apprise would: never a
 target that does not work, only one that costs the 17 MB.
+
+Two attributes of the manager that apprise does not document are read (``_loaded``,
+``_schema_map``); apprise is pinned by the lock files, and
+tests/unit/notify/test_apprise_import.py fails if a new version changes them.
 """
 
 from __future__ import annotations
