@@ -196,7 +196,7 @@ class AccountCore:
                 # the next read of the snapshot, with the rest of the burst.
                 self._held.append(fresh)
                 if self._dirty is None:
-                    self._dirty = "pulse"
+                    self._dirty = trigger_of(events)
                 return _DEFERRED
         flags: list[str] = []
         snapshot = start = self.snapshot

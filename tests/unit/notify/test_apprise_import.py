@@ -128,3 +128,10 @@ def test_a_tag_target_loads_the_plugins_of_its_config_file(tmp_path: Path) -> No
         """
     )
     assert out == "None ['json']"
+
+
+def test_riskwatch_s_own_schemes_are_the_ones_it_registers() -> None:
+    # deliver.OWN_SCHEMES is written out: importing console.py registers it with apprise.
+    from riskwatch.notify import console, deliver
+
+    assert console.SCHEME in deliver.OWN_SCHEMES
