@@ -3,8 +3,9 @@
 docs/protocol.md §4.2: the docs give the position/balance pulse as 1 s in one place
 and 10 s in another, so riskwatch measures it. One ``balance_response`` arrives per
 pulse; the cadence is the median of the last intervals between them (a median, so
-that a stall or a reconnect gap does not move it). ``stale_after`` is ``pulses`` ×
-that cadence, unless the configuration pins it. Pure: callers pass ``now``.
+that a stall or a reconnect gap does not move it), kept until the median moves by more
+than :data:`TOLERANCE`. ``stale_after`` is ``pulses`` × that cadence, unless the
+configuration pins it. Pure: callers pass ``now``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ __all__ = ["PulseCadence"]
 
 CADENCE_SAMPLES: Final = 9
 """Intervals kept for the median."""
+
+TOLERANCE: Final = 0.01
+"""Relative move of the median that changes the cadence. Receive times carry a few
+milliseconds of network and scheduling noise that say nothing of the exchange's
+cadence; followed, they would move ``riskwatch_pulse_interval_seconds`` and
+``riskwatch_stale_after_seconds`` at every pulse, and every scrape would render every
+account's link lines again (metrics.OwnedGauges keeps an account's lines while its
+values stand; docs/performance.md). A threshold of three 1 s pulses is off by 30 ms
+at most."""
 
 MIN_INTERVAL: Final = 0.05
 """Intervals shorter than this are two frames of one burst, not two pulses."""
@@ -44,7 +54,10 @@ class PulseCadence:
             if gap < MIN_INTERVAL:
                 return
             self._intervals.append(gap)
-            self._median = statistics.median(self._intervals)
+            median = statistics.median(self._intervals)
+            kept = self._median
+            if kept is None or abs(median - kept) > TOLERANCE * kept:
+                self._median = median
         self._last = now
 
     def connection_lost(self) -> None:
@@ -53,7 +66,8 @@ class PulseCadence:
 
     @property
     def interval(self) -> float | None:
-        """The measured cadence in seconds, or None before two pulses."""
+        """The measured cadence in seconds (within :data:`TOLERANCE` of the median of
+        the last intervals), or None before two pulses."""
         return self._median
 
     @property

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import sys
 from pathlib import Path
 
 import pytest
 
-from riskwatch.qfex.cadence import PulseCadence
+from riskwatch.qfex.cadence import CADENCE_SAMPLES, TOLERANCE, PulseCadence
 from riskwatch.qfex.credentials import TokenSource, jwt_expiry
 from riskwatch.qfex.upgrade import USER_AGENT, handshake
 from riskwatch.secret import Secret
@@ -60,6 +61,29 @@ def test_cadence_median_and_stale_after() -> None:
     c.observe(500.0)
     assert c.interval == pytest.approx(10.0)
     assert PulseCadence(pulses=3, initial=30.0, pinned=5.0).stale_after == 5.0
+
+
+def test_cadence_keeps_its_value_through_jitter_and_follows_a_real_change() -> None:
+    """Receive-time noise under TOLERANCE does not move the cadence (nor the gauges and
+    threshold read from it); a change of the exchange's cadence does."""
+    c = PulseCadence(pulses=3, initial=30.0)
+    rng = random.Random(7)
+    t = 0.0
+    seen = set()
+    for _ in range(200):
+        t += 1.0 + rng.uniform(-0.004, 0.004)
+        c.observe(t)
+        if c.interval is not None:
+            seen.add((c.interval, c.stale_after))
+    assert len(seen) == 1
+    (interval, stale_after), *_ = seen
+    assert interval == pytest.approx(1.0, abs=TOLERANCE)
+    assert stale_after == 3 * interval
+    for _ in range(CADENCE_SAMPLES):
+        t += 1.5
+        c.observe(t)
+    assert c.interval == pytest.approx(1.5)
+    assert c.stale_after == pytest.approx(4.5)
 
 
 def test_jwt_expiry_claim() -> None:
