@@ -44,8 +44,9 @@ accounts are rendered straight to text:
   changes;
 - :class:`SnapshotCollector` renders its gauges from one consistent set of views;
 - :func:`exposition_chunks` yields the body in pieces of bounded work, so the HTTP
-  handler can give the event loop back between pieces: a scrape never holds the
-  loop for more than about a millisecond.
+  handler can give the event loop back between pieces: a render loop over accounts
+  ends its piece once it has worked :data:`PIECE_SECONDS`, whatever each account cost
+  (an account whose lines are kept costs a few µs, one rendered again ten times more).
 
 The few fixed-size metrics (histograms, ``actions_total``…) stay ``prometheus_client``
 objects rendered by the library. Every collector also answers ``collect()``, so
@@ -57,6 +58,7 @@ they doubled every counter and Prometheus 2.42 ignores them in this format).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, Generic, Literal, NamedTuple, TypeVar, get_args
 
@@ -154,7 +156,31 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text exposition format's content type (what Prometheus 2.42 parses)."""
 
 CHUNK_LINES: Final = 500
-"""Sample lines per piece of :func:`exposition_chunks` (~0.3 ms of work each)."""
+"""Sample lines per piece of :func:`exposition_chunks` that joins kept lines."""
+
+PIECE_SECONDS: Final = 0.0005
+"""Seconds a render loop over accounts works before it ends its piece of
+:func:`exposition_chunks` (an empty piece: the caller gives its loop back). Pieces are
+bounded by time, not by a count of accounts: what an account costs depends on how much
+of it moved since the last scrape, and on the machine (docs/performance.md)."""
+
+
+class _Pace:
+    """Says when a render loop has worked :data:`PIECE_SECONDS` since its last piece."""
+
+    __slots__ = ("_until",)
+
+    def __init__(self) -> None:
+        self._until = time.perf_counter() + PIECE_SECONDS
+
+    def due(self) -> bool:
+        """True (and the next piece starts) once this piece has taken its time."""
+        now = time.perf_counter()
+        if now < self._until:
+            return False
+        self._until = now + PIECE_SECONDS
+        return True
+
 
 _NAME_RE: Final = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE: Final = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -308,13 +334,12 @@ class OwnedGauges:
         self, owners: Iterable[tuple[str, object, Callable[[], Iterable[OwnedSeries]]]]
     ) -> Iterator[str]:
         """:meth:`put` every ``(owner, key, series)``, then :meth:`chunks`; an empty piece
-        after every 50 owners rendered (work was done: the caller may give its loop back)."""
-        rendered = 0
+        whenever :data:`PIECE_SECONDS` have passed (the caller may give its loop back)."""
+        pace = _Pace()
         for owner, key, series in owners:
-            if self.put(owner, key, series):
-                rendered += 1
-                if rendered % 50 == 0:
-                    yield ""
+            self.put(owner, key, series)
+            if pace.due():
+                yield ""
         yield from self.chunks()
 
     def chunks(self) -> Iterator[str]:
@@ -697,7 +722,9 @@ class Scrape(NamedTuple):
     """A provider's answer: the time of the scrape (Unix seconds) and every account."""
 
     now: float
-    accounts: Sequence[ScrapedAccount]
+    accounts: Iterable[ScrapedAccount]
+    """Read once, in order, between pieces of a scrape: a provider may build each
+    account's view as it is read (daemon/views.py)."""
 
 
 ViewProvider = Callable[[], Scrape]
@@ -798,10 +825,9 @@ class SnapshotCollector:
         self._account_cache[account] = (values, texts)
         return texts
 
-    def _position_texts(self, account: str, figures: Figures) -> tuple[tuple[str, ...], int, bool]:
-        """The account's lines of each position gauge (non-flat positions only), how
-        many per family (at most), and whether they were rendered now: they are kept
-        while every row's inputs
+    def _position_texts(self, account: str, figures: Figures) -> tuple[tuple[str, ...], int]:
+        """The account's lines of each position gauge (non-flat positions only) and how
+        many per family (at most): they are kept while every row's inputs
         (``derived.PositionRows.state_inputs``) are unchanged, so rows are not even built."""
         rows = figures.positions
         # The exported columns do not read the market figures: their inputs are left out.
@@ -813,7 +839,7 @@ class SnapshotCollector:
             if cached is not None and cached[0] == key:
                 # The newer key, as in _account_texts: it holds the current pulse's numbers.
                 self._position_cache[account] = (key, cached[1], cached[2])
-                return cached[1], cached[2], False
+                return cached[1], cached[2]
         fmt = format_value
         prefix = '{account="' + escape_label_value(account) + '",symbol="'
         parts: list[list[str]] = [[] for _ in _POSITION_GAUGES]
@@ -832,12 +858,13 @@ class SnapshotCollector:
         count = max((len(lines) for lines in parts), default=0)
         if key is not None:
             self._position_cache[account] = (key, texts, count)
-        return texts, count, True
+        return texts, count
 
     def render_chunks(self) -> Iterator[str]:
-        """The gauges as text-format lines, from one call of the provider (so one
-        scrape shows one consistent set of views), in pieces of bounded work (a piece
-        may be empty: work was done, the caller may yield to its loop).
+        """The gauges as text-format lines, from one call of the provider, in pieces
+        of bounded work (a piece may be empty: work was done, the caller may yield to
+        its loop). Each account's lines come from one view (its figures at one moment);
+        the views are read one after the other, between pieces.
 
         Each account's lines are kept between scrapes and rendered again only when its
         figures moved (:meth:`_account_texts`, :meth:`_position_texts`): a scrape of
@@ -852,10 +879,12 @@ class SnapshotCollector:
         position_lines: list[int] = []  # lines per position family, per account
         ages: list[str] = []
         links: list[str] = []
+        seen: list[str] = []
         age_metric = PREFIX + "data_age_seconds"
         connected_metric = PREFIX + "connected"
-        work = 0
+        pace = _Pace()
         for view in views:
+            seen.append(view.account)
             labels = label_of(view.account)
             links.append(connected_metric + labels + ("1.0\n" if view.connected else "0.0\n"))
             figures = view.figures
@@ -864,16 +893,13 @@ class SnapshotCollector:
             if figures.last_pulse_at is not None:
                 ages.append(age_metric + labels + fmt(max(0.0, now - figures.last_pulse_at)) + "\n")
             accounts.append(self._account_texts(view.account, labels, figures))
-            texts, lines, rendered = self._position_texts(view.account, figures)
+            texts, lines = self._position_texts(view.account, figures)
             positions.append(texts)
             position_lines.append(lines)
-            # A reused account still costs its key (about a fifth of rendering it).
-            work += 25 if rendered else 5
-            if work >= CHUNK_LINES // 2:
+            if pace.due():
                 yield ""
-                work = 0
-        if len(self._account_cache) > len(views):  # accounts removed by a reload
-            keep = {view.account for view in views}
+        if len(self._account_cache) > len(seen):  # accounts removed by a reload
+            keep = set(seen)
             self._account_cache = {a: c for a, c in self._account_cache.items() if a in keep}
             self._position_cache = {a: c for a, c in self._position_cache.items() if a in keep}
         step = CHUNK_LINES
@@ -1041,16 +1067,27 @@ class AlertStateCollector:
         return out
 
     def _all(self) -> list[tuple[str, _AlertLines]]:
-        views = list(self._provider())
-        lines = [(v.account, self._lines(v)) for v in views]
-        if len(self._cache) > len(lines):  # accounts removed by a reload
-            keep = {account for account, _ in lines}
+        every: list[tuple[str, _AlertLines]] = []
+        for _ in self._read(every):
+            pass
+        return every
+
+    def _read(self, every: list[tuple[str, _AlertLines]]) -> Iterator[str]:
+        """Append each account's lines to ``every``; an empty piece whenever
+        :data:`PIECE_SECONDS` have passed."""
+        pace = _Pace()
+        for view in self._provider():
+            every.append((view.account, self._lines(view)))
+            if pace.due():
+                yield ""
+        if len(self._cache) > len(every):  # accounts removed by a reload
+            keep = {account for account, _ in every}
             self._cache = {a: c for a, c in self._cache.items() if a in keep}
-        return lines
 
     def render_chunks(self) -> Iterator[str]:
-        """Both families as text-format lines, about :data:`CHUNK_LINES` per piece."""
-        every = self._all()
+        """Both families as text-format lines, in pieces of bounded work."""
+        every: list[tuple[str, _AlertLines]] = []
+        yield from self._read(every)
         for name, help_text, attr in (
             (_ALERT_STATE, _ALERT_STATE_HELP, "state_text"),
             (_LATCHED, _LATCHED_HELP, "latched_text"),

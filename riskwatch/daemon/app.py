@@ -199,10 +199,11 @@ class Daemon:
         self.registry.register(SnapshotCollector(self.views.scrape))
         self.registry.register(
             LinkCollector(
-                lambda: [
+                # Built as the scrape reaches each account (metrics.OwnedGauges.render).
+                lambda: (
                     LinkView(n, rt.link, rt.status, rt.core.snapshot.balance)
-                    for n, rt in self.accounts.items()
-                ]
+                    for n, rt in list(self.accounts.items())
+                )
             )
         )
         self.jwt_watch = JwtWatch(self.accounts, self.notifier, self.clock, self._stopped)

@@ -8,7 +8,7 @@ names and reason codes only: never a secret.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from riskwatch import __version__
@@ -60,25 +60,26 @@ class Views:
         return self._clock.now()
 
     def scrape(self) -> Scrape:
-        """What ``/metrics`` reads at scrape time: each account's link and figures."""
+        """What ``/metrics`` reads at scrape time: each account's link and figures, the
+        figures worked out as the scrape reaches the account (between two of its
+        pieces: metrics.Scrape), of the accounts configured when it started."""
         now = self._clock.now()
+        # data_age is exported from last_pulse_at and the scrape's now.
         return Scrape(
             now=now,
-            accounts=[
-                # data_age is exported from last_pulse_at and the scrape's now.
+            accounts=(
                 ScrapedAccount(name, rt.connected, rt.core.current_figures())
-                for name, rt in self._accounts.items()
-            ],
+                for name, rt in list(self._accounts.items())
+            ),
         )
 
-    def alert_gauges(self) -> list[AlertGauges]:
+    def alert_gauges(self) -> Iterator[AlertGauges]:
         """What ``/metrics`` reads of each account's alerts at scrape time (the rule
-        state object and its change count are the version)."""
-        out = []
-        for name, rt in self._accounts.items():
+        state object and its change count are the version), account by account as the
+        scrape reaches it."""
+        for name, rt in list(self._accounts.items()):
             rules = rt.core.rules_state
-            out.append(AlertGauges(name, (rules, rules.changes), rules.gauge_rows))
-        return out
+            yield AlertGauges(name, (rules, rules.changes), rules.gauge_rows)
 
     def readiness(self) -> tuple[bool, list[str]]:
         """Ready when every account is connected, authenticated and its data fresh."""

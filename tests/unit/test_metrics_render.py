@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
+from riskwatch import metrics as metrics_mod
 from riskwatch.metrics import (
     CHUNK_LINES,
     AlertGauges,
@@ -95,6 +98,41 @@ def test_large_bodies_come_in_bounded_pieces() -> None:
     pieces = list(exposition_chunks(build(accounts=300, positions=20)))
     assert len(pieces) > 20
     assert max(p.count(b"\n") for p in pieces) <= CHUNK_LINES + 30
+
+
+def test_account_loops_end_a_piece_whenever_their_time_is_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loops over accounts (figures, alert states, owned gauges) end their piece
+    once PIECE_SECONDS have passed, whether or not an account's lines were kept: with
+    no time allowed, every account ends one, at the second scrape (all kept) as at the
+    first; with an hour, none does. The body is the same either way."""
+    accounts = 40
+    registry = build(accounts=accounts, positions=5)
+    gauges = OwnedGauges([("riskwatch_x", "X.", ("account",))])
+
+    def owners() -> list[tuple[str, object, Callable[[], Iterable[OwnedSeries]]]]:
+        return [
+            (f"a{i}", i, lambda i=i: iter([(0, (f"a{i}",), float(i))])) for i in range(accounts)
+        ]
+
+    def scrape() -> tuple[bytes, int, int]:
+        pieces = list(exposition_chunks(registry))
+        owned = list(gauges.render(owners()))
+        return b"".join(pieces), pieces.count(b""), owned.count("")
+
+    monkeypatch.setattr(metrics_mod, "PIECE_SECONDS", 0.0)
+    first = scrape()
+    second = scrape()
+    monkeypatch.setattr(metrics_mod, "PIECE_SECONDS", 3600.0)
+    relaxed = scrape()
+    body, other_empty, owned_empty = relaxed
+    assert owned_empty == 0
+    for scraped in (first, second):
+        assert scraped[0] == body
+        # one more per view of each of the two loops ("fresh", with no figures, included)
+        assert scraped[1] - other_empty >= 2 * accounts
+        assert scraped[2] >= accounts
 
 
 def test_values_and_label_escaping() -> None:

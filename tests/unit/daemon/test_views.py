@@ -1,0 +1,46 @@
+"""What ``/metrics`` reads of the accounts (riskwatch/daemon/views.py): each account's
+view is built as the scrape reaches it, of the accounts configured when it started."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from riskwatch.clock import ManualClock
+from riskwatch.daemon.accounts import AccountRuntime
+from riskwatch.daemon.views import Views
+from riskwatch.pipeline import AccountCore
+from tests.support.factories import balance_update
+
+T0 = 1_767_225_600.0
+
+
+def runtime(name: str) -> AccountRuntime:
+    core = AccountCore(name, stale_after=5.0)
+    core.handle([balance_update(10_000.0, at=T0)], T0)
+    return AccountRuntime(config=cast(Any, None), core=core, link=cast(Any, None))
+
+
+def views(accounts: dict[str, AccountRuntime]) -> Views:
+    none = cast(Any, None)
+    return Views(none, accounts, none, none, ManualClock(T0 + 1), None, lambda: None, lambda: None)
+
+
+def test_a_reload_during_a_scrape_neither_breaks_it_nor_changes_its_accounts() -> None:
+    """Accounts added or removed between two pieces of a scrape (a reload) leave the
+    scrape's list of accounts as it was when it started; each view is built when read,
+    with the figures of that moment."""
+    accounts = {name: runtime(name) for name in ("a", "b", "c")}
+    v = views(accounts)
+    scrape = iter(v.scrape().accounts)
+    alerts = iter(v.alert_gauges())
+    assert next(scrape).account == "a"
+    assert next(alerts).account == "a"
+    b = accounts.pop("b")
+    accounts["d"] = runtime("d")
+    b.core.handle([balance_update(12_000.0, at=T0 + 1)], T0 + 1)
+    rest = list(scrape)
+    assert [view.account for view in rest] == ["b", "c"]
+    figures = rest[0].figures
+    assert figures is not None
+    assert figures.account["equity"] == 12_000.0
+    assert [g.account for g in alerts] == ["b", "c"]
