@@ -267,14 +267,23 @@ class AccountCore:
         flushed = self.flush(now)
         if flushed is not None:
             return flushed
-        if (
-            self.last_decision is not None
-            and now - self._last_eval_at < QUIET_TICK_INTERVAL
-            and self.is_data_stale(now) == self._last_stale
-            and self.rules_state.quiet
-        ):
+        if not self.tick_due(now):
             return Decision(self.account, now, "tick", self._last_stale)
         return self._evaluate(now, "tick")
+
+    def tick_due(self, now: float) -> bool:
+        """False when :meth:`tick` at ``now`` would evaluate nothing and return an empty
+        decision: no deferred frames, a quiet account evaluated less than
+        ``QUIET_TICK_INTERVAL`` ago, its staleness unchanged (module docstring). A
+        driver that ticks many accounts skips those (daemon/ticks.py)."""
+        return (
+            self.first_seen is None
+            or self._dirty is not None
+            or self.last_decision is None
+            or now - self._last_eval_at >= QUIET_TICK_INTERVAL
+            or self.is_data_stale(now) != self._last_stale
+            or not self.rules_state.quiet
+        )
 
     def _evaluate(self, now: float, trigger: Trigger) -> Decision:
         figures = self.figures_at(now)

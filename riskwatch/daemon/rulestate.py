@@ -18,7 +18,13 @@ from riskwatch.rules.model import DATA_STALE_RULE, RuleSet
 from riskwatch.store import Store
 from riskwatch.store.writer import StateWriter
 
-__all__ = ["DailySaver", "init_alert_series", "restore_rule_state", "save_rule_state"]
+__all__ = [
+    "DailySaver",
+    "init_alert_series",
+    "restore_rule_state",
+    "save_account_rule_state",
+    "save_rule_state",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +56,24 @@ def restore_rule_state(store: Store, accounts: dict[str, AccountRuntime], metric
 def save_rule_state(
     writer: StateWriter, accounts: dict[str, AccountRuntime], now: float, *, alerts: bool = False
 ) -> None:
-    """Queue daily baselines and window history (and with ``alerts``, alert states)."""
+    """Queue every account's daily baselines and window history (and with ``alerts``,
+    alert states)."""
     for name, rt in accounts.items():
-        records = rt.core.records()
-        if records.daily is not None:
-            writer.save_daily(name, records.daily)
-        if records.windows is not None:
-            writer.save_windows(name, records.windows)
-        if alerts and records.alerts:
-            writer.save_alerts([(rule, name, sym, rec) for rule, sym, rec in records.alerts], now)
+        save_account_rule_state(writer, name, rt, now, alerts=alerts)
+
+
+def save_account_rule_state(
+    writer: StateWriter, name: str, rt: AccountRuntime, now: float, *, alerts: bool = False
+) -> None:
+    """Queue account ``name``'s daily baselines and window history (and with ``alerts``,
+    its alert states)."""
+    records = rt.core.records()
+    if records.daily is not None:
+        writer.save_daily(name, records.daily)
+    if records.windows is not None:
+        writer.save_windows(name, records.windows)
+    if alerts and records.alerts:
+        writer.save_alerts([(rule, name, sym, rec) for rule, sym, rec in records.alerts], now)
 
 
 class DailySaver:

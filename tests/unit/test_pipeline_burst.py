@@ -155,3 +155,31 @@ def test_figures_are_reused_with_data_age_at_now() -> None:
     assert third is not None
     assert third.positions is not first.positions
     assert third.positions["A-USD"]["position"] == 6.0
+
+
+def test_tick_due_says_whether_the_tick_evaluates() -> None:
+    """tick_due(now) is False exactly when tick(now) evaluates nothing: on a fresh core,
+    a deferred burst, a quiet account within QUIET_TICK_INTERVAL or past it, a pending
+    ``for`` and a change of staleness (daemon/ticks.py skips the accounts it says False of)."""
+    fresh = AccountCore("desk-a", stale_after=5.0, rules=RULES)
+    assert fresh.tick_due(T0)
+
+    def check(c: AccountCore, now: float, due: bool) -> None:
+        assert c.tick_due(now) is due
+        before = c.last_decision
+        decision = c.tick(now)
+        assert (c.last_decision is decision and decision is not before) is due
+
+    c = core()
+    t = T0 + 1
+    c.handle([position(t, "A-USD", 1.0)], t)
+    assert c.tick_due(t)  # deferred
+    c.handle([balance(t)], t)
+    check(c, t + QUIET_TICK_INTERVAL / 2, False)  # quiet
+    check(c, t + QUIET_TICK_INTERVAL + 0.01, True)  # quiet, but not evaluated for a while
+    check(c, t + 1.25, False)
+    check(c, t + 4.5, True)
+    check(c, t + 5.05, True)  # within the interval, but the data went stale: DataStale
+    c.handle([position(t + 6, "A-USD", 500.0), balance(t + 6)], t + 6)
+    assert states(c)["LeveredFor"] is State.PENDING
+    check(c, t + 6.25, True)  # a pending ``for`` is not quiet
