@@ -26,8 +26,10 @@ with ``PYTHONPATH=TREE`` twice at once, each on its own CPU (``--cpu 0``, ``--cp
 then again with the CPUs swapped; what slows the machine slows both.
 
 Prints the CPU per frame (the process's CPU time over the window, divided by the frames
-delivered), the CPU one render of the metrics took (p50) and the process's largest RSS,
-and writes ``build/bench/frame_path.json``.
+delivered), the CPU one render of the metrics took (p50), the process's largest RSS and
+the event loop's lag over the window (how late a 5 ms sleep wakes, as in
+``bench_scale.py``: here without the network, so what the daemon's own blocks of work
+cost the loop), and writes ``build/bench/frame_path.json``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from typing import Any
 
 from aiohttp import web
 from bench_pulse_to_action import daemon_config
+from common import lag_probe, pct
 
 import riskwatch.qfex.client as client_mod
 from riskwatch.config import load_config
@@ -280,10 +283,13 @@ async def run(accounts: int, seconds: float, warmup: float, market: str) -> dict
             while sum(ws.live for ws in SOCKETS) < accounts:
                 await asyncio.sleep(0.05)
             await pulse(warmup)
+            lags: list[float] = []
+            probe = asyncio.create_task(lag_probe(lags))
             c0 = time.process_time()
             k = len(scrape_cpu)
             frames = await pulse(seconds)
             cpu = time.process_time() - c0
+            probe.cancel()
             scrapes = sorted(scrape_cpu[k:])
         finally:
             scraper.cancel()
@@ -302,6 +308,8 @@ async def run(accounts: int, seconds: float, warmup: float, market: str) -> dict
         "scrape_bytes": rendered[-1] if rendered else 0,
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "scrape_cpu_ms_p50": round(scrapes[len(scrapes) // 2] * 1e3, 1) if scrapes else math.nan,
+        "lag_ms": {q: round(pct(lags, p) * 1e3, 2) for q, p in (("p50", 0.5), ("p99", 0.99))}
+        | {"max": round(max(lags, default=math.nan) * 1e3, 2)},
     }
 
 
@@ -328,7 +336,8 @@ def main() -> None:
     print(
         f"{args.label} N={result['accounts']}, {args.market}: {result['us_per_frame']} µs of CPU per frame "
         f"({result['frames']} frames, {result['cpu_s']} s CPU, "
-        f"scrape {result['scrape_bytes']} bytes, {result['scrape_cpu_ms_p50']} ms of CPU p50, RSS max {result['max_rss_mb']} MB)"
+        f"scrape {result['scrape_bytes']} bytes, {result['scrape_cpu_ms_p50']} ms of CPU p50, RSS max {result['max_rss_mb']} MB, "
+        f"loop lag p50 {result['lag_ms']['p50']} p99 {result['lag_ms']['p99']} max {result['lag_ms']['max']} ms)"
     )
     out = ROOT / "build" / "bench" / "frame_path.json"
     out.parent.mkdir(parents=True, exist_ok=True)

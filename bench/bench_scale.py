@@ -41,7 +41,7 @@ Measured over ``--seconds`` after a warm-up, per N:
   ``/readyz`` answers 200 at its end (its reasons when not);
 - scrape durations as Prometheus measured them (``scrape_duration_seconds`` samples of
   the window, read back through its HTTP API) and the scrapes that failed (``up`` 0);
-- event-loop lag: a task on the daemon's loop sleeps ``LAG_PERIOD`` and records how
+- event-loop lag: a task on the daemon's loop sleeps ``common.LAG_PERIOD`` and records how
   late it wakes (its own cost: ~200 wake-ups per second);
 - pulse-to-action under that load, per trip: ``daemon_trigger`` (trigger frame
   received → the command's socket write starts, stamped in the daemon's process),
@@ -87,7 +87,16 @@ from typing import Any
 
 import aiohttp
 from bench_pulse_to_action import Probe, daemon_config
-from common import ROOT, SIM_SECRET, ProcStat, free_port, summary_ms, wait_http, write_result
+from common import (
+    ROOT,
+    SIM_SECRET,
+    ProcStat,
+    free_port,
+    lag_probe,
+    summary_ms,
+    wait_http,
+    write_result,
+)
 from stages import per_frame_us, stage_samples
 
 from riskwatch.config import load_config
@@ -98,7 +107,6 @@ from riskwatch.rules.load import load_rule_files
 from riskwatch.store import Store
 
 SYMBOLS = 20
-LAG_PERIOD = 0.005  # seconds between two wake-ups of the lag probe
 LAG_LIMIT = 0.010  # seconds: the lag p99 under which one core "keeps up"
 JOB = "riskwatch"
 
@@ -119,14 +127,6 @@ def machine_speed_ms() -> float:
     for i in range(200_000):
         kept[i % 1000] = repr(i * 1.5) + "x"
     return (time.thread_time() - started) * 1e3
-
-
-async def lag_probe(out: list[float], period: float = LAG_PERIOD) -> None:
-    """Append, forever, how late (seconds) a ``period`` sleep wakes on this loop."""
-    while True:
-        t = time.perf_counter()
-        await asyncio.sleep(period)
-        out.append(max(0.0, time.perf_counter() - t - period))
 
 
 def prometheus_config(folder: Path, target_port: int, interval: float) -> Path:

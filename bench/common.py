@@ -31,6 +31,18 @@ SIM_SECRET = "sim-secret"  # noqa: S105 - the simulator's documented non-secret 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+LAG_PERIOD = 0.005
+"""Seconds between two wake-ups of :func:`lag_probe`."""
+
+
+async def lag_probe(out: list[float], period: float = LAG_PERIOD) -> None:
+    """Append, forever, how late (seconds) a ``period`` sleep wakes on this loop."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(period)
+        out.append(max(0.0, time.perf_counter() - t - period))
+
+
 def pct(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``values`` by nearest rank; nan when empty."""
     if not values:
