@@ -42,7 +42,7 @@ accounts are rendered straight to text:
 - :class:`AlertStateCollector` reads ``alert_state`` and ``latched`` from the rule
   states at scrape time and keeps each account's rendered lines until its rule state
   changes;
-- :class:`SnapshotCollector` renders its gauges from one consistent set of views;
+- :class:`SnapshotCollector` renders each account's gauges from one view of it;
 - :func:`exposition_chunks` yields the body in pieces of bounded work, so the HTTP
   handler can give the event loop back between pieces: a render loop over accounts
   ends its piece once it has worked :data:`PIECE_SECONDS`, whatever each account cost
@@ -728,7 +728,8 @@ class Scrape(NamedTuple):
 
 
 ViewProvider = Callable[[], Scrape]
-"""Returns the latest views; called once per scrape, from the scraping thread or task."""
+"""Returns the latest views; called once per scrape, by the task that reads them (the
+views may be built as they are read: :attr:`Scrape.accounts`)."""
 
 # (metric name without prefix, help, Figures.account key)
 _ACCOUNT_GAUGES: Final[tuple[tuple[str, str, str], ...]] = (
