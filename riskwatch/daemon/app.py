@@ -52,7 +52,7 @@ from riskwatch.notify.deliver import DeliveryPolicy
 from riskwatch.notify.inhibit import InhibitPolicy
 from riskwatch.notify.service import NotifyService
 from riskwatch.qfex.client import MarketDataConnection
-from riskwatch.qfex.link import LinkCollector, LinkView
+from riskwatch.qfex.link import LinkCollector
 from riskwatch.qfex.recorder import Recorder
 from riskwatch.refdata.collector import HeldPositions, RefdataCollector
 from riskwatch.refdata.fetch import RefdataSource
@@ -197,15 +197,7 @@ class Daemon:
         )
         self.views.health = self.health
         self.registry.register(SnapshotCollector(self.views.scrape))
-        self.registry.register(
-            LinkCollector(
-                # Built as the scrape reaches each account (metrics.OwnedGauges.render).
-                lambda: (
-                    LinkView(n, rt.link, rt.status, rt.core.snapshot.balance)
-                    for n, rt in list(self.accounts.items())
-                )
-            )
-        )
+        self.registry.register(LinkCollector(self.views.link_views))
         self.jwt_watch = JwtWatch(self.accounts, self.notifier, self.clock, self._stopped)
         self.registry.register(AlertStateCollector(self.views.alert_gauges))
         # Reference data (docs/protocol.md §11): REST, fetched at start and periodically;

@@ -22,6 +22,7 @@ from riskwatch.metrics import AlertGauges, Scrape, ScrapedAccount
 from riskwatch.notify.notice import alert_labels
 from riskwatch.notify.service import NotifyService
 from riskwatch.qfex.client import ConnectionStatus, MarketDataConnection
+from riskwatch.qfex.link import LinkView
 from riskwatch.rules.model import RuleSet
 from riskwatch.store import Store
 
@@ -72,6 +73,12 @@ class Views:
                 for name, rt in list(self._accounts.items())
             ),
         )
+
+    def link_views(self) -> Iterator[LinkView]:
+        """What ``/metrics`` reads of each account's link at scrape time, account by
+        account as the scrape reaches it (qfex.link.LinkCollector)."""
+        for name, rt in list(self._accounts.items()):
+            yield LinkView(name, rt.link, rt.status, rt.core.snapshot.balance)
 
     def alert_gauges(self) -> Iterator[AlertGauges]:
         """What ``/metrics`` reads of each account's alerts at scrape time (the rule

@@ -33,8 +33,10 @@ def test_a_reload_during_a_scrape_neither_breaks_it_nor_changes_its_accounts() -
     v = views(accounts)
     scrape = iter(v.scrape().accounts)
     alerts = iter(v.alert_gauges())
+    links = iter(v.link_views())
     assert next(scrape).account == "a"
     assert next(alerts).account == "a"
+    assert next(links).account == "a"
     b = accounts.pop("b")
     accounts["d"] = runtime("d")
     b.core.handle([balance_update(12_000.0, at=T0 + 1)], T0 + 1)
@@ -44,3 +46,8 @@ def test_a_reload_during_a_scrape_neither_breaks_it_nor_changes_its_accounts() -
     assert figures is not None
     assert figures.account["equity"] == 12_000.0
     assert [g.account for g in alerts] == ["b", "c"]
+    rest_links = list(links)
+    assert [view.account for view in rest_links] == ["b", "c"]
+    balance = rest_links[0].balance
+    assert balance is not None
+    assert balance.received_at == T0 + 1
