@@ -125,8 +125,18 @@ async def test_mark_price_moves_figures_before_the_next_pulse(tmp_path: Path) ->
     """A mark-price frame recomputes equity and usage before the exchange pulses again."""
     async with running(tmp_path, sim_options={"speed": 1.0, "pulse_interval": 30.0}) as h:
         await wait_for(lambda: h.daemon.accounts[ACCOUNT].status is not None)
-        await h.sim.pulse_now()
-        await wait_for(lambda: _live(h))
+
+        async def pulsed_live() -> bool:
+            # The simulator pulses only the channels subscribed by then: a pulse sent
+            # before the daemon's subscription reached it goes nowhere, and the next
+            # scheduled one is 30 s away. So pulse again until one lands.
+            if _live(h):
+                return True
+            await h.sim.pulse_now()
+            await asyncio.sleep(100 * MS)
+            return _live(h)
+
+        await wait_for(pulsed_live)
         h.sim.pause()
         await _fresh_pulse(h)
         equity_before = (await h.state())["accounts"][0]["figures"]["equity"]
