@@ -16,6 +16,7 @@ unknown; netting keeps the equity formula above exact for the payloads we send).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,13 @@ def im_rate(leverage: float) -> float:
 def mm_rate(leverage: float) -> float:
     """Return the maintenance-margin rate (fraction of notional) at ``leverage``."""
     return MM_FACTOR / leverage
+
+
+@functools.cache
+def _position_id(account: str, symbol: str) -> str:
+    """The stable id of ``account``'s ``symbol`` position (a UUID5: the same at every pulse,
+    as a position keeps its id; cached, since a pulse sends every position of every account)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"riskwatch-sim/{account}/{symbol}"))
 
 
 @dataclass(slots=True)
@@ -256,7 +264,7 @@ class Ledger:
         pos = self.position(symbol)
         orders = self.open_orders(symbol)
         return {
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"riskwatch-sim/{self.name}/{symbol}")),
+            "id": _position_id(self.name, symbol),
             "symbol": symbol,
             "position": pos.qty,
             # margin_alloc is undocumented (docs/protocol.md §5.1); QFEX examples send 0.

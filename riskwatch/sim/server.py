@@ -224,6 +224,9 @@ class Simulator:
         self.limiter = RateLimiter(limit=rate_limit, window=rate_window)
         self._nonces = NonceCache()
         self._conns: set[_Conn] = set()
+        # Authenticated connections by account: a pulse or a dispatch reaches one account's
+        # connections without scanning every connection (thousands in bench/bench_scale.py).
+        self._by_account: dict[str, list[_Conn]] = {}
         self._mds: set[_MdsConn] = set()
         self._received: dict[str | None, list[ReceivedFrame]] = {}
         self._rejects: dict[str, _Reject] = {}
@@ -386,12 +389,15 @@ class Simulator:
         """Send one pulse at once (ignores a stall)."""
         await self._pulse()
 
+    def connections(self, account: str) -> list[_Conn]:
+        """The authenticated trade connections of ``account``, oldest first (a copy)."""
+        return list(self._by_account.get(account, ()))
+
     async def drop_connections(self, account: str | None = None) -> None:
         """Abort trade connections (all, or ``account``'s) without a close handshake."""
-        for conn in list(self._conns):
-            if account is None or conn.account == account:
-                conn.dropped = True
-                conn.ws.transport.abort()
+        for conn in list(self._conns) if account is None else self.connections(account):
+            conn.dropped = True
+            conn.ws.transport.abort()
 
     def stall_pulses(self, seconds: float) -> None:
         """Send no pulses (and no MDS frames) for ``seconds`` of wall time."""
@@ -399,8 +405,8 @@ class Simulator:
 
     async def send_raw(self, account: str | None, text: str) -> None:
         """Send ``text`` verbatim to the trade connections of ``account`` (None: all)."""
-        for conn in list(self._conns):
-            if conn.account is not None and (account is None or conn.account == account):
+        for conn in list(self._conns) if account is None else self.connections(account):
+            if conn.account is not None:
                 await _send_text(conn.ws, text)
 
     def reject_next(
@@ -443,6 +449,8 @@ class Simulator:
             for task in conn.tasks:
                 task.cancel()
             self._conns.discard(conn)
+            if conn.account is not None:
+                self._by_account[conn.account].remove(conn)
             await self._on_closed(conn)
 
     async def _auth_deadline(self, conn: _Conn) -> None:
@@ -513,6 +521,7 @@ class Simulator:
             await conn.ws.close(1008, "authentication failed")
             return
         conn.account = result.account
+        self._by_account.setdefault(result.account, []).append(conn)
         token = params.get("jwt") if isinstance(params := request.get("params"), dict) else None
         if self.signed_jwt and isinstance(token, str):
             conn.tasks.append(asyncio.create_task(self._expire_token(conn, token)))
@@ -654,8 +663,8 @@ class Simulator:
                 if requester is not None:
                     await self._reply(requester, out.frame)
                 continue
-            for conn in list(self._conns):
-                if conn.account == out.account and out.channel in conn.channels:
+            for conn in self.connections(out.account):
+                if out.channel in conn.channels:
                     await self._reply(conn, out.frame)
 
     # -- loops ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -536,6 +537,35 @@ async def test_fault_drop_stall_and_malformed(sim: Simulator) -> None:
         with pytest.raises(ConnectionClosed):
             await drain(ws)
         assert ws.close_code == 1006
+
+
+async def test_an_account_reaches_only_its_own_connections(sim: Simulator) -> None:
+    """Frames, raw sends and drops for one account reach its connections alone, and a
+    connection leaves its account's list when it closes."""
+    ws_a, client_a = await login(sim, ("balances",))
+    ws_sub, client_sub = await login(sim, ("balances",), account_id="sub-1")
+    async with ws_a, ws_sub:
+        assert [c.account for c in sim.connections("desk-a")] == ["desk-a"]
+        assert [c.account for c in sim.connections("desk-a-sub")] == ["desk-a-sub"]
+        await sim.pulse_now()
+        assert (await client_a.recv_key("balance_response"))["balance_response"]["id"] != "sub-1"
+        assert (await client_sub.recv_key("balance_response"))["balance_response"]["id"] == "sub-1"
+        await sim.send_raw("desk-a", "only-a")
+        await sim.drop_connections("desk-a")
+        got: list[str | bytes] = []
+        with pytest.raises(ConnectionClosed):
+            await drain(ws_a, got)
+        assert "only-a" in got
+        while sim.connections("desk-a"):
+            await asyncio.sleep(MS)
+        assert len(sim.connections("desk-a-sub")) == 1
+        other: list[str | bytes] = []
+        deadline = time.monotonic() + 300 * MS
+        while (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                other.append(await asyncio.wait_for(ws_sub.recv(), left))
+        assert other, "the other account's connection still receives its pulses"
+        assert "only-a" not in other
 
 
 async def test_reject_and_delay_next(sim: Simulator) -> None:
