@@ -185,7 +185,9 @@ async def start_sim(
 ) -> tuple[asyncio.subprocess.Process, str, str]:
     """Start the simulator process (``place`` run in it before it starts: its CPUs);
     return it, its trade URL and its REST URL."""
-    env = {**os.environ, "RISKWATCH_SIM_SECRET": SIM_SECRET}
+    # The simulator is always this tree's, also when PYTHONPATH points the daemon at
+    # another tree to compare two codes (docs/performance.md): the same load for both.
+    env = {**os.environ, "RISKWATCH_SIM_SECRET": SIM_SECRET, "PYTHONPATH": str(ROOT)}
     sim = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "bench" / "trip_sim.py"),
