@@ -96,7 +96,7 @@ STATE_OPS: Final = (
 )
 """Kinds of state-database writes counted by ``riskwatch_state_errors_total{op}``."""
 
-TASKS: Final = ("ticks", "market_data", "trade", "actions")
+TASKS: Final = ("ticks", "market_data", "trade", "actions", "loop_lag")
 """Long-running tasks counted by ``riskwatch_task_errors_total{task}``."""
 
 RULE_EVALUATION_BUCKETS: Final[tuple[float, ...]] = (
@@ -115,6 +115,23 @@ RULE_EVALUATION_BUCKETS: Final[tuple[float, ...]] = (
     0.1,
 )
 """Seconds: rule evaluation of one account takes microseconds; the tail shows stalls."""
+
+EVENT_LOOP_LAG_BUCKETS: Final[tuple[float, ...]] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+"""Seconds: a loop on time wakes well within a ms; a starved one tens of ms to seconds late."""
 
 PULSE_TO_ACTION_BUCKETS: Final[tuple[float, ...]] = (
     0.0001,
@@ -664,6 +681,17 @@ class Metrics:
         )
         for op in STATE_OPS:
             self.state_errors.labels(op)
+        self.event_loop_lag_seconds = Histogram(
+            PREFIX + "event_loop_lag_seconds",
+            "How late the event loop woke from a 0.1 s sleep (riskwatch/daemon/looplag.py).",
+            registry=registry,
+            buckets=EVENT_LOOP_LAG_BUCKETS,
+        )
+        self.event_loop_lagging = Gauge(
+            PREFIX + "event_loop_lagging",
+            "1 while the event loop has run late for a whole window (alert EventLoopLagging).",
+            registry=registry,
+        )
         self.state_failing = Gauge(
             PREFIX + "state_failing",
             "1 while writes of the state database fail, else 0.",

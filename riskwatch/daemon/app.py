@@ -38,6 +38,7 @@ from riskwatch.daemon.decisions import Decisions
 from riskwatch.daemon.frames import Frames
 from riskwatch.daemon.jwtwatch import JwtWatch
 from riskwatch.daemon.live import LiveConfig
+from riskwatch.daemon.looplag import LoopLagProbe
 from riskwatch.daemon.reload import Reloader
 from riskwatch.daemon.retention import RetentionPurge
 from riskwatch.daemon.rulestate import DailySaver, init_alert_series, restore_rule_state
@@ -196,6 +197,11 @@ class Daemon:
             leadership=self.leadership,
         )
         self.views.health = self.health
+        self.loop_lag = LoopLagProbe(
+            self.metrics, notify=self.notifier.enqueue_alert, now=self.clock.now,
+            stopped=self._stopped,
+        )  # fmt: skip
+        self.views.loop_lag = self.loop_lag
         self.registry.register(SnapshotCollector(self.views.scrape))
         self.registry.register(LinkCollector(self.views.link_views))
         self.jwt_watch = JwtWatch(self.accounts, self.notifier, self.clock, self._stopped)
@@ -353,6 +359,7 @@ class Daemon:
         log.info("serving /metrics and /api on %s:%s", cfg.http.host, self.http_port)
         self._tasks += self.connections.start_market_data()
         self._tasks.append(asyncio.create_task(self.ticks.run(), name="rule-ticks"))
+        self._tasks.append(asyncio.create_task(self.loop_lag.run(), name="loop-lag"))
         self._tasks.append(asyncio.create_task(self.jwt_watch.run(), name="jwt-watch"))
         self._tasks.append(asyncio.create_task(self.refdata.run(self._stopped), name="refdata"))
         self._tasks.append(asyncio.create_task(self.reloader.watch(), name="config-watch"))

@@ -16,6 +16,7 @@ from riskwatch.actions.executor import ActionExecutor
 from riskwatch.clock import Clock
 from riskwatch.daemon.accounts import AccountRuntime
 from riskwatch.daemon.live import LiveConfig
+from riskwatch.daemon.looplag import LoopLagProbe
 from riskwatch.daemon.storage import StateHealth
 from riskwatch.ha.base import Leadership, Standalone
 from riskwatch.metrics import AlertGauges, Scrape, ScrapedAccount
@@ -52,6 +53,8 @@ class Views:
         self._store = store
         self.health: StateHealth | None = None
         """The state database's health (daemon/storage.py): failing writes make it unready."""
+        self.loop_lag: LoopLagProbe | None = None
+        """The event loop's lateness (daemon/looplag.py): a lagging loop makes it unready."""
         self._market_data = market_data
         self._last_reload = last_reload
         self._leadership = leadership or Standalone()
@@ -109,6 +112,8 @@ class Views:
                 reasons.append(f"account {name}: JWT expired")
         if self.health is not None:
             reasons += self.health.readiness_reasons()
+        if self.loop_lag is not None:
+            reasons += self.loop_lag.readiness_reasons()
         reasons += self._leadership.readiness_reasons()
         return (not reasons, reasons)
 
