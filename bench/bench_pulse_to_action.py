@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_echo import FRAME, echo_rtts
-from common import ROOT, SIM_SECRET, summary_ms, write_result
+from common import ROOT, SIM_SECRET, sim_env, summary_ms, write_result
 from websockets.asyncio.client import ClientConnection, connect
 
 from riskwatch.config import load_config
@@ -191,7 +190,7 @@ def daemon_config(
 async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
     interval = 1.0 if accounts > 1 else 0.1
     out = folder / "sim.json"
-    env = {**os.environ, "RISKWATCH_SIM_SECRET": SIM_SECRET}
+    env = sim_env()
     sim = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "bench" / "trip_sim.py"),

@@ -92,10 +92,10 @@ import aiohttp
 from bench_pulse_to_action import Probe, daemon_config
 from common import (
     ROOT,
-    SIM_SECRET,
     ProcStat,
     free_port,
     lag_probe,
+    sim_env,
     summary_ms,
     wait_http,
     write_result,
@@ -185,9 +185,7 @@ async def start_sim(
 ) -> tuple[asyncio.subprocess.Process, str, str]:
     """Start the simulator process (``place`` run in it before it starts: its CPUs);
     return it, its trade URL and its REST URL."""
-    # The simulator is always this tree's, also when PYTHONPATH points the daemon at
-    # another tree to compare two codes (docs/performance.md): the same load for both.
-    env = {**os.environ, "RISKWATCH_SIM_SECRET": SIM_SECRET, "PYTHONPATH": str(ROOT)}
+    env = sim_env()
     sim = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "bench" / "trip_sim.py"),

@@ -43,6 +43,13 @@ async def lag_probe(out: list[float], period: float = LAG_PERIOD) -> None:
         out.append(max(0.0, time.perf_counter() - t - period))
 
 
+def sim_env() -> dict[str, str]:
+    """The environment of a simulator process (``bench/trip_sim.py``): its secret, and
+    always this tree's code, also when PYTHONPATH points the daemon at another tree to
+    compare two codes (docs/performance.md): the same load for both."""
+    return {**os.environ, "RISKWATCH_SIM_SECRET": SIM_SECRET, "PYTHONPATH": str(ROOT)}
+
+
 def pct(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``values`` by nearest rank; nan when empty."""
     if not values:
