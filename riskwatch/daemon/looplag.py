@@ -15,7 +15,8 @@ frames are still received and handled. Nothing else shows it, so:
   percentile of a whole window is below :data:`RESOLVE_LAG`.
 
 One late wake-up (a scrape piece, a garbage collection, a slow disk) is counted in the
-histogram but is no episode: only lateness that lasts a whole window is.
+histogram but is no episode: only lateness that lasts a whole window is, and so is a
+loop held for longer than a window at once (the window then holds that wake-up alone).
 """
 
 from __future__ import annotations

@@ -50,6 +50,14 @@ def test_lateness_over_a_window_fires_once_then_resolves_after_a_window_on_time(
     assert not watch.lagging
 
 
+def test_a_loop_held_longer_than_a_window_is_an_episode() -> None:
+    watch = LagWatch(window=10.0)
+    assert feed(watch, 0.0005, 0.0, 15.0) == []
+    assert watch.observe(30.0, 45.1) == "firing"  # nothing else measured in 30 s
+    assert watch.worst() == 30.0
+    assert [c for _, c in feed(watch, 0.0005, 45.1, 12.0)] == ["resolved"]
+
+
 def test_lateness_just_under_the_threshold_never_fires() -> None:
     watch = LagWatch()
     assert feed(watch, FIRE_LAG * 0.9, 0.0, 60.0) == []
