@@ -13,11 +13,19 @@ import os
 import signal
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.support.notify_sinks import Webhook, webhook
-from tests.support.rig import DaemonProcess, Http, free_port, metric, setup_for, simulator, wait_for
+from tests.support.rig import (
+    DaemonProcess,
+    Http,
+    daemon_ready,
+    free_port,
+    metric,
+    setup_for,
+    simulator,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,15 +34,6 @@ def _lagging(hook: Webhook, status: str) -> bool:
     return any(
         "EventLoopLagging" in str(doc) and status in str(doc).lower() for doc in hook.received
     )
-
-
-async def _ready(http: Http, proc: DaemonProcess) -> bool:
-    if not proc.alive:
-        pytest.fail(f"the daemon died:\n{proc.log_text()[-3000:]}")
-    try:
-        return (await http.get("/readyz"))[0] == 200
-    except aiohttp.ClientError:
-        return False
 
 
 async def _starve(pid: int, stop: asyncio.Event) -> None:
@@ -59,7 +58,7 @@ async def test_a_starved_event_loop_is_counted_unready_and_notified(tmp_path: Pa
         proc.start()
         http = Http(port)
         try:
-            await wait_for(lambda: _ready(http, proc), 20, "(daemon ready)")
+            await wait_for(lambda: daemon_ready(http, proc), 20, "(daemon ready)")
             assert proc.proc is not None
             stop = asyncio.Event()
             starving = asyncio.create_task(_starve(proc.proc.pid, stop))
@@ -81,7 +80,7 @@ async def test_a_starved_event_loop_is_counted_unready_and_notified(tmp_path: Pa
             assert count - on_time >= 20  # wake-ups more than 0.1 s late
             # Free again: resolved, ready.
             await wait_for(lambda: _lagging(hook, "resolved"), 30, "(EventLoopLagging resolved)")
-            await wait_for(lambda: _ready(http, proc), 10, "(ready again)")
+            await wait_for(lambda: daemon_ready(http, proc), 10, "(ready again)")
             m = await http.metrics()
             assert metric(m, "riskwatch_event_loop_lagging") == 0
             assert "EVENT LOOP LAGGING" in proc.log_text()

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from riskwatch.sim.server import Simulator
@@ -21,6 +20,7 @@ from tests.support.notify_sinks import Webhook, webhook
 from tests.support.rig import (
     DaemonProcess,
     Http,
+    daemon_ready,
     free_port,
     metric,
     setup_for,
@@ -47,15 +47,6 @@ def _texts(hook: Webhook) -> list[str]:
     return [str(doc) for doc in hook.received]
 
 
-async def _ready(http: Http, proc: DaemonProcess) -> bool:
-    if not proc.alive:
-        pytest.fail(f"the daemon died:\n{proc.log_text()[-3000:]}")
-    try:
-        return (await http.get("/readyz"))[0] == 200
-    except aiohttp.ClientError:
-        return False
-
-
 async def _readyz(http: Http) -> tuple[int, str]:
     return await http.get("/readyz")
 
@@ -76,7 +67,7 @@ async def test_full_state_filesystem_during_an_armed_crash(tmp_path: Path) -> No
             proc.start()
             http = Http(port)
             try:
-                await wait_for(lambda: _ready(http, proc), 20, "(daemon ready)")
+                await wait_for(lambda: daemon_ready(http, proc), 20, "(daemon ready)")
                 filler = fill(state_dir)
                 await sim.set_mark(SYMBOL, 190.0)  # LossFlatten trips at the next pulse
 
@@ -161,7 +152,7 @@ async def test_held_write_lock_neither_freezes_reactions_nor_ticks(tmp_path: Pat
         proc.start()
         http = Http(port)
         try:
-            await wait_for(lambda: _ready(http, proc), 20, "(daemon ready)")
+            await wait_for(lambda: daemon_ready(http, proc), 20, "(daemon ready)")
             lock = await asyncio.to_thread(HeldLock, setup.state_path)
             try:
                 started = time.monotonic()
@@ -222,7 +213,7 @@ async def test_record_on_a_full_filesystem_keeps_the_daemon_connected(tmp_path: 
             proc.start()
             http = Http(port)
             try:
-                await wait_for(lambda: _ready(http, proc), 20, "(daemon ready)")
+                await wait_for(lambda: daemon_ready(http, proc), 20, "(daemon ready)")
                 assert recording.stat().st_mode & 0o777 == 0o600
                 m = await http.metrics()
                 assert metric(m, "riskwatch_recording") == 1
@@ -267,7 +258,7 @@ async def test_daily_peak_survives_a_sigkill_seconds_after_it_was_reached(tmp_pa
         proc.start()
         http = Http(port)
         try:
-            await wait_for(lambda: _ready(http, proc), 20, "(daemon ready)")
+            await wait_for(lambda: daemon_ready(http, proc), 20, "(daemon ready)")
 
             async def account() -> dict[str, Any]:
                 _, text = await http.get("/api/state")

@@ -296,3 +296,14 @@ class DaemonProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+async def daemon_ready(http: Http, proc: DaemonProcess) -> bool:
+    """True once ``/readyz`` answers 200; fails the test (with the log's tail) if the
+    daemon died."""
+    if not proc.alive:
+        pytest.fail(f"the daemon died:\n{proc.log_text()[-3000:]}")
+    try:
+        return (await http.get("/readyz"))[0] == 200
+    except aiohttp.ClientError:
+        return False
