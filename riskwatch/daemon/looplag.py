@@ -202,6 +202,16 @@ class LoopLagProbe:
             )
         )
 
+    def status(self) -> dict[str, float | bool]:
+        """For ``/api/state``: whether an episode lasts, and the window's lateness (s)."""
+        watch = self.watch
+        return {
+            "lagging": watch.lagging,
+            "lag_p90_seconds": round(watch.p90(), 6),
+            "lag_worst_seconds": round(watch.worst(), 6),
+            "window_seconds": watch.window,
+        }
+
     def readiness_reasons(self) -> list[str]:
         """``/readyz`` reasons: unready while an episode lasts."""
         if not self.watch.lagging:

@@ -166,6 +166,7 @@ class Views:
                 "market_data_url": exchange.market_data_url,
                 "market_data_connected": bool(mds and mds.status.connected),
             },
+            "event_loop": self.loop_lag.status() if self.loop_lag is not None else None,
             "accounts": accounts,
         }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 from pathlib import Path
@@ -71,6 +72,11 @@ async def test_a_starved_event_loop_is_counted_unready_and_notified(tmp_path: Pa
             status, body = await http.get("/readyz")
             assert status == 503, body
             assert "event loop lagging" in body
+            status, text = await http.get("/api/state")
+            assert status == 200
+            loop_state = json.loads(text)["event_loop"]
+            assert loop_state["lagging"] is True
+            assert loop_state["lag_p90_seconds"] >= 0.1
             m = await http.metrics()
             assert metric(m, "riskwatch_event_loop_lagging") == 1
             count = metric(m, "riskwatch_event_loop_lag_seconds_count")
@@ -83,6 +89,9 @@ async def test_a_starved_event_loop_is_counted_unready_and_notified(tmp_path: Pa
             await wait_for(lambda: daemon_ready(http, proc), 10, "(ready again)")
             m = await http.metrics()
             assert metric(m, "riskwatch_event_loop_lagging") == 0
+            status, text = await http.get("/api/state")
+            assert status == 200
+            assert json.loads(text)["event_loop"]["lagging"] is False
             assert "EVENT LOOP LAGGING" in proc.log_text()
         finally:
             await http.close()
