@@ -83,18 +83,18 @@ class LagWatch:
         self.lagging = False
         """True from the start of an episode to its end."""
         self._samples: deque[tuple[float, float]] = deque()  # (measured at, lateness)
-        self._first: float | None = None
-        self._judged_from = -math.inf  # a verdict reads only the measures from here
+        # A verdict waits for a whole window after this: the first measure, then each change.
+        self._judged_from: float | None = None
 
     def observe(self, lag: float, now: float) -> Change | None:
         """Add one lateness measured at ``now``; return the episode's change, if any."""
-        if self._first is None:
-            self._first = now
+        if self._judged_from is None:
+            self._judged_from = now
         samples = self._samples
         samples.append((now, lag))
         while samples[0][0] < now - self.window:
             samples.popleft()
-        if now - max(self._first, self._judged_from) < self.window:
+        if now - self._judged_from < self.window:
             return None
         p90 = self.p90()
         if not self.lagging and p90 >= self.fire_lag:
