@@ -116,24 +116,7 @@ RULE_EVALUATION_BUCKETS: Final[tuple[float, ...]] = (
 )
 """Seconds: rule evaluation of one account takes microseconds; the tail shows stalls."""
 
-EVENT_LOOP_LAG_BUCKETS: Final[tuple[float, ...]] = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-"""Seconds: a loop on time wakes well within a ms; a starved one tens of ms to seconds late."""
-
-PULSE_TO_ACTION_BUCKETS: Final[tuple[float, ...]] = (
+LATENCY_BUCKETS: Final[tuple[float, ...]] = (
     0.0001,
     0.00025,
     0.0005,
@@ -151,7 +134,14 @@ PULSE_TO_ACTION_BUCKETS: Final[tuple[float, ...]] = (
     5.0,
     10.0,
 )
+"""Seconds, 1-2.5-5 per decade from 0.1 ms to 10 s: the bounds of the latency histograms
+(one ladder, so that their buckets line up on a dashboard)."""
+
+PULSE_TO_ACTION_BUCKETS: Final = LATENCY_BUCKETS
 """Seconds from the receive time of the deciding frame to the action leaving riskwatch."""
+
+EVENT_LOOP_LAG_BUCKETS: Final = tuple(b for b in LATENCY_BUCKETS if b >= 0.001)
+"""Seconds: a loop on time wakes well within a ms; a starved one tens of ms to seconds late."""
 
 EVENT_KINDS: Final[tuple[str, ...]] = get_args(EventKind)
 RETENTION_KINDS: Final = ("notification_log", "silences")

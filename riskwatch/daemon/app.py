@@ -185,6 +185,10 @@ class Daemon:
             self.frames.on_disconnect = recorder.disconnected
         # SIGHUP, a changed config or rule file, POST /api/reload (reload.py).
         self.reloader = Reloader(self.live, self.accounts, self.metrics, self.notifier, self.clock)
+        self.loop_lag = LoopLagProbe(
+            self.metrics, notify=self.notifier.enqueue_alert, now=self.clock.now,
+            stopped=self._stopped,
+        )  # fmt: skip
         self.views = Views(
             self.live,
             self.accounts,
@@ -195,13 +199,9 @@ class Daemon:
             market_data=lambda: self.connections.mds,
             last_reload=lambda: self.reloader.last,
             leadership=self.leadership,
+            health=self.health,
+            loop_lag=self.loop_lag,
         )
-        self.views.health = self.health
-        self.loop_lag = LoopLagProbe(
-            self.metrics, notify=self.notifier.enqueue_alert, now=self.clock.now,
-            stopped=self._stopped,
-        )  # fmt: skip
-        self.views.loop_lag = self.loop_lag
         self.registry.register(SnapshotCollector(self.views.scrape))
         self.registry.register(LinkCollector(self.views.link_views))
         self.jwt_watch = JwtWatch(self.accounts, self.notifier, self.clock, self._stopped)

@@ -9,7 +9,7 @@ names and reason codes only: never a secret.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from riskwatch import __version__
 from riskwatch.actions.executor import ActionExecutor
@@ -27,7 +27,15 @@ from riskwatch.qfex.link import LinkView
 from riskwatch.rules.model import RuleSet
 from riskwatch.store import Store
 
-__all__ = ["Views"]
+__all__ = ["ReadinessSource", "Views"]
+
+
+class ReadinessSource(Protocol):
+    """A part of the daemon that can make it unready (``/readyz`` 503)."""
+
+    def readiness_reasons(self) -> list[str]:
+        """Why the daemon is not ready because of this part; empty when it is fine."""
+        ...
 
 
 class Views:
@@ -43,21 +51,26 @@ class Views:
         store: Store | None,
         market_data: Callable[[], MarketDataConnection | None],
         last_reload: Callable[[], dict[str, Any] | None],
+        *,
         leadership: Leadership | None = None,
+        health: StateHealth | None = None,
+        loop_lag: LoopLagProbe | None = None,
     ) -> None:
+        """``health`` (daemon/storage.py: failing state writes), ``loop_lag``
+        (daemon/looplag.py: a starved event loop) and ``leadership`` (ha/: a failing
+        lease service) each add their reasons to :meth:`readiness`."""
         self._live = live
         self._accounts = accounts
         self._executor = executor
         self._notifier = notifier
         self._clock = clock
         self._store = store
-        self.health: StateHealth | None = None
-        """The state database's health (daemon/storage.py): failing writes make it unready."""
-        self.loop_lag: LoopLagProbe | None = None
-        """The event loop's lateness (daemon/looplag.py): a lagging loop makes it unready."""
         self._market_data = market_data
         self._last_reload = last_reload
         self._leadership = leadership or Standalone()
+        self._loop_lag = loop_lag
+        sources: list[ReadinessSource | None] = [health, loop_lag, self._leadership]
+        self._readiness_sources = tuple(s for s in sources if s is not None)
 
     def now(self) -> float:
         """The daemon's clock."""
@@ -92,7 +105,8 @@ class Views:
             yield AlertGauges(name, (rules, rules.changes), rules.gauge_rows)
 
     def readiness(self) -> tuple[bool, list[str]]:
-        """Ready when every account is connected, authenticated and its data fresh."""
+        """Ready when every account is connected, authenticated and its data fresh, and
+        no readiness source (``__init__``) has a reason; the reasons otherwise."""
         now = self._clock.now()
         reasons: list[str] = []
         for name, rt in self._accounts.items():
@@ -110,11 +124,8 @@ class Views:
                 reasons.append(f"account {name}: subscription not confirmed: {channels}")
             if rt.link.expiry_state == "expired":
                 reasons.append(f"account {name}: JWT expired")
-        if self.health is not None:
-            reasons += self.health.readiness_reasons()
-        if self.loop_lag is not None:
-            reasons += self.loop_lag.readiness_reasons()
-        reasons += self._leadership.readiness_reasons()
+        for source in self._readiness_sources:
+            reasons += source.readiness_reasons()
         return (not reasons, reasons)
 
     def alerts_document(self) -> dict[str, Any]:
@@ -166,7 +177,7 @@ class Views:
                 "market_data_url": exchange.market_data_url,
                 "market_data_connected": bool(mds and mds.status.connected),
             },
-            "event_loop": self.loop_lag.status() if self.loop_lag is not None else None,
+            "event_loop": self._loop_lag.status() if self._loop_lag is not None else None,
             "accounts": accounts,
         }
 

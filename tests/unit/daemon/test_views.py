@@ -3,6 +3,7 @@ view is built as the scrape reaches it, of the accounts configured when it start
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, cast
 
 from riskwatch.clock import ManualClock
@@ -51,3 +52,44 @@ def test_a_reload_during_a_scrape_neither_breaks_it_nor_changes_its_accounts() -
     balance = rest_links[0].balance
     assert balance is not None
     assert balance.received_at == T0 + 1
+
+
+class Reasons:
+    """A readiness source whose reasons the test sets."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def readiness_reasons(self) -> list[str]:
+        return list(self.reasons)
+
+
+def test_readiness_lists_the_reasons_of_every_source_after_the_accounts() -> None:
+    """The state database, the event loop and the lease each make the daemon unready on
+    their own, and ``/readyz`` lists every reason, the accounts' first."""
+    health, loop_lag, leadership = Reasons(), Reasons(), Reasons()
+    accounts = {"a": runtime("a")}
+    accounts["a"].link = cast(Any, SimpleNamespace(expiry_state="valid"))
+    none = cast(Any, None)
+    v = Views(
+        none, accounts, none, none, ManualClock(T0 + 1), None, lambda: None, lambda: None,
+        health=cast(Any, health), loop_lag=cast(Any, loop_lag),
+        leadership=cast(Any, leadership),
+    )  # fmt: skip
+    assert v.readiness() == (False, ["account a: not connected"])
+    accounts.clear()
+    assert v.readiness() == (True, [])
+    loop_lag.reasons = ["event loop lagging"]
+    assert v.readiness() == (False, ["event loop lagging"])
+    health.reasons = ["state database cannot be written: disk full"]
+    leadership.reasons = ["ha lease: lease service failing"]
+    assert v.readiness() == (
+        False,
+        [
+            "state database cannot be written: disk full",
+            "event loop lagging",
+            "ha lease: lease service failing",
+        ],
+    )
+    health.reasons = loop_lag.reasons = leadership.reasons = []
+    assert v.readiness() == (True, [])
