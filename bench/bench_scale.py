@@ -63,7 +63,8 @@ shorter runs).
 
 With ``--profile DIR``, py-spy samples the daemon during each window and the CPU per
 frame is split by stage (receive, decode, reduce, figures, evaluation, metrics, scrape,
-timers…: ``bench/stages.py``); the raw stacks stay in DIR.
+timers…: ``bench/stages.py``); the raw stacks stay in DIR. py-spy stops the daemon for
+each sample, so a profiled run's lag and reaction figures are not the daemon's.
 """
 
 from __future__ import annotations
@@ -266,8 +267,14 @@ def message_count(daemon: Daemon) -> float:
 def start_profiler(
     out: Path, seconds: float, place: Callable[[], None] | None = None
 ) -> subprocess.Popen[bytes]:
-    """py-spy sampling this process for ``seconds`` (raw stacks, idle samples dropped,
-    never stopping the process: ``--nonblocking``)."""
+    """py-spy sampling this process for ``seconds`` (raw stacks, idle samples dropped).
+
+    Each sample stops the process while py-spy reads its stack: read from a running
+    process (``--nonblocking``), the stack changes under the read, and a fifth of the
+    samples stopped at a call site without its callee, charged to the caller's stage
+    (docs/performance.md, "Where a frame's CPU goes"). 50 samples a second: at 250 the
+    pauses made the daemon fall behind. They still delay the loop: a profiled run's lag
+    and reaction figures are not the daemon's."""
     exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if exe is None:
         msg = "--profile needs py-spy (pip install py-spy)"
@@ -278,8 +285,7 @@ def start_profiler(
             "record",
             f"--pid={os.getpid()}",
             f"--duration={math.ceil(seconds)}",
-            "--rate=250",
-            "--nonblocking",
+            "--rate=50",
             "--gil",  # samples that hold the GIL: CPU work, not waits in epoll or fsync
             "--format=raw",
             f"--output={out}",

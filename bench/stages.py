@@ -1,9 +1,9 @@
 """Per-stage CPU of the daemon from a ``py-spy record --format raw`` profile.
 
-Used by ``bench/bench_scale.py --profile``: py-spy samples the daemon's process
-(``--nonblocking``; ``--gil``: only samples holding the GIL, i.e. Python at work, not
-a wait in ``epoll`` or an ``fsync``) during the measured window; each sample is a stack
-(outermost frame first) and is charged to one stage:
+Used by ``bench/bench_scale.py --profile``: py-spy samples the daemon's process,
+stopping it for each sample (``--gil``: only samples holding the GIL, i.e. Python at
+work, not a wait in ``epoll`` or an ``fsync``) during the measured window; each sample
+is a stack (outermost frame first) and is charged to one stage:
 
 - the innermost frame that belongs to a stage decides (a rule evaluated from the tick
   timer is ``evaluation``; the timer's own loop is ``timers``);
