@@ -31,7 +31,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from bench_echo import echo_rtts
 from common import Daemon, daemon_config, free_port, summary_ms, wait_http, webhook, write_result
@@ -56,6 +56,10 @@ class StampingSimulator(Simulator):
 
     armed = False
     stamp = 0.0
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        return self
 
     async def _reply(self, conn: Any, frame: dict[str, Any]) -> None:
         if self.armed and "position_response" in frame:

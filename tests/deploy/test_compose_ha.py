@@ -64,7 +64,9 @@ def test_two_replicas_share_only_the_lease_volume() -> None:
     assert config.ha.identity == "riskwatch-a"
     assert str(config.state.path).startswith("/var/lib/riskwatch/")
     for name in ("riskwatch-a", "riskwatch-b"):
-        env = services[name]["environment"]
+        service = services[name]
+        assert isinstance(service, dict)
+        env = service["environment"]
         assert isinstance(env, dict)
         assert env["RISKWATCH_REPLICA"] == name
 

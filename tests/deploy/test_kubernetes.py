@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]  # no stubs or py.typed
 import pytest
 import yaml
 
@@ -26,7 +26,7 @@ VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
 
 
 def documents() -> list[tuple[Path, dict[str, Any]]]:
-    out = []
+    out: list[tuple[Path, dict[str, Any]]] = []
     for path in sorted(K8S.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]  # no stubs or py.typed
 import pytest
 import yaml
 
@@ -22,7 +22,7 @@ VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
 
 
 def documents() -> list[tuple[Path, dict[str, Any]]]:
-    out = []
+    out: list[tuple[Path, dict[str, Any]]] = []
     for path in sorted(HA.glob("*.yaml")):
         if path.name != "kustomization.yaml":
             out.extend((path, doc) for doc in yaml.safe_load_all(path.read_text()) if doc)

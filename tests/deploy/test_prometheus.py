@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from prometheus_client import Counter
 
 from tests.support.daemon_harness import Harness, running
 from tests.support.paths import REPO
@@ -213,7 +214,7 @@ async def _real_events(h: Harness) -> None:
     """Play the crash until its critical rules fired and acted, then reload the rules once."""
     metrics = h.daemon.metrics
 
-    def count(counter: Any, **labels: str) -> float:
+    def count(counter: Counter, **labels: str) -> float:
         return sum(
             s.value
             for m in counter.collect()

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,10 @@ ACCOUNT = "desk-a"
 def _live(h: Harness, account: str = ACCOUNT) -> bool:
     rt = h.daemon.accounts[account]
     return bool(rt.status and rt.status.authenticated and rt.core.snapshot.balance is not None)
+
+
+def _reached(h: Harness, moment: float) -> bool:
+    return h.sim.scenario_time() >= moment
 
 
 async def _fresh_pulse(h: Harness, account: str = ACCOUNT) -> None:
@@ -43,7 +49,7 @@ async def _assert_matches_simulator(h: Harness) -> None:
     doc = await h.state()
     (acc,) = [a for a in doc["accounts"] if a["name"] == ACCOUNT]
     f = acc["figures"]
-    approx = lambda v: pytest.approx(v, rel=1e-9, abs=1e-6)  # noqa: E731
+    approx: Callable[[float], object] = lambda v: pytest.approx(v, rel=1e-9, abs=1e-6)  # noqa: E731
     assert f["equity"] == approx(fig.equity)
     assert f["available_balance"] == approx(fig.available_balance)
     assert f["unrealised_pnl"] == approx(fig.unrealised_pnl)
@@ -111,7 +117,7 @@ async def test_crash_figures_equal_simulator_arithmetic(tmp_path: Path) -> None:
     async with running(tmp_path, sim_options={"speed": 10.0, "pulse_interval": 0.2}) as h:
         await wait_for(lambda: _live(h))
         for moment in (10.0, 32.0, 45.0):
-            await wait_for(lambda m=moment: h.sim.scenario_time() >= m, timeout=8000 * MS)
+            await wait_for(partial(_reached, h, moment), timeout=8000 * MS)
             h.sim.pause()
             await _fresh_pulse(h)
             await asyncio.sleep(50 * MS)  # let any mark frame of the same instant land
@@ -170,10 +176,7 @@ async def test_bad_hmac_is_rejected_reported_and_not_ready(
     wrong = "wrong-secret-0123456789abcdef"
     async with running(tmp_path, daemon_secret=wrong) as h:
         await wait_for(
-            lambda: (
-                bool(h.daemon.accounts[ACCOUNT].status)
-                and h.daemon.accounts[ACCOUNT].status.auth_rejected
-            )  # type: ignore[union-attr]
+            lambda: bool((conn := h.daemon.accounts[ACCOUNT].status) and conn.auth_rejected)
         )
         status, body = await h.get("/readyz")
         assert status == 503

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -191,9 +191,7 @@ async def test_upgrade_without_credentials_is_refused_loudly(tmp_path: Path) -> 
     ) as (sim, d, _):
         await wait_for(lambda: bool(sim.upgrades_refused))
         await wait_for(
-            lambda: (
-                d.accounts[ACCOUNT].status is not None and d.accounts[ACCOUNT].status.auth_rejected
-            )
+            lambda: (conn := d.accounts[ACCOUNT].status) is not None and conn.auth_rejected
         )
         ok, reasons = d.readiness()
         assert not ok
@@ -325,6 +323,7 @@ async def test_slow_cadence_does_not_flap_stale(tmp_path: Path) -> None:
         assert not stale_seen
         interval = _metric(d, "riskwatch_pulse_interval_seconds")
         assert interval == pytest.approx(6.0, abs=0.5)
+        assert interval is not None
         assert _metric(d, "riskwatch_stale_after_seconds") == pytest.approx(3 * interval)
 
 
@@ -351,7 +350,7 @@ async def test_fees_reported_apart_enter_equity(tmp_path: Path) -> None:
                 and bal is not None
                 and bal.fees is not None
                 and abs(bal.fees - ledger.fees) < 1e-6
-                and abs(figures.account["equity"] - expected) < 1e-6
+                and abs(cast(float, figures.account["equity"]) - expected) < 1e-6
             )
 
         await wait_for(agrees)

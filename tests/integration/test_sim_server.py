@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from riskwatch.qfex.auth import new_nonce, sign
 from riskwatch.sim.scenario import Scenario, list_scenarios, load_scenario, parse_scenario
 from riskwatch.sim.server import Simulator
-from tests.support.asyncapi_schemas import (  # type: ignore[import-not-found]
+from tests.support.asyncapi_schemas import (
     validate_mds_message,
     validate_server_message,
 )

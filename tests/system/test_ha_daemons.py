@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,7 @@ async def replicas(
                 return await r.role() == want
 
             want = "leader" if name == "a" else "follower"
-            await wait_for(lambda r=replica, w=want: is_role(r, w), timeout=30, what=want)
+            await wait_for(partial(is_role, replica, want), timeout=30, what=want)
         sim.resume()
         yield out[0], out[1]
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from functools import partial
 
 import pytest
 from prometheus_client import generate_latest
@@ -111,10 +112,11 @@ def test_account_loops_end_a_piece_whenever_their_time_is_up(
     registry = build(accounts=accounts, positions=5)
     gauges = OwnedGauges([("riskwatch_x", "X.", ("account",))])
 
+    def series(i: int) -> Iterable[OwnedSeries]:
+        return iter([(0, (f"a{i}",), float(i))])
+
     def owners() -> list[tuple[str, object, Callable[[], Iterable[OwnedSeries]]]]:
-        return [
-            (f"a{i}", i, lambda i=i: iter([(0, (f"a{i}",), float(i))])) for i in range(accounts)
-        ]
+        return [(f"a{i}", i, partial(series, i)) for i in range(accounts)]
 
     def scrape() -> tuple[bytes, int, int]:
         pieces = list(exposition_chunks(registry))
@@ -223,7 +225,7 @@ def test_owned_gauges_render_an_owner_again_only_when_its_key_moves() -> None:
     gauges = _owned()
     calls: list[str] = []
     for owner, value in (("p", 1.0), ("q", 2.0)):
-        assert gauges.put(owner, value, lambda o=owner, v=value: _series(o, v, calls))
+        assert gauges.put(owner, value, partial(_series, owner, value, calls))
     first = "".join(gauges.chunks())
     assert calls == ["p", "q"]
     assert first.count("# HELP t_one ") == 1
@@ -251,7 +253,7 @@ def test_owned_gauges_forget_owners_not_put_and_keep_pieces_bounded() -> None:
     reload), and a large body comes in pieces of about CHUNK_LINES lines."""
     gauges = _owned()
     for i in range(3 * CHUNK_LINES):
-        gauges.put(f"o{i}", i, lambda i=i: _series(f"o{i}", float(i), []))
+        gauges.put(f"o{i}", i, partial(_series, f"o{i}", float(i), []))
     pieces = list(gauges.chunks())
     assert max(piece.count("\n") for piece in pieces) <= 2 * CHUNK_LINES + 2
     assert len(pieces) >= 6

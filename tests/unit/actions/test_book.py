@@ -13,13 +13,13 @@ from riskwatch.actions.flight import Phase
 from riskwatch.actions.notices import to_notice
 from riskwatch.actions.outputs import IntentRecord, OutcomeRecord, Output, SentRecord
 from riskwatch.config import ActionsConfig
+from riskwatch.durations import Duration
 from riskwatch.model import Event
 from riskwatch.pipeline import AccountCore
 from riskwatch.qfex.session import TradeSession, normalised_request
 from riskwatch.rules.engine import ActionIntent
 from riskwatch.rules.model import Action
 from riskwatch.state.account import AccountSnapshot
-from riskwatch.yamlsrc import Duration
 
 T0 = 1_767_225_600.0
 ACC = "desk-a"

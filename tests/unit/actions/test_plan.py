@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from riskwatch.actions import confirm, plan
+from riskwatch.actions.model import Plan
 from riskwatch.model import OrderUpdate, PositionUpdate
 from riskwatch.rules.engine import ActionIntent
 from riskwatch.rules.model import Action
@@ -40,7 +41,7 @@ def _intent(*actions: Action, symbol: str | None = None, confirmed: bool = True)
     )  # fmt: skip
 
 
-def _plan(intent: ActionIntent, **kw: object) -> plan.Plan:
+def _plan(intent: ActionIntent, **kw: object) -> Plan:
     args: dict[str, object] = {"stale": False, "kill_switch": False, "used": 0, "max_per_hour": 6}
     args.update(kw)
     return plan.plan(intent, BOOK, **args)  # type: ignore[arg-type]

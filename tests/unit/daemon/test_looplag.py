@@ -16,7 +16,7 @@ from riskwatch.notify.notice import AlertNotice
 
 def feed(watch: LagWatch, lag: float, start: float, seconds: float) -> list[tuple[float, str]]:
     """Measures every PERIOD (+ lag) from ``start`` for ``seconds``: the changes, timed."""
-    changes = []
+    changes: list[tuple[float, str]] = []
     now = start
     while now < start + seconds:
         now += PERIOD + lag

@@ -32,9 +32,9 @@ def intent(*kinds: str, at: float = T0, symbol: str | None = "AAPL-USD") -> Acti
         symbol=symbol,
         actions=actions,
         trip_id=4,
-        confirm="pulse",  # type: ignore[arg-type]
+        confirm="pulse",
         exchange_confirmed=True,
-        severity="critical",  # type: ignore[arg-type]
+        severity="critical",
         at=at,
         trigger=None,  # type: ignore[arg-type]
     )

@@ -105,7 +105,7 @@ def test_the_sources_name_the_module_of_each_scheme() -> None:
 
     from riskwatch.notify.plugins import _modules_by_scheme
 
-    found = _modules_by_scheme(str(NotificationManager().module_path))
+    found = _modules_by_scheme(str(NotificationManager().module_path))  # type: ignore[no-untyped-call]
     assert found["json"] == "custom_json"
     assert found["jsons"] == "custom_json"
     assert found["mailtos"] == "email"

@@ -131,7 +131,9 @@ def test_recorded_ticks_time_the_for_rule() -> None:
         RecordedFrame(T0, "desk-a", "trade", _balance(100.0)),
         RecordedFrame(T0 + 1.0, "desk-a", "trade", _balance(900.0)),
     ]
-    recording = sorted([*ticks, *frames], key=lambda line: line.t)
+    recording: list[RecordedFrame | RecordedTick] = sorted(
+        [*ticks, *frames], key=lambda line: line.t
+    )
     result = replay(recording, {"desk-a": core}, tick=0.25)
     assert [(e.kind, e.what, round(e.at - T0, 3)) for e in result.entries] == [
         ("alert", "pending", 1.0),
@@ -195,7 +197,9 @@ def _unanswered_twap(timers: list[RecordedTick]) -> list[tuple[str, float, str]]
         RecordedFrame(T0, "desk-a", "trade", _position(250.0)),
         RecordedFrame(T0, "desk-a", "trade", _balance(100.0)),
     ]
-    recording = sorted([*frames, *timers], key=lambda line: line.t)
+    recording: list[RecordedFrame | RecordedTick] = sorted(
+        [*frames, *timers], key=lambda line: line.t
+    )
     result = replay(recording, {"desk-a": core}, actions=ActionsConfig(mode="armed"))
     return [
         (e.what, round(e.at - T0, 3), e.summary or "")

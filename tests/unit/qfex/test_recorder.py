@@ -8,6 +8,7 @@ import json
 import stat
 import threading
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_frames_round_trip_and_the_file_is_private(tmp_path: Path) -> None:
     rec.write("", "mds", b"\x00\x01", 2.5)
     rec.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    frames = list(read_recording(path))
+    frames = cast(list[RecordedFrame], list(read_recording(path)))
     assert [(f.t, f.account, f.source, f.frame) for f in frames] == [
         (1.5, "desk-a", "trade", '{"type":"ping"}'),
         (2.5, "", "mds", b"\x00\x01"),

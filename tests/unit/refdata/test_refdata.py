@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 
@@ -61,7 +62,7 @@ def test_round_to_lot_toward_zero() -> None:
 def test_reduction_twap_close_or_refuse() -> None:
     """Fewer slices when small; close when the rest would be dust; else refuse with why."""
     r = size_reduction(10.04, 100.0, 8, REF)
-    assert (r.kind, r.total_quantity, r.num_orders) == ("twap", pytest.approx(10.0), 8)
+    assert (r.kind, r.total_quantity, r.num_orders) == ("twap", cast(float, pytest.approx(10.0)), 8)
     r = size_reduction(3.0, 100.0, 8, REF)
     assert (r.kind, r.num_orders) == ("twap", 3)
     r = size_reduction(1.5, 100.0, 8, REF)

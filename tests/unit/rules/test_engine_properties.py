@@ -44,7 +44,7 @@ def test_engine_matches_naive_lifecycle(series: list[tuple[float, float | None]]
         account["margin_usage"] = value
         decision = evaluate(
             RULES, state, Figures(account, {}, True, now), now, stale=False, trigger="pulse"
-        )  # type: ignore[arg-type]
+        )
         holds = None if value is None else value > 0.8
         clears = None if value is None else value < 0.7
         ref, tr = step(ref, holds, clears, now, PARAMS)

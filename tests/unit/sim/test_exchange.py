@@ -8,7 +8,7 @@ import pytest
 
 from riskwatch.sim.exchange import Exchange, Out
 from riskwatch.sim.scenario import parse_scenario
-from tests.support.asyncapi_schemas import validate_server_message  # type: ignore[import-not-found]
+from tests.support.asyncapi_schemas import validate_server_message
 
 NOW = 1_760_000_000.0
 

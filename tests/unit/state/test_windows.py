@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskwatch.rules.expr.windows import ReferenceWindows
-from riskwatch.state.windows import BUCKETS, WINDOW_FUNCTIONS, Windows
+from riskwatch.state.windows import BUCKETS, WINDOW_FUNCTIONS, Windows, _Tier
 
 T0 = 1_700_000_000.0
 
@@ -261,6 +261,7 @@ def test_other_functions_keep_only_their_columns_and_compact_early() -> None:
     t, _ = _walk(w, 2 * 86_400, 1.0, 0.0, seed=5)
     _walk(full, 2 * 86_400, 1.0, 0.0, seed=5)
     (tier,) = w._series[""]["equity"].tiers
+    assert isinstance(tier, _Tier)
     kept = {
         name
         for name, column in zip(
