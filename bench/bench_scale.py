@@ -65,6 +65,11 @@ With ``--profile DIR``, py-spy samples the daemon during each window and the CPU
 frame is split by stage (receive, decode, reduce, figures, evaluation, metrics, scrape,
 timers…: ``bench/stages.py``); the raw stacks stay in DIR. py-spy stops the daemon for
 each sample, so a profiled run's lag and reaction figures are not the daemon's.
+
+Each N runs in a fresh process, in a process group of its own with its simulator and
+Prometheus: a run that does not finish within its warm-up and window plus
+``RUN_SLACK`` is killed with them, and the benchmark stops with an error instead of
+waiting.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -114,6 +120,8 @@ SYMBOLS = 20
 LAG_LIMIT = 0.010  # seconds: the lag p99 under which one core "keeps up"
 JOB = "riskwatch"
 DELIVERED_ENOUGH = 0.97  # share of the pulsed frames a run must receive to measure its N
+RUN_SLACK = 420.0  # seconds a run may take beyond its warm-up and window: start-up (the
+# daemon's /readyz within 180 s, Prometheus within 60), the queries and the teardown
 
 
 async def rss_probe(me: ProcStat, out: list[float], period: float = 0.5) -> None:
@@ -513,6 +521,28 @@ def pct_ms(summary: dict[str, float | int], key: str) -> float:
     return float(summary.get(key, math.inf))
 
 
+def run_in_own_group(args: list[str], timeout: float, what: str) -> None:
+    """Run ``args`` in a process group of its own; past ``timeout`` seconds kill the
+    group (the run's simulator and Prometheus with it) and stop with an error, instead
+    of waiting for a run that hangs. Raises SystemExit on a failed or killed run."""
+    child = subprocess.Popen(args, start_new_session=True)
+    try:
+        code = child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        msg = f"{what}: the run did not finish within {timeout:.0f} s; killed with its processes"
+        raise SystemExit(msg) from None
+    except BaseException:  # Ctrl-C: the run's processes must not outlive the benchmark
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        raise
+    if code != 0:
+        msg = f"{what}: the run failed (exit status {code}; its output is above)"
+        raise SystemExit(msg)
+
+
 def measure(opts: Options) -> dict[str, Any]:
     """One run in a fresh process (its RSS is that N's alone); printed."""
     with tempfile.TemporaryDirectory(prefix="rw-scale-") as tmp:
@@ -536,7 +566,7 @@ def measure(opts: Options) -> dict[str, Any]:
         ]
         if opts.profile is not None:
             args.append(f"--profile={opts.profile}")
-        subprocess.run(args, check=True)
+        run_in_own_group(args, opts.warmup + opts.seconds + RUN_SLACK, f"N={opts.accounts}")
         r: dict[str, Any] = json.loads(out.read_text())
     s, lag = r["scrape_prometheus"], r["loop_lag"]
     load = ", ".join(f"{x:.2f}" for x in r["load_average"])
