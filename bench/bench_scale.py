@@ -77,6 +77,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import functools
 import gc
 import json
@@ -529,9 +530,17 @@ def run_in_own_group(args: list[str], timeout: float, what: str) -> None:
     try:
         code = child.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        # Where it waits, on its stderr (run_one): threads, then the loop's tasks.
+        for sig in (signal.SIGUSR2, signal.SIGUSR1):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, sig)
+            time.sleep(2.0)
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
-        msg = f"{what}: the run did not finish within {timeout:.0f} s; killed with its processes"
+        msg = (
+            f"{what}: the run did not finish within {timeout:.0f} s; killed with its"
+            " processes (where it waited is printed above)"
+        )
         raise SystemExit(msg) from None
     except BaseException:  # Ctrl-C: the run's processes must not outlive the benchmark
         with contextlib.suppress(ProcessLookupError):
@@ -625,10 +634,33 @@ def measure(opts: Options) -> dict[str, Any]:
     return r
 
 
+def dump_tasks() -> None:
+    """Print where every task of the running loop waits, down its chain of awaits
+    (SIGUSR1: a run past its time)."""
+    for task in asyncio.all_tasks():
+        print(f"task {task.get_name()}:", file=sys.stderr)
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                code = frame.f_code
+                print(f"  {code.co_filename}:{frame.f_lineno} {code.co_name}", file=sys.stderr)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    sys.stderr.flush()
+
+
+async def run_answering_dumps(opts: Options, folder: Path) -> dict[str, Any]:
+    """:func:`run`, with SIGUSR1 printing the loop's tasks (:func:`run_in_own_group`)."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
+    return await run(opts, folder)
+
+
 def run_one(opts: Options, out: Path) -> None:
-    """``--one N``: the run of :func:`measure`, in this (fresh) process."""
+    """``--one N``: the run of :func:`measure`, in this (fresh) process. SIGUSR2 prints
+    every thread's stack, even with the loop blocked; SIGUSR1 the loop's tasks."""
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     with tempfile.TemporaryDirectory(prefix="rw-scale-") as tmp:
-        r = run_loop(run(opts, Path(tmp)), opts.loop)
+        r = run_loop(run_answering_dumps(opts, Path(tmp)), opts.loop)
     out.write_text(json.dumps(r) + "\n")
 
 
