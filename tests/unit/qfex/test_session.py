@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from random import Random
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from riskwatch.model import (
 )
 from riskwatch.qfex import commands
 from riskwatch.qfex.auth import verify
+from riskwatch.qfex.schemas import decode_trade
 from riskwatch.qfex.session import DEFAULT_CHANNELS, MdsSession, SessionState, TradeSession
 from tests.support.asyncapi_schemas import validate_client_message, validate_mds_message
 from tests.support.paths import QFEX_EXAMPLES
@@ -490,3 +492,69 @@ def test_subscribed_event_types() -> None:
     s.receive_text('{"authenticated": true}', T0)
     s.receive_text('{"subscribed": "fills"}', T0)
     assert [type(e) for e in s.events_received()] == [Authenticated, Subscribed]
+
+
+def _position_text(symbol: str, position: float, *, indent: int | None = None) -> str:
+    body = json.loads((EXAMPLES / "server.position_response.json").read_text())
+    body["position_response"].update(
+        symbol=symbol, position=position, average_price=100.0, unrealised_pnl=position
+    )
+    return json.dumps(body, indent=indent)
+
+
+def test_repeated_position_frames_give_the_events_of_a_full_decode() -> None:
+    """Once LIVE, a position frame with its symbol's last text is not decoded again
+    (riskwatch/qfex/session.py, receive_text): whatever the order of repeats, changes,
+    other frames and bad ones, every frame's events equal those of decoding it, each
+    at its own receive time."""
+    pool = [
+        _position_text(symbol, size, indent=indent)
+        for symbol in ("AAPL-USD", "BTC-USD", "ETH-USD")
+        for size in (0.0, 2.0, -3.5)
+        for indent in (None, 2)
+    ]
+    pool += [
+        (EXAMPLES / "server.balance_response.json").read_text(),
+        '{"position_response": null}',
+        '{"position_response": {"symbol": "AAPL-USD"}}',
+        '{"something_new": 1}',
+    ]
+    s = live()
+    rng = Random(7)
+    for i in range(2000):
+        # A fresh string each time, as read from a socket.
+        text = "".join(list(rng.choice(pool)))
+        now = T0 + 1 + i * 0.01
+        s.receive_text(text, now)
+        assert s.events_received() == decode_trade(text, now)
+        assert state(s) is SessionState.LIVE
+    assert len(s._pulse_by_text) <= 3  # one text kept per symbol
+    assert set(s._pulse_text_of) <= {"AAPL-USD", "BTC-USD", "ETH-USD"}
+
+
+def test_a_repeated_position_frame_is_stamped_with_its_own_receive_time() -> None:
+    text = _position_text("AAPL-USD", 2.0)
+    s = live()
+    s.receive_text(text, T0 + 1)
+    (first,) = s.events_received()
+    s.receive_text("".join(list(text)), T0 + 2)
+    (again,) = s.events_received()
+    assert isinstance(first, PositionUpdate)
+    assert isinstance(again, PositionUpdate)
+    assert (first.received_at, again.received_at) == (T0 + 1, T0 + 2)
+    assert first.position == again.position == 2.0
+
+
+def test_position_frames_before_live_still_count_as_subscription_data() -> None:
+    """Before LIVE every frame is decoded and handled: a position pulse still tells the
+    subscribing session that the positions channel delivers."""
+    s = make(channels=["positions", "balances"])
+    s.connection_made(T0)
+    s.receive_text('{"authenticated": true}', T0)
+    text = _position_text("AAPL-USD", 2.0)
+    s.receive_text(text, T0 + 1)
+    s.receive_text(text, T0 + 2)
+    assert [type(e) for e in s.events_received()][-2:] == [PositionUpdate, PositionUpdate]
+    assert state(s) is SessionState.SUBSCRIBING
+    s.receive_text((EXAMPLES / "server.balance_response.json").read_text(), T0 + 3)
+    assert state(s) is SessionState.LIVE
