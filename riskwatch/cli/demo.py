@@ -30,6 +30,7 @@ from riskwatch.rules.load import load_rule_files
 from riskwatch.sim.scenario import Scenario, load_scenario
 from riskwatch.sim.server import Simulator
 from riskwatch.store import Store
+from riskwatch.tasks import wait_until_set
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +262,7 @@ async def _demo(
                     stream.flush()
                     if sim.finished or (duration is not None and loop.time() - started >= duration):
                         break
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=0.5 if live else 2.0)
+                    await wait_until_set(stop, 0.5 if live else 2.0)
             finally:
                 await daemon.stop()
                 store.close()

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Iterator
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 
@@ -62,13 +62,20 @@ from riskwatch.rules.engine import Decision
 from riskwatch.rules.model import EMPTY_RULES, RuleSet
 from riskwatch.store import Store
 from riskwatch.store.writer import StateWriter
+from riskwatch.tasks import cancel_and_wait
 from riskwatch.web.guard import AccessGuard
 from riskwatch.web.routes import build_app
 from riskwatch.web.server import ConnectionGuard, HttpServer
 
-__all__ = ["Daemon", "secrets_of"]
+__all__ = ["STOP_STEP_SECONDS", "Daemon", "secrets_of"]
 
 log = logging.getLogger(__name__)
+
+STOP_STEP_SECONDS: Final = 5.0
+"""Most seconds one step of :meth:`Daemon.stop` may take. The steps are bounded by
+their own timeouts (3 s at most); this bound is for a step that hangs, so that the
+steps after it, the last rule-state save among them, still run, inside the 30 s an
+orchestrator gives a stopping container by default."""
 
 
 class Daemon:
@@ -166,6 +173,8 @@ class Daemon:
             config, self.accounts, self.frames, self.clock, recorder, self.metrics
         )
         self._stopped = asyncio.Event()
+        self.unclean_stop: list[str] = []
+        """The steps of :meth:`stop` that overran or failed (empty after a clean stop)."""
         self.ticks = TickLoop(
             self.accounts,
             self.decisions,
@@ -393,25 +402,51 @@ class Daemon:
             self.health.recording_stopped(recorder.path, recorder.error)
 
     async def stop(self) -> None:
-        """Close connections and the HTTP server; idempotent."""
+        """Close connections and the HTTP server, save the rule state; idempotent.
+
+        Each step gets :data:`STOP_STEP_SECONDS`: one that overruns or fails is logged
+        as an error and listed in :attr:`unclean_stop`, and the steps after it still run,
+        so the last save happens whatever hung before it (``riskwatch run`` then exits 1).
+        """
         if self._stopped.is_set():
             return
         self._stopped.set()
         # The lease first: the other replica takes over while this one shuts down.
-        await self.leadership.close()
-        await self.connections.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.notifier.stop()
+        await self._stop_step("leader lease", self.leadership.close())
+        await self._stop_step("exchange connections", self.connections.stop())
+        await self._stop_step("daemon tasks", cancel_and_wait(*self._tasks))
+        await self._stop_step("notifications", self.notifier.stop())
         if self.http is not None:
-            await self.http.stop()
+            await self._stop_step("HTTP server", self.http.stop())
         if self.recorder is not None:
-            await asyncio.to_thread(self.recorder.close, 3.0)
-        self.ticks.save(self.clock.now(), alerts=True)
+            await self._stop_step("recording", asyncio.to_thread(self.recorder.close, 3.0))
+        await self._stop_step("rule state save", self._save_last())
         if self.writer is not None:
-            await asyncio.to_thread(self.writer.close, 3.0)
-        log.info("riskwatch stopped")
+            await self._stop_step("state writer", asyncio.to_thread(self.writer.close, 3.0))
+        if self.unclean_stop:
+            log.error("riskwatch stopped uncleanly: %s", ", ".join(self.unclean_stop))
+        else:
+            log.info("riskwatch stopped")
+
+    async def _save_last(self) -> None:
+        self.ticks.save(self.clock.now(), alerts=True)
+
+    async def _stop_step(self, name: str, step: Awaitable[object]) -> None:
+        """Run one step of :meth:`stop` within :data:`STOP_STEP_SECONDS`; an overrun or
+        a failure is logged and listed, never raised (the next steps must run)."""
+        try:
+            async with asyncio.timeout(STOP_STEP_SECONDS):
+                await step
+        except TimeoutError:
+            self.unclean_stop.append(name)
+            log.error(
+                "shutdown: %s did not finish within %.0f s; stopping the rest",
+                name,
+                STOP_STEP_SECONDS,
+            )
+        except Exception:
+            self.unclean_stop.append(name)
+            log.exception("shutdown: %s failed; stopping the rest", name)
 
     async def wait_stopped(self) -> None:
         """Wait until :meth:`stop` has been called."""

@@ -143,7 +143,8 @@ class Connections:
         if self.mds is not None:
             closers.append(self.mds.stop())
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.gather(*closers, return_exceptions=True), timeout=3)
+            async with asyncio.timeout(3):
+                await asyncio.gather(*closers, return_exceptions=True)
 
     def send_frame(self, account: str, frame: str) -> float:
         """Write a command frame for ``account`` now; ConnectionError when not connected."""

@@ -11,7 +11,6 @@ suite runs on the standard loop, ``riskwatch run`` (and ``tests/system``) on uvl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import os
 import sys
@@ -81,13 +80,3 @@ def run(main: Coroutine[Any, Any, T], choice: str = "default") -> T:
             return runner.run(main)
     finally:
         sys.setswitchinterval(interval)
-
-
-async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
-    """Cancel ``task`` (if any) and wait until it has ended; its cancellation is not
-    raised. For the daemon's periodic tasks (gcpolicy, heaptrim)."""
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

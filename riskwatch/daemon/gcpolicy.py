@@ -33,7 +33,7 @@ import logging
 import time
 from typing import Final
 
-from riskwatch.daemon.eventloop import cancel_and_wait
+from riskwatch.tasks import cancel_and_wait
 
 __all__ = ["FREEZE_INTERVAL", "FULL_INTERVAL", "YOUNG_THRESHOLD", "GcPolicy"]
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from riskwatch.daemon.eventloop import cancel_and_wait
+from riskwatch.tasks import cancel_and_wait
 
 __all__ = ["TRIM_INTERVAL", "HeapTrimmer", "find_malloc_trim"]
 

@@ -10,13 +10,13 @@ once expired, resolved when a fresh token was read). The expiry itself is the ga
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from riskwatch.clock import Clock
 from riskwatch.daemon.accounts import AccountRuntime
 from riskwatch.notify.notice import AlertNotice
 from riskwatch.notify.service import NotifyService
+from riskwatch.tasks import wait_until_set
 
 __all__ = ["JwtWatch"]
 
@@ -45,8 +45,7 @@ class JwtWatch:
         """Check once a second."""
         while not self.stopped.is_set():
             self.check(self.clock.now())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopped.wait(), timeout=CHECK_INTERVAL)
+            await wait_until_set(self.stopped, CHECK_INTERVAL)
 
     def check(self, now: float) -> None:
         """Log and notify every change of an account's JWT expiry state."""

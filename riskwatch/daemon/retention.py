@@ -18,7 +18,6 @@ retried at the next pass: it never stops evaluation, actions or notifications.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from riskwatch.config import Config
 from riskwatch.errors import StateStoreError
 from riskwatch.metrics import Metrics
 from riskwatch.store import Store
+from riskwatch.tasks import wait_until_set
 
 __all__ = ["PURGE_BATCH", "PURGE_INTERVAL", "Purged", "RetentionPurge", "notification_log_cutoff"]
 
@@ -114,5 +114,4 @@ class RetentionPurge:
             except StateStoreError:
                 self.metrics.retention_purge_failures.inc()
                 log.exception("retention purge failed; retrying in %.0f s", self.interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopped.wait(), timeout=self.interval)
+            await wait_until_set(stopped, self.interval)

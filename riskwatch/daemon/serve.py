@@ -1,7 +1,8 @@
 """``riskwatch run``: load the config, open the store, serve until a signal says stop.
 
 Shutdown: SIGTERM or SIGINT stop the connections and the HTTP server within a few
-seconds, and :func:`run_daemon` returns 0; SIGHUP reloads rules and routes. A bad
+seconds, and :func:`run_daemon` returns 0, or 1 when a step of the shutdown overran or
+failed (logged, daemon/app.py ``Daemon.stop``); SIGHUP reloads rules and routes. A bad
 config at start prints ``FILE:LINE:COL: message`` lines to stderr and returns 2.
 """
 
@@ -87,7 +88,7 @@ async def serve(
         await stop_requested.wait()
         log.info("shutdown requested")
         await daemon.stop()
-    return 0
+    return 1 if daemon.unclean_stop else 0
 
 
 def run_daemon(config_path: Path, *, record: Path | None = None, shard: Shard = ALL) -> int:

@@ -20,7 +20,6 @@ logged, counted in ``riskwatch_task_errors_total{task="ticks"}``, and the next t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from riskwatch.daemon.rulestate import save_account_rule_state, save_rule_state
 from riskwatch.daemon.storage import StateHealth
 from riskwatch.metrics import Metrics
 from riskwatch.store.writer import StateWriter
+from riskwatch.tasks import wait_until_set
 
 __all__ = ["DISK_CHECK_INTERVAL", "SAVE_INTERVAL", "SAVE_SLICE", "TICK_INTERVAL", "TickLoop"]
 
@@ -108,8 +108,7 @@ class TickLoop:
             if self.writer is not None and now - self._last_save >= SAVE_INTERVAL:
                 self._last_save = now
                 await self._save_paced(self.writer, now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopped.wait(), timeout=TICK_INTERVAL)
+            await wait_until_set(self.stopped, TICK_INTERVAL)
 
     async def _save_paced(self, writer: StateWriter, now: float) -> None:
         """The periodic save: every account's rule state queued, :data:`SAVE_SLICE` per

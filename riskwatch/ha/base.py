@@ -182,7 +182,8 @@ class LeaseLeadership(Leadership):
         while not self._closed:
             started = time.monotonic()
             try:
-                held = await asyncio.wait_for(self.step(), self._lease / RENEW_FRACTION)
+                async with asyncio.timeout(self._lease / RENEW_FRACTION):
+                    held = await self.step()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -246,4 +247,5 @@ class LeaseLeadership(Leadership):
         self._closed = True
         self._notice()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.release(), 2.0)
+            async with asyncio.timeout(2.0):
+                await self.release()

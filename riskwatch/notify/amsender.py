@@ -21,6 +21,7 @@ import aiohttp
 from riskwatch.alertmanager_target import AlertmanagerTarget
 from riskwatch.clock import Clock
 from riskwatch.notify.alertmanager import AlertmanagerBook, Posting
+from riskwatch.tasks import cancel_and_wait, wait_until_set
 
 __all__ = ["AlertmanagerSender"]
 
@@ -63,12 +64,11 @@ class AlertmanagerSender:
     async def close(self, drain: float = 1.0) -> None:
         """Post what is due one last time (bounded by ``drain`` seconds), then stop."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.post_due(), drain)
+            async with asyncio.timeout(drain):
+                await self.post_due()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -85,8 +85,7 @@ class AlertmanagerSender:
             if self._backoff:
                 wait = max(wait, self._backoff)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(wait, 0.05))
+            await wait_until_set(self._wake, max(wait, 0.05))
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -42,6 +42,7 @@ from riskwatch.notify.render import Message
 from riskwatch.notify.routes import TAG_SCHEME
 from riskwatch.records import url_id
 from riskwatch.secret import Secret, redact
+from riskwatch.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import apprise
@@ -382,7 +383,9 @@ class Deliverer:
         """One apprise call within the timeout; raises :class:`DeliveryAttemptFailed` with why."""
         call = asyncio.get_running_loop().run_in_executor(self._pool, t.notify, out.message)
         try:
-            if await asyncio.wait_for(call, self.policy.timeout):
+            async with asyncio.timeout(self.policy.timeout):
+                delivered = await call
+            if delivered:
                 return
             detail = "delivery failed"
         except TimeoutError:
@@ -400,12 +403,11 @@ class Deliverer:
         """Wait up to ``seconds`` for every lane to empty."""
         joins = [lane.queue.join() for lane in self._lanes.values()]
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*joins), seconds)
+            async with asyncio.timeout(seconds):
+                await asyncio.gather(*joins)
 
     async def close(self) -> None:
         """Stop every lane (queued messages are dropped) and the thread pool."""
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
         self._pool.shutdown(wait=False, cancel_futures=True)

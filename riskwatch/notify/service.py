@@ -45,6 +45,7 @@ from riskwatch.records import Silence, url_id
 from riskwatch.rules.engine import Alert, Decision
 from riskwatch.store import Store
 from riskwatch.store.writer import StateWriter
+from riskwatch.tasks import cancel_and_wait
 
 __all__ = ["NotifyService", "restore_last_sent"]
 
@@ -306,14 +307,14 @@ class NotifyService:
         self.alertmanagers.start()
 
     async def stop(self, drain: float = 1.0) -> None:
-        """Flush what is queued, give the lanes ``drain`` seconds, then stop everything."""
+        """Flush everything queued, give the lanes ``drain`` seconds, then stop everything."""
         if self._task is None:
             return
-        self._step()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
+        self._step()
+        while not self._queue.empty():
+            self._step()
         await self.deliverer.drain(drain)
         await self.deliverer.close()
         await self.alertmanagers.close(drain)
@@ -326,7 +327,8 @@ class NotifyService:
             due = self.dispatcher.next_due(now) if self._may_notify() else None
             wait = self.tick if due is None else max(0.0, min(self.tick, due - now))
             with contextlib.suppress(TimeoutError):
-                item = await asyncio.wait_for(self._queue.get(), wait)
+                async with asyncio.timeout(wait):
+                    item = await self._queue.get()
                 self._take(item)
             try:
                 self._step()

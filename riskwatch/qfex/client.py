@@ -39,6 +39,7 @@ from riskwatch.qfex.session import SessionState, TradeSession
 from riskwatch.qfex.transport import Socket, UpgradeRefused, classify_failure, open_socket
 from riskwatch.qfex.transport import SocketOptions as SocketOptions
 from riskwatch.qfex.upgrade import Handshake
+from riskwatch.tasks import wait_until_set
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +199,7 @@ class TradeConnection:
                 delay = next(delays)
             self.status.next_attempt_in = delay
             self._notify_status()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            await wait_until_set(self._stopping, delay)
 
     async def _connect_once(self) -> bool:
         """Run one connection to its end; return whether it reached LIVE."""
@@ -400,8 +400,7 @@ class MarketDataConnection:
             if self._stopping.is_set():
                 break
             delay = next(delays)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            await wait_until_set(self._stopping, delay)
 
     async def _subscribe(self, ws: Socket, symbols: list[str]) -> None:
         todo = [s for s in symbols if s not in self._subscribed]

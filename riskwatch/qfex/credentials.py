@@ -130,7 +130,8 @@ class TokenSource:
             msg = f"cannot run jwt_command {argv[0]!r}: {type(exc).__name__}"
             raise TokenError(msg) from None
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), COMMAND_TIMEOUT)
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                out, _ = await proc.communicate()
         except TimeoutError:
             proc.kill()
             await proc.wait()

@@ -10,7 +10,6 @@ account's trade connection and are merged in by :meth:`RefdataSource.set_levels`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Final
@@ -20,6 +19,7 @@ import aiohttp
 from riskwatch import USER_AGENT
 from riskwatch.clock import Clock
 from riskwatch.refdata.model import LeverageLevel, Refdata, parse_refdata
+from riskwatch.tasks import wait_until_set
 
 __all__ = ["DEFAULT_INTERVAL", "RefdataSource"]
 
@@ -79,5 +79,4 @@ class RefdataSource:
                     delay, retry = self.interval, FIRST_RETRY
                 else:
                     delay, retry = retry, min(self.interval, retry * 2)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopped.wait(), timeout=delay)
+                await wait_until_set(stopped, delay)

@@ -104,6 +104,7 @@ from riskwatch.sim.exchange import Exchange, Out
 from riskwatch.sim.ledger import Ledger
 from riskwatch.sim.ratelimit import RateLimiter
 from riskwatch.sim.scenario import FaultSpec, Scenario
+from riskwatch.tasks import cancel_and_wait
 
 log = logging.getLogger("riskwatch.sim")
 
@@ -295,11 +296,7 @@ class Simulator:
 
     async def stop(self) -> None:
         """Stop the loops and close every connection and both servers."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         for server in self._servers:
             server.close()
         for server in self._servers:
@@ -573,7 +570,8 @@ class Simulator:
             await asyncio.sleep(self.ping_interval)
             try:
                 pong = await conn.ws.ping()
-                await asyncio.wait_for(pong, self.ping_interval * 4)
+                async with asyncio.timeout(self.ping_interval * 4):
+                    await pong
             except (ConnectionClosed, TimeoutError):
                 return
             self._pongs[conn.account] = self._pongs.get(conn.account, 0) + 1
