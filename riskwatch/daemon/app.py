@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Coroutine, Iterator
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
@@ -43,6 +43,7 @@ from riskwatch.daemon.reload import Reloader
 from riskwatch.daemon.retention import RetentionPurge
 from riskwatch.daemon.rulestate import DailySaver, init_alert_series, restore_rule_state
 from riskwatch.daemon.storage import StateHealth
+from riskwatch.daemon.taskwatch import TaskWatch
 from riskwatch.daemon.ticks import TickLoop
 from riskwatch.daemon.views import Views
 from riskwatch.ha.base import HaMetrics, LeaseLeadership
@@ -139,6 +140,10 @@ class Daemon:
             probe=self.daily.save_all if self.daily is not None else None,
             watch_disk=store is not None,
         )
+        # A task that ends before stop() is counted, fails /readyz, is notified.
+        self.task_watch = TaskWatch(
+            self.registry, notify=self.notifier.enqueue_alert, now=self.clock.now
+        )
         # High availability (riskwatch/ha/): the leader lease decides who sends what must
         # happen once; without an ``ha:`` backend this process is the only one.
         self.leadership = build_leadership(config.ha, HaMetrics(self.registry))
@@ -210,6 +215,7 @@ class Daemon:
             leadership=self.leadership,
             health=self.health,
             loop_lag=self.loop_lag,
+            tasks=self.task_watch,
         )
         self.registry.register(SnapshotCollector(self.views.scrape))
         self.registry.register(LinkCollector(self.views.link_views))
@@ -366,13 +372,14 @@ class Daemon:
         )
         self.http_port = await self.http.start()
         log.info("serving /metrics and /api on %s:%s", cfg.http.host, self.http_port)
-        self._tasks += self.connections.start_market_data()
-        self._tasks.append(asyncio.create_task(self.ticks.run(), name="rule-ticks"))
-        self._tasks.append(asyncio.create_task(self.loop_lag.run(), name="loop-lag"))
-        self._tasks.append(asyncio.create_task(self.jwt_watch.run(), name="jwt-watch"))
-        self._tasks.append(asyncio.create_task(self.refdata.run(self._stopped), name="refdata"))
-        self._tasks.append(asyncio.create_task(self.reloader.watch(), name="config-watch"))
-        self._tasks.append(asyncio.create_task(self.executor.run(), name="actions"))
+        for task in self.connections.start_market_data():
+            self._tasks.append(self.task_watch.watch(task, "market_data"))
+        self._start_task(self.ticks.run(), "rule-ticks", "rule_ticks")
+        self._start_task(self.loop_lag.run(), "loop-lag", "loop_lag")
+        self._start_task(self.jwt_watch.run(), "jwt-watch", "jwt_watch")
+        self._start_task(self.refdata.run(self._stopped), "refdata", "refdata")
+        self._start_task(self.reloader.watch(), "config-watch", "config_watch")
+        self._start_task(self.executor.run(), "actions", "actions")
         if isinstance(self.leadership, LeaseLeadership):
             log.info(
                 "ha: %s lease of %gs as %s",
@@ -380,14 +387,16 @@ class Daemon:
                 self.leadership.lease_seconds,
                 self.leadership.identity,
             )
-            self._tasks.append(asyncio.create_task(self.leadership.run(), name="ha-lease"))
-            self._tasks.append(
-                asyncio.create_task(self.leadership.watch_expiry(), name="ha-lease-expiry")
-            )
+            self._start_task(self.leadership.run(), "ha-lease", "ha_lease")
+            self._start_task(self.leadership.watch_expiry(), "ha-lease-expiry", "ha_lease")
         if self.retention is not None:
-            purge = self.retention.run(self._stopped)
-            self._tasks.append(asyncio.create_task(purge, name="retention-purge"))
-        self._tasks += self.connections.start_trade()
+            self._start_task(self.retention.run(self._stopped), "retention-purge", "retention")
+        for task in self.connections.start_trade():
+            self._tasks.append(self.task_watch.watch(task, "trade"))
+
+    def _start_task(self, coro: Coroutine[Any, Any, None], name: str, kind: str) -> None:
+        """Start one of the daemon's long-running tasks, watched (daemon/taskwatch.py)."""
+        self._tasks.append(self.task_watch.watch(asyncio.create_task(coro, name=name), kind))
 
     def _watch_recorder(self, recorder: Recorder, loop: asyncio.AbstractEventLoop) -> None:
         """A write error stops the recording, never the connection: counted and notified."""
@@ -411,6 +420,7 @@ class Daemon:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self.task_watch.stopping()
         # The lease first: the other replica takes over while this one shuts down.
         await self._stop_step("leader lease", self.leadership.close())
         await self._stop_step("exchange connections", self.connections.stop())

@@ -55,10 +55,12 @@ class Views:
         leadership: Leadership | None = None,
         health: StateHealth | None = None,
         loop_lag: LoopLagProbe | None = None,
+        tasks: ReadinessSource | None = None,
     ) -> None:
         """``health`` (daemon/storage.py: failing state writes), ``loop_lag``
-        (daemon/looplag.py: a starved event loop) and ``leadership`` (ha/: a failing
-        lease service) each add their reasons to :meth:`readiness`."""
+        (daemon/looplag.py: a starved event loop), ``leadership`` (ha/: a failing
+        lease service) and ``tasks`` (daemon/taskwatch.py: a task that ended) each add
+        their reasons to :meth:`readiness`."""
         self._live = live
         self._accounts = accounts
         self._executor = executor
@@ -69,7 +71,7 @@ class Views:
         self._last_reload = last_reload
         self._leadership = leadership or Standalone()
         self._loop_lag = loop_lag
-        sources: list[ReadinessSource | None] = [health, loop_lag, self._leadership]
+        sources: list[ReadinessSource | None] = [health, loop_lag, self._leadership, tasks]
         self._readiness_sources = tuple(s for s in sources if s is not None)
 
     def now(self) -> float:

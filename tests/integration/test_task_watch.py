@@ -1,0 +1,60 @@
+"""A daemon task that ends before the daemon stops is told loudly (daemon/taskwatch.py):
+its gauge drops to 0, ``/readyz`` names it, a person is notified; a stop is not such an end."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from riskwatch.daemon.jwtwatch import JwtWatch
+from riskwatch.daemon.taskwatch import TASK_ENDED, TASK_KINDS
+from tests.support.notify_sinks import webhook
+from tests.support.rig import Http, Setup, free_port, in_process, metric, wait_for
+
+
+@pytest.mark.timeout(60)
+async def test_a_task_that_ends_is_counted_fails_readyz_and_is_notified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(self: JwtWatch, now: float) -> None:
+        raise RuntimeError("token=sk-not-for-notifications")
+
+    monkeypatch.setattr(JwtWatch, "check", broken)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("sk-offline-taskwatch\n", encoding="utf-8")
+    async with webhook() as hook:
+        setup = Setup(
+            tmp=tmp_path,
+            url=f"ws://127.0.0.1:{free_port()}/",  # an exchange that never answers
+            accounts=[("desk-a", "pk")],
+            secret_file=secret_file,
+            rules=None,
+            notify_urls=[hook.url()],
+        )
+        with caplog.at_level(logging.CRITICAL, logger="riskwatch.daemon.taskwatch"):
+            async with in_process(setup) as daemon:
+                assert daemon.http_port is not None
+                http = Http(daemon.http_port)
+                try:
+                    await wait_for(lambda: bool(daemon.task_watch.ended), 5, "(task ended)")
+                    assert daemon.task_watch.ended == {"jwt-watch": "RuntimeError"}
+                    m = await http.metrics()
+                    assert metric(m, "riskwatch_task_running", task="jwt_watch") == 0
+                    for kind in TASK_KINDS:
+                        if kind != "jwt_watch":
+                            assert metric(m, "riskwatch_task_running", task=kind) == 1
+                    status, body = await http.get("/readyz")
+                    assert status == 503
+                    assert "task jwt-watch ended: RuntimeError" in body
+                    docs = await hook.wait_for(1, timeout=10)
+                    text = str([d for d in docs if TASK_ENDED in str(d)])
+                    assert "riskwatch task jwt-watch ended (RuntimeError)" in text
+                    assert "sk-not-for-notifications" not in text
+                finally:
+                    await http.close()
+        assert "DAEMON TASK jwt-watch ENDED (RuntimeError)" in caplog.text
+        # The stop ended every other task: none of them counts as an end.
+        assert daemon.task_watch.ended == {"jwt-watch": "RuntimeError"}
+        assert daemon.unclean_stop == []
