@@ -96,7 +96,7 @@ STATE_OPS: Final = (
 )
 """Kinds of state-database writes counted by ``riskwatch_state_errors_total{op}``."""
 
-TASKS: Final = ("ticks", "market_data", "trade", "actions", "loop_lag")
+TASKS: Final = ("ticks", "market_data", "trade", "actions", "loop_lag", "notifications")
 """Long-running tasks counted by ``riskwatch_task_errors_total{task}``."""
 
 RULE_EVALUATION_BUCKETS: Final[tuple[float, ...]] = (
@@ -543,7 +543,8 @@ class Metrics:
     - ``state_write_queue``: ``riskwatch_state_write_queue``, records queued for the
       state database's writer thread.
     - ``task_errors``: ``riskwatch_task_errors_total{task}``, errors a long-running task
-      (ticks, market data, trade frames, action timers) caught and survived.
+      (ticks, market data, trade frames, action timers, the notification worker)
+      caught and survived.
     - ``recording``: ``riskwatch_recording`` 1 while ``run --record`` writes, 0 once a
       write error stopped it; ``recording_errors``: ``riskwatch_recording_errors_total``.
     - ``http_refused``: ``riskwatch_http_refused_total{reason}`` (:data:`HTTP_REFUSALS`).

@@ -356,6 +356,8 @@ class Daemon:
             body_timeout=cfg.http.body_timeout.seconds,
         )
         await self.notifier.start()
+        if self.notifier.task is not None:
+            self.task_watch.watch(self.notifier.task, "notifications")
         now = self.clock.now()
         for name, rt in self.accounts.items():
             restored = rt.core.alerts()

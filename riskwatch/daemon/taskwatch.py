@@ -12,7 +12,9 @@ is told of every such end, at once:
 - ``/readyz`` answers 503 with ``task rule-ticks ended: RuntimeError`` until a restart;
 - the log says so at CRITICAL, with the traceback;
 - the built-in alert :data:`TASK_ENDED` (critical, daemon-wide: ``account`` empty) is
-  notified once per task, through the notification path, which needs no database.
+  notified once per task, through the notification path, which needs no database (when
+  the task that ended is the notification worker itself, the gauge, ``/readyz``, the log
+  and the Prometheus rule ``RiskwatchTaskEnded`` remain).
 
 The exception's text is left out of the notification and of ``/readyz`` (it may quote a
 URL or a token): its type says which, the log has the rest (redacted, riskwatch/logredact.py).
@@ -48,6 +50,7 @@ TASK_KINDS: Final = (
     "config_watch",
     "ha_lease",
     "retention",
+    "notifications",
 )
 """The ``task`` label values of ``riskwatch_task_running`` (one kind per task name, the
 trade connections, one per account, sharing ``trade``)."""

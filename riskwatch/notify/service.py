@@ -326,15 +326,24 @@ class NotifyService:
             now = self.clock.now()
             due = self.dispatcher.next_due(now) if self._may_notify() else None
             wait = self.tick if due is None else max(0.0, min(self.tick, due - now))
+            item: tuple[str, Any] | None = None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     item = await self._queue.get()
-                self._take(item)
             try:
+                if item is not None:
+                    self._take(item)
                 self._step()
-            except Exception:
+            except Exception:  # one bad item or step must not end notifications
                 log.exception("notification dispatch failed; continuing")
+                if self.metrics is not None:
+                    self.metrics.task_errors.labels("notifications").inc()
             await asyncio.sleep(0)  # let evaluation run between batches
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The worker task while the service runs (the daemon watches it: daemon/taskwatch.py)."""
+        return self._task
 
     def _take(self, item: tuple[str, Any]) -> None:
         kind, value = item

@@ -10,6 +10,7 @@ import pytest
 
 from riskwatch.daemon.jwtwatch import JwtWatch
 from riskwatch.daemon.taskwatch import TASK_ENDED, TASK_KINDS
+from riskwatch.notify.dispatch import Dispatcher
 from tests.support.notify_sinks import webhook
 from tests.support.rig import Http, Setup, free_port, in_process, metric, wait_for
 
@@ -58,3 +59,37 @@ async def test_a_task_that_ends_is_counted_fails_readyz_and_is_notified(
         # The stop ended every other task: none of them counts as an end.
         assert daemon.task_watch.ended == {"jwt-watch": "RuntimeError"}
         assert daemon.unclean_stop == []
+
+
+@pytest.mark.timeout(60)
+async def test_the_notification_worker_is_watched_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker cannot notify its own end: the gauge and ``/readyz`` still say it."""
+
+    def broken(self: Dispatcher, now: float) -> float | None:
+        raise RuntimeError("dispatcher bug")
+
+    monkeypatch.setattr(Dispatcher, "next_due", broken)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("sk-offline-taskwatch\n", encoding="utf-8")
+    setup = Setup(
+        tmp=tmp_path,
+        url=f"ws://127.0.0.1:{free_port()}/",
+        accounts=[("desk-a", "pk")],
+        secret_file=secret_file,
+        rules=None,
+    )
+    async with in_process(setup) as daemon:
+        assert daemon.http_port is not None
+        http = Http(daemon.http_port)
+        try:
+            await wait_for(lambda: bool(daemon.task_watch.ended), 5, "(task ended)")
+            assert daemon.task_watch.ended == {"notify": "RuntimeError"}
+            m = await http.metrics()
+            assert metric(m, "riskwatch_task_running", task="notifications") == 0
+            status, body = await http.get("/readyz")
+            assert status == 503
+            assert "task notify ended: RuntimeError" in body
+        finally:
+            await http.close()
