@@ -15,12 +15,11 @@ import pytest
 
 from riskwatch.config import load_config
 from riskwatch.daemon import app
-from riskwatch.daemon.app import Daemon
 from riskwatch.daemon.serve import serve
 from riskwatch.notify.service import NotifyService
 from riskwatch.rules.load import load_rule_files
 from riskwatch.store import Store
-from tests.support.rig import Http, free_port, setup_for, simulator, wait_for
+from tests.support.rig import Http, free_port, in_process, setup_for, simulator, wait_for
 
 ACCOUNT = "desk-a"
 
@@ -40,11 +39,9 @@ async def test_a_hung_shutdown_step_is_named_and_the_rest_still_runs(
     monkeypatch.setattr(app, "STOP_STEP_SECONDS", 0.3)
     async with simulator("crash", pulse_interval=0.1) as (sim, secret):
         setup = setup_for(sim, tmp_path, secret, rules=ALWAYS)
-        config = load_config(setup.write())
-        store = Store.open(config.state.path)
-        try:
-            daemon = Daemon(config, rules=load_rule_files(list(config.rules.files)), store=store)
-            await daemon.start()
+        async with in_process(setup) as daemon:
+            assert daemon.store is not None
+            store = daemon.store
             core = daemon.accounts[ACCOUNT].core
             await wait_for(lambda: any(a.rule == "EquityPositive" for a in core.alerts()),
                            10, "(alert firing)")  # fmt: skip
@@ -67,24 +64,16 @@ async def test_a_hung_shutdown_step_is_named_and_the_rest_still_runs(
             windows = core.records().windows
             assert windows is not None
             assert store.load_windows()[ACCOUNT] == json.loads(json.dumps(windows))
-        finally:
-            store.close()
 
 
 async def test_a_clean_stop_lists_nothing(tmp_path: Path) -> None:
     async with simulator("crash", pulse_interval=0.1) as (sim, secret):
         setup = setup_for(sim, tmp_path, secret, rules=ALWAYS)
-        config = load_config(setup.write())
-        store = Store.open(config.state.path)
-        try:
-            daemon = Daemon(config, rules=load_rule_files(list(config.rules.files)), store=store)
-            await daemon.start()
+        async with in_process(setup) as daemon:
             await wait_for(lambda: daemon.accounts[ACCOUNT].core.snapshot.balance is not None,
                            10, "(live)")  # fmt: skip
             await daemon.stop()
             assert daemon.unclean_stop == []
-        finally:
-            store.close()
 
 
 @pytest.mark.timeout(60)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,20 @@ from tests.support.notify_sinks import webhook
 from tests.support.rig import Http, Setup, free_port, in_process, metric, wait_for
 
 
+def offline(tmp: Path, **options: Any) -> Setup:
+    """A daemon of one account whose exchange never answers."""
+    secret_file = tmp / "secret"
+    secret_file.write_text("sk-offline-taskwatch\n", encoding="utf-8")
+    return Setup(
+        tmp=tmp,
+        url=f"ws://127.0.0.1:{free_port()}/",
+        accounts=[("desk-a", "pk")],
+        secret_file=secret_file,
+        rules=None,
+        **options,
+    )
+
+
 @pytest.mark.timeout(60)
 async def test_a_task_that_ends_is_counted_fails_readyz_and_is_notified(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
@@ -23,17 +38,8 @@ async def test_a_task_that_ends_is_counted_fails_readyz_and_is_notified(
         raise RuntimeError("token=sk-not-for-notifications")
 
     monkeypatch.setattr(JwtWatch, "check", broken)
-    secret_file = tmp_path / "secret"
-    secret_file.write_text("sk-offline-taskwatch\n", encoding="utf-8")
     async with webhook() as hook:
-        setup = Setup(
-            tmp=tmp_path,
-            url=f"ws://127.0.0.1:{free_port()}/",  # an exchange that never answers
-            accounts=[("desk-a", "pk")],
-            secret_file=secret_file,
-            rules=None,
-            notify_urls=[hook.url()],
-        )
+        setup = offline(tmp_path, notify_urls=[hook.url()])
         with caplog.at_level(logging.CRITICAL, logger="riskwatch.daemon.taskwatch"):
             async with in_process(setup) as daemon:
                 assert daemon.http_port is not None
@@ -71,16 +77,7 @@ async def test_the_notification_worker_is_watched_too(
         raise RuntimeError("dispatcher bug")
 
     monkeypatch.setattr(Dispatcher, "next_due", broken)
-    secret_file = tmp_path / "secret"
-    secret_file.write_text("sk-offline-taskwatch\n", encoding="utf-8")
-    setup = Setup(
-        tmp=tmp_path,
-        url=f"ws://127.0.0.1:{free_port()}/",
-        accounts=[("desk-a", "pk")],
-        secret_file=secret_file,
-        rules=None,
-    )
-    async with in_process(setup) as daemon:
+    async with in_process(offline(tmp_path)) as daemon:
         assert daemon.http_port is not None
         http = Http(daemon.http_port)
         try:
