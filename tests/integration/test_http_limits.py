@@ -26,7 +26,7 @@ from riskwatch.web.guard import Access
 from riskwatch.web.handlers import Endpoints
 from riskwatch.web.routes import Route, build_app
 from riskwatch.web.server import HttpServer
-from tests.support.rig import Http, Setup, free_port, in_process, metric
+from tests.support.rig import Http, in_process, metric, offline_setup
 
 ADMIN = "adm-limits-0123456789abcdef"
 READ = "read-limits-0123456789abcdef"
@@ -35,18 +35,7 @@ READ = "read-limits-0123456789abcdef"
 @asynccontextmanager
 async def served(tmp: Path, *http_extra: str, **options: Any) -> AsyncIterator[tuple[Daemon, Http]]:
     """A daemon whose exchange never answers, with ``http_extra`` settings."""
-    secret_file = tmp / "secret"
-    secret_file.write_text("sk-offline-limits\n", encoding="utf-8")
-    setup = Setup(
-        tmp=tmp,
-        url=f"ws://127.0.0.1:{free_port()}/",
-        accounts=[("desk-a", "pk")],
-        secret_file=secret_file,
-        rules=None,
-        admin_token=ADMIN,
-        http_extra=list(http_extra),
-        **options,
-    )
+    setup = offline_setup(tmp, admin_token=ADMIN, http_extra=list(http_extra), **options)
     async with in_process(setup) as daemon:
         assert daemon.http_port is not None
         http = Http(daemon.http_port)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -13,21 +12,7 @@ from riskwatch.daemon.jwtwatch import JwtWatch
 from riskwatch.daemon.taskwatch import TASK_ENDED, TASK_KINDS
 from riskwatch.notify.dispatch import Dispatcher
 from tests.support.notify_sinks import webhook
-from tests.support.rig import Http, Setup, free_port, in_process, metric, wait_for
-
-
-def offline(tmp: Path, **options: Any) -> Setup:
-    """A daemon of one account whose exchange never answers."""
-    secret_file = tmp / "secret"
-    secret_file.write_text("sk-offline-taskwatch\n", encoding="utf-8")
-    return Setup(
-        tmp=tmp,
-        url=f"ws://127.0.0.1:{free_port()}/",
-        accounts=[("desk-a", "pk")],
-        secret_file=secret_file,
-        rules=None,
-        **options,
-    )
+from tests.support.rig import Http, in_process, metric, offline_setup, wait_for
 
 
 @pytest.mark.timeout(60)
@@ -39,7 +24,7 @@ async def test_a_task_that_ends_is_counted_fails_readyz_and_is_notified(
 
     monkeypatch.setattr(JwtWatch, "check", broken)
     async with webhook() as hook:
-        setup = offline(tmp_path, notify_urls=[hook.url()])
+        setup = offline_setup(tmp_path, notify_urls=[hook.url()])
         with caplog.at_level(logging.CRITICAL, logger="riskwatch.daemon.taskwatch"):
             async with in_process(setup) as daemon:
                 assert daemon.http_port is not None
@@ -77,7 +62,7 @@ async def test_the_notification_worker_is_watched_too(
         raise RuntimeError("dispatcher bug")
 
     monkeypatch.setattr(Dispatcher, "next_due", broken)
-    async with in_process(offline(tmp_path)) as daemon:
+    async with in_process(offline_setup(tmp_path)) as daemon:
         assert daemon.http_port is not None
         http = Http(daemon.http_port)
         try:

@@ -19,7 +19,7 @@ from riskwatch.errors import ConfigError
 from riskwatch.rules.load import load_rules_text
 from riskwatch.web.routes import MAX_BODY
 from tests.support.paths import REPO
-from tests.support.rig import Http, Setup, free_port, in_process, metric
+from tests.support.rig import Http, Setup, in_process, metric, offline_setup
 
 TOKEN = "adm-7f3c9e1b5a-token"
 MUTATIONS = [
@@ -35,17 +35,7 @@ MUTATIONS = [
 
 def _offline(tmp: Path, token: str | None, http_extra: list[str] | None = None) -> Setup:
     """A daemon whose exchange never answers (a closed loopback port)."""
-    secret_file = tmp / "secret"
-    secret_file.write_text("sk-offline\n", encoding="utf-8")
-    return Setup(
-        tmp=tmp,
-        url=f"ws://127.0.0.1:{free_port()}/",
-        accounts=[("desk-a", "pk")],
-        secret_file=secret_file,
-        rules=None,
-        admin_token=token,
-        http_extra=http_extra or [],
-    )
+    return offline_setup(tmp, admin_token=token, http_extra=http_extra or [])
 
 
 @asynccontextmanager

@@ -118,6 +118,21 @@ class Setup:
         return self.config_path
 
 
+def offline_setup(tmp: Path, **options: Any) -> Setup:
+    """A setup of one account, desk-a, whose exchange never answers (a closed loopback
+    port), no rule file; ``options`` as :class:`Setup`'s."""
+    secret_file = tmp / "secret"
+    secret_file.write_text("sk-offline\n", encoding="utf-8")
+    return Setup(
+        tmp=tmp,
+        url=f"ws://127.0.0.1:{free_port()}/",
+        accounts=[("desk-a", "pk")],
+        secret_file=secret_file,
+        rules=None,
+        **options,
+    )
+
+
 def setup_for(sim: Simulator, tmp: Path, secret: str, **options: Any) -> Setup:
     """A setup watching every account of ``sim``'s scenario, secret written to a file."""
     secret_file = tmp / "qfex_secret"
