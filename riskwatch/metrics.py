@@ -96,8 +96,22 @@ STATE_OPS: Final = (
 )
 """Kinds of state-database writes counted by ``riskwatch_state_errors_total{op}``."""
 
-TASKS: Final = ("ticks", "market_data", "trade", "actions", "loop_lag", "notifications")
-"""Long-running tasks counted by ``riskwatch_task_errors_total{task}``."""
+TASKS: Final = (
+    "ticks",
+    "actions",
+    "trade",
+    "market_data",
+    "loop_lag",
+    "notifications",
+    "jwt_watch",
+    "refdata",
+    "config_watch",
+    "ha_lease",
+    "retention",
+)
+"""The daemon's long-running tasks by kind: the ``task`` label of
+``riskwatch_task_errors_total`` and ``riskwatch_task_running`` (the trade connections,
+one per account, share ``trade``)."""
 
 RULE_EVALUATION_BUCKETS: Final[tuple[float, ...]] = (
     0.000005,
@@ -544,7 +558,8 @@ class Metrics:
       state database's writer thread.
     - ``task_errors``: ``riskwatch_task_errors_total{task}``, errors a long-running task
       (ticks, market data, trade frames, action timers, the notification worker)
-      caught and survived.
+      caught and survived; ``task_running``: ``riskwatch_task_running{task}``, 0 once a
+      task of that kind ended before the daemon stopped (daemon/taskwatch.py).
     - ``recording``: ``riskwatch_recording`` 1 while ``run --record`` writes, 0 once a
       write error stopped it; ``recording_errors``: ``riskwatch_recording_errors_total``.
     - ``http_refused``: ``riskwatch_http_refused_total{reason}`` (:data:`HTTP_REFUSALS`).
@@ -704,8 +719,16 @@ class Metrics:
             ["task"],
             registry=registry,
         )
+        self.task_running = Gauge(
+            PREFIX + "task_running",
+            "1 while every daemon task of this kind runs, 0 once one ended before the"
+            " daemon stopped (a restart is needed).",
+            ["task"],
+            registry=registry,
+        )
         for task in TASKS:
             self.task_errors.labels(task)
+            self.task_running.labels(task).set(1)
         self.recording = Gauge(
             PREFIX + "recording",
             "1 while run --record writes frames, 0 once a write error stopped it.",

@@ -36,18 +36,15 @@ async def cancel_and_wait(
     seen it end); the cancellation of the caller is, and leaves the tasks cancelled.
     """
     pending = {t for t in tasks if t is not None and not t.done()}
-    for task in tasks:
-        if task is not None and task.done() and not task.cancelled():
-            task.exception()  # retrieved: asyncio would otherwise log it at collection
     while pending:
         for task in pending:
             task.cancel()
-        done, pending = await asyncio.wait(pending, timeout=recancel_after)
-        for task in done:
-            if not task.cancelled():
-                task.exception()
+        _, pending = await asyncio.wait(pending, timeout=recancel_after)
         for task in pending:
             log.warning("task %s did not end on cancellation; cancelling it again", task.get_name())
+    for ended in tasks:
+        if ended is not None and not ended.cancelled():
+            ended.exception()  # retrieved: asyncio would otherwise log it at collection
 
 
 async def wait_until_set(event: asyncio.Event, seconds: float) -> bool:

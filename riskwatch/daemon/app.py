@@ -142,7 +142,7 @@ class Daemon:
         )
         # A task that ends before stop() is counted, fails /readyz, is notified.
         self.task_watch = TaskWatch(
-            self.registry, notify=self.notifier.enqueue_alert, now=self.clock.now
+            self.metrics, notify=self.notifier.enqueue_alert, now=self.clock.now
         )
         # High availability (riskwatch/ha/): the leader lease decides who sends what must
         # happen once; without an ``ha:`` backend this process is the only one.
@@ -376,7 +376,7 @@ class Daemon:
         log.info("serving /metrics and /api on %s:%s", cfg.http.host, self.http_port)
         for task in self.connections.start_market_data():
             self._tasks.append(self.task_watch.watch(task, "market_data"))
-        self._start_task(self.ticks.run(), "rule-ticks", "rule_ticks")
+        self._start_task(self.ticks.run(), "rule-ticks", "ticks")
         self._start_task(self.loop_lag.run(), "loop-lag", "loop_lag")
         self._start_task(self.jwt_watch.run(), "jwt-watch", "jwt_watch")
         self._start_task(self.refdata.run(self._stopped), "refdata", "refdata")

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Final, Literal
 
 from riskwatch.metrics import Metrics
-from riskwatch.notify.notice import AlertNotice
+from riskwatch.notify.notice import AlertNotice, daemon_notice
 
 __all__ = [
     "FIRE_LAG",
@@ -182,10 +182,8 @@ class LoopLagProbe:
             log.warning("event loop on time again (%.1f ms late at the 90th percentile)", p90_ms)
             summary = f"riskwatch's event loop is on time again ({p90_ms:.1f} ms late, p90)"
         self._notify(
-            AlertNotice(
+            daemon_notice(
                 rule=LOOP_LAGGING,
-                account="",
-                symbol=None,
                 status=change,
                 severity="critical",
                 at=self._now(),

@@ -33,7 +33,7 @@ from typing import Final
 
 from riskwatch.errors import StateStoreError
 from riskwatch.metrics import Metrics
-from riskwatch.notify.notice import AlertNotice
+from riskwatch.notify.notice import AlertNotice, daemon_notice
 
 __all__ = [
     "DISK_LOW",
@@ -135,10 +135,8 @@ class StateHealth:
             message,
         )
         self._notify(
-            AlertNotice(
+            daemon_notice(
                 rule=STATE_FAILING,
-                account="",
-                symbol=None,
                 status="firing",
                 severity="critical",
                 at=now,
@@ -165,10 +163,8 @@ class StateHealth:
         self.failing_since = None
         self.metrics.state_failing.set(0)
         self._notify(
-            AlertNotice(
+            daemon_notice(
                 rule=STATE_FAILING,
-                account="",
-                symbol=None,
                 status="resolved",
                 severity="critical",
                 at=now,
@@ -224,10 +220,8 @@ class StateHealth:
                     self.warn_free_bytes // MB,
                 )
             self._notify(
-                AlertNotice(
+                daemon_notice(
                     rule=DISK_LOW,
-                    account="",
-                    symbol=None,
                     status="firing" if low else "resolved",
                     severity="critical",
                     at=now,
@@ -249,10 +243,8 @@ class StateHealth:
         self.metrics.recording.set(0)
         self.metrics.recording_errors.inc()
         self._notify(
-            AlertNotice(
+            daemon_notice(
                 rule=RECORDING_STOPPED,
-                account="",
-                symbol=None,
                 status="firing",
                 severity="warning",
                 at=self._now(),

@@ -27,33 +27,15 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Gauge
+from riskwatch.metrics import TASKS, Metrics
+from riskwatch.notify.notice import AlertNotice, daemon_notice
 
-from riskwatch.metrics import PREFIX
-from riskwatch.notify.notice import AlertNotice
-
-__all__ = ["TASK_ENDED", "TASK_KINDS", "TaskWatch"]
+__all__ = ["TASK_ENDED", "TaskWatch"]
 
 log = logging.getLogger(__name__)
 
 TASK_ENDED: Final = "DaemonTaskEnded"
 """The built-in alert notified when a daemon task ends before the daemon stops."""
-
-TASK_KINDS: Final = (
-    "rule_ticks",
-    "actions",
-    "trade",
-    "market_data",
-    "loop_lag",
-    "jwt_watch",
-    "refdata",
-    "config_watch",
-    "ha_lease",
-    "retention",
-    "notifications",
-)
-"""The ``task`` label values of ``riskwatch_task_running`` (one kind per task name, the
-trade connections, one per account, sharing ``trade``)."""
 
 
 class TaskWatch:
@@ -66,29 +48,22 @@ class TaskWatch:
 
     def __init__(
         self,
-        registry: CollectorRegistry,
+        metrics: Metrics,
         *,
         notify: Callable[[AlertNotice], object],
         now: Callable[[], float],
     ) -> None:
+        self._running = metrics.task_running
         self._notify = notify
         self._now = now
         self._stopping = False
         self.ended: dict[str, str] = {}
         """Task name → why it ended (the exception's type, ``returned`` or ``cancelled``)."""
-        self.running = Gauge(
-            PREFIX + "task_running",
-            "1 while every daemon task of this kind runs, 0 once one ended before the"
-            " daemon stopped (a restart is needed).",
-            ["task"],
-            registry=registry,
-        )
-        for kind in TASK_KINDS:
-            self.running.labels(kind).set(1)
 
     def watch(self, task: asyncio.Task[Any], kind: str) -> asyncio.Task[Any]:
-        """Watch ``task`` (of label ``kind``, one of :data:`TASK_KINDS`); returns it."""
-        if kind not in TASK_KINDS:
+        """Watch ``task`` (of label ``kind``, one of :data:`riskwatch.metrics.TASKS`);
+        returns it."""
+        if kind not in TASKS:
             msg = f"unknown task kind {kind!r}"
             raise ValueError(msg)
         task.add_done_callback(lambda t: self._ended(t, kind))
@@ -109,24 +84,21 @@ class TaskWatch:
             exc = task.exception()
             why = type(exc).__name__ if exc is not None else "returned"
         self.ended[name] = why
-        self.running.labels(kind).set(0)
+        self._running.labels(kind).set(0)
         log.critical(
             "DAEMON TASK %s ENDED (%s): what it does has stopped until riskwatch restarts",
             name,
             why,
             exc_info=exc,
         )
-        now = self._now()
         self._notify(
-            AlertNotice(
+            daemon_notice(
                 rule=TASK_ENDED,
-                account="",
-                symbol=None,
                 status="firing",
                 severity="critical",
-                at=now,
-                trip_id=len(self.ended),
+                at=self._now(),
                 summary=f"riskwatch task {name} ended ({why}); restart riskwatch",
+                trip_id=len(self.ended),
                 description=(
                     "A task of the daemon ended before the daemon stopped: what it does"
                     " (rule ticks, action timers, an exchange connection…) has stopped."

@@ -27,6 +27,7 @@ __all__ = [
     "AlertNotice",
     "Status",
     "alert_labels",
+    "daemon_notice",
     "from_alert",
     "from_transition",
 ]
@@ -170,6 +171,33 @@ def from_transition(t: AlertTransition) -> AlertNotice | None:
         description=t.description,
         labels=t.labels,
         shadow=t.shadow,
+    )
+
+
+def daemon_notice(
+    *,
+    rule: str,
+    status: Status,
+    severity: str,
+    at: float,
+    summary: str,
+    trip_id: int = 0,
+    description: str = "",
+    labels: Mapping[str, str] = _EMPTY,
+) -> AlertNotice:
+    """A built-in alert about riskwatch itself rather than an account (its state
+    database, its event loop, its tasks): ``account`` empty, no symbol."""
+    return AlertNotice(
+        rule=rule,
+        account="",
+        symbol=None,
+        status=status,
+        severity=severity,
+        at=at,
+        trip_id=trip_id,
+        summary=summary,
+        description=description,
+        labels=labels,
     )
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from riskwatch.daemon.jwtwatch import JwtWatch
-from riskwatch.daemon.taskwatch import TASK_ENDED, TASK_KINDS
+from riskwatch.daemon.taskwatch import TASK_ENDED
+from riskwatch.metrics import TASKS
 from riskwatch.notify.dispatch import Dispatcher
 from tests.support.notify_sinks import webhook
 from tests.support.rig import Http, in_process, metric, offline_setup, wait_for
@@ -34,7 +35,7 @@ async def test_a_task_that_ends_is_counted_fails_readyz_and_is_notified(
                     assert daemon.task_watch.ended == {"jwt-watch": "RuntimeError"}
                     m = await http.metrics()
                     assert metric(m, "riskwatch_task_running", task="jwt_watch") == 0
-                    for kind in TASK_KINDS:
+                    for kind in TASKS:
                         if kind != "jwt_watch":
                             assert metric(m, "riskwatch_task_running", task=kind) == 1
                     status, body = await http.get("/readyz")
