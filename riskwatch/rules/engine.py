@@ -49,9 +49,12 @@ not even built, when the figures say what its row is computed from
 (``PositionRows.inputs`` and ``shared_inputs``, plus the account names position rules
 read) and all that equals its last evaluation, at which every position rule was
 inactive and did not hold: the expressions are pure functions of those values, so
-they would not hold again. Position rules with windows (whose values move with time)
-turn the skip off. ``tests/unit/rules/test_engine_skip.py`` checks that decisions are
-those of a full evaluation.
+they would not hold again. The keys are built only on a pulse whose shared inputs
+equal the last pulse's (a pulse that moves equity moves every row: it builds none,
+which also keeps them off the path of the pulse that trips a rule). Position rules
+with windows (whose values move with time) turn the skip off.
+``tests/unit/rules/test_engine_skip.py`` checks that decisions are those of a full
+evaluation.
 """
 
 from __future__ import annotations
@@ -703,8 +706,13 @@ def _positions(
             tuple(extra.values()) if extra is not None else (),
         )
         if shared != state._settled_shared:
+            # Every row moved: nothing to compare against, and keys built now would only
+            # be compared at the next pulse if the shared inputs stay put. They are built
+            # from that pulse on: a pulse that moves equity (every pulse of a moving
+            # market, and the pulse that trips a rule) builds none.
             settled.clear()
             state._settled_shared = shared
+            inputs_of = None
     elif settled:
         settled.clear()
         state._settled_shared = None

@@ -118,8 +118,9 @@ def _rows_built_per_pulse(core: AccountCore, monkeypatch: pytest.MonkeyPatch) ->
 def test_an_unchanged_symbol_is_not_evaluated_again(monkeypatch: pytest.MonkeyPatch) -> None:
     core = AccountCore("acc", stale_after=60.0, rules=RULES)
     calls = _rows_built_per_pulse(core, monkeypatch)
-    assert calls[0] == "A-USD,B-USD,C-USD"  # first pulse: every row evaluated
-    assert calls[1:] == ["", ""]  # same inputs: no row built, no rule run
+    # First pulse: every row evaluated; the second (same shared inputs) evaluates them
+    # again and keeps their keys; from the third on, same inputs: no row built, no rule run.
+    assert calls == ["A-USD,B-USD,C-USD", "A-USD,B-USD,C-USD", ""]
 
     # A moved symbol is evaluated again, and its rule fires.
     core.handle([position("B-USD", 20.0, 4.0)], 4.0)
@@ -155,4 +156,30 @@ def test_the_skip_holds_with_market_figures_of_markets_without_hours(
     core = AccountCore("acc", stale_after=60.0, rules=RULES)
     data = Refdata()
     core.market = MarketFiguresOf(lambda: data)
-    assert _rows_built_per_pulse(core, monkeypatch) == ["A-USD,B-USD,C-USD", "", ""]
+    assert _rows_built_per_pulse(core, monkeypatch) == [
+        "A-USD,B-USD,C-USD",
+        "A-USD,B-USD,C-USD",
+        "",
+    ]
+
+
+def test_a_pulse_that_moves_equity_builds_no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared inputs moved (every pulse of a moving market, the pulse that trips a
+    rule): no row can be skipped, so no key is built for the next pulse to compare."""
+    core = AccountCore("acc", stale_after=60.0, rules=RULES)
+    keyed: list[str] = []
+    inputs = PositionRows.inputs
+
+    def counted(self: PositionRows, symbol: str) -> tuple[object, ...]:
+        keyed.append(symbol)
+        return inputs(self, symbol)
+
+    monkeypatch.setattr(PositionRows, "inputs", counted)
+    per_pulse: list[int] = []
+    for now, deposit in ((1.0, 100_000.0), (2.0, 100_000.0), (3.0, 90_000.0), (4.0, 80_000.0)):
+        for sym in SYMBOLS:
+            core.handle([position(sym, 10.0, now)], now)
+        core.handle([balance(deposit, now)], now)
+        per_pulse.append(len(keyed))
+        keyed.clear()
+    assert per_pulse == [0, len(SYMBOLS), 0, 0]
