@@ -706,10 +706,8 @@ def _positions(
             tuple(extra.values()) if extra is not None else (),
         )
         if shared != state._settled_shared:
-            # Every row moved: nothing to compare against, and keys built now would only
-            # be compared at the next pulse if the shared inputs stay put. They are built
-            # from that pulse on: a pulse that moves equity (every pulse of a moving
-            # market, and the pulse that trips a rule) builds none.
+            # Every row moved: no key to compare, and none is built for the next pulse
+            # (module docstring, "Cost").
             settled.clear()
             state._settled_shared = shared
             inputs_of = None

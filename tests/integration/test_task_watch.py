@@ -8,12 +8,28 @@ from pathlib import Path
 
 import pytest
 
+from riskwatch.daemon.app import Daemon
 from riskwatch.daemon.jwtwatch import JwtWatch
 from riskwatch.daemon.taskwatch import TASK_ENDED
 from riskwatch.metrics import TASKS
 from riskwatch.notify.dispatch import Dispatcher
 from tests.support.notify_sinks import webhook
 from tests.support.rig import Http, in_process, metric, offline_setup, wait_for
+from tests.support.scrape import Samples
+
+
+async def _told_ended(daemon: Daemon, http: Http, name: str, kind: str) -> Samples:
+    """Wait for the task ``name`` (metric label ``kind``) to end with a RuntimeError; check
+    that the watch holds it alone, its gauge reads 0 and ``/readyz`` names it. Returns the
+    ``/metrics`` samples."""
+    await wait_for(lambda: bool(daemon.task_watch.ended), 5, "(task ended)")
+    assert daemon.task_watch.ended == {name: "RuntimeError"}
+    m = await http.metrics()
+    assert metric(m, "riskwatch_task_running", task=kind) == 0
+    status, body = await http.get("/readyz")
+    assert status == 503
+    assert f"task {name} ended: RuntimeError" in body
+    return m
 
 
 @pytest.mark.timeout(60)
@@ -31,16 +47,10 @@ async def test_a_task_that_ends_is_counted_fails_readyz_and_is_notified(
                 assert daemon.http_port is not None
                 http = Http(daemon.http_port)
                 try:
-                    await wait_for(lambda: bool(daemon.task_watch.ended), 5, "(task ended)")
-                    assert daemon.task_watch.ended == {"jwt-watch": "RuntimeError"}
-                    m = await http.metrics()
-                    assert metric(m, "riskwatch_task_running", task="jwt_watch") == 0
+                    m = await _told_ended(daemon, http, "jwt-watch", "jwt_watch")
                     for kind in TASKS:
                         if kind != "jwt_watch":
                             assert metric(m, "riskwatch_task_running", task=kind) == 1
-                    status, body = await http.get("/readyz")
-                    assert status == 503
-                    assert "task jwt-watch ended: RuntimeError" in body
                     docs = await hook.wait_for(1, timeout=10)
                     text = str([d for d in docs if TASK_ENDED in str(d)])
                     assert "riskwatch task jwt-watch ended (RuntimeError)" in text
@@ -67,12 +77,6 @@ async def test_the_notification_worker_is_watched_too(
         assert daemon.http_port is not None
         http = Http(daemon.http_port)
         try:
-            await wait_for(lambda: bool(daemon.task_watch.ended), 5, "(task ended)")
-            assert daemon.task_watch.ended == {"notify": "RuntimeError"}
-            m = await http.metrics()
-            assert metric(m, "riskwatch_task_running", task="notifications") == 0
-            status, body = await http.get("/readyz")
-            assert status == 503
-            assert "task notify ended: RuntimeError" in body
+            await _told_ended(daemon, http, "notify", "notifications")
         finally:
             await http.close()
