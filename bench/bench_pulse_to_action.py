@@ -1,7 +1,7 @@
 """Pulse-to-action: one account trips at a time while N accounts × 20 symbols stream.
 
 Run: ``.venv/bin/python bench/bench_pulse_to_action.py [--accounts 1 20 100] [--trips 200]
-[--loop default|uvloop|asyncio]`` (about 30 s per N). Writes ``build/bench/pulse_to_action.json``.
+[--loop default|uvloop|asyncio] [--stages]`` (about 30 s per N). Writes ``build/bench/pulse_to_action.json``.
 
 Two processes. The simulator runs in its own process (``bench/trip_sim.py``): N accounts
 × 20 symbols, each connection pulsed every second at its own phase (1 Hz; N = 1 pulses
@@ -25,7 +25,10 @@ Measured, per trip:
 - ``daemon_burst``: the daemon receives the *first* frame of the breaching pulse → the
   command's write (includes receiving the rest of the burst);
 - ``pulse_to_action``: the values ``riskwatch_pulse_to_action_seconds`` observes
-  (trigger frame received → command handed to the socket), kept by the bench's probe.
+  (trigger frame received → command handed to the socket), kept by the bench's probe;
+- with ``--stages``, where the tripping frame's handling spends its time: the fold of
+  held repeats, the evaluation before and after the intent, the intent itself
+  (``bench/trip_stages.py``).
 
 The floors, measured in the same run before the daemon starts: a bare websockets echo
 round trip in one process (``bench_echo.echo_rtts``) and between this process and an
@@ -49,6 +52,7 @@ from typing import Any
 
 from bench_echo import FRAME, echo_rtts
 from common import ROOT, SIM_SECRET, sim_env, summary_ms, write_result
+from trip_stages import STAGES, TripStages
 from websockets.asyncio.client import ClientConnection, connect
 
 from riskwatch.config import load_config
@@ -187,7 +191,9 @@ def daemon_config(
     return path
 
 
-async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
+async def run(
+    accounts: int, trips: int, folder: Path, stages: TripStages | None = None
+) -> dict[str, Any]:
     interval = 1.0 if accounts > 1 else 0.1
     out = folder / "sim.json"
     env = sim_env()
@@ -246,6 +252,9 @@ async def run(accounts: int, trips: int, folder: Path) -> dict[str, Any]:
         "pulse_to_action": summary_ms(probe.latencies[warm:]),
         "late_trips": len(wire["late"]),
     }
+    if stages is not None:
+        for stage in STAGES:
+            result[f"stage_{stage}"] = summary_ms(stages.samples[stage][warm:])
     for name, echo in (("echo", local), ("cross_echo", remote), ("paced_echo", paced)):
         w99, e99 = result["wire"].get("p99_ms"), echo.get("p99_ms")
         if w99 and e99:
@@ -263,6 +272,11 @@ def main() -> None:
         default="default",
         help="the daemon's event loop: as `riskwatch run` picks it (default), or forced",
     )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="time the stages of the tripping frame's handling (bench/trip_stages.py)",
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO,
@@ -272,8 +286,15 @@ def main() -> None:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     runs = []
     for n in args.accounts:
-        with tempfile.TemporaryDirectory(prefix="rw-bench-") as tmp:
-            res = eventloop.run(run(n, args.trips, Path(tmp)), args.loop)
+        stages = TripStages() if args.stages else None
+        if stages is not None:
+            stages.install()
+        try:
+            with tempfile.TemporaryDirectory(prefix="rw-bench-") as tmp:
+                res = eventloop.run(run(n, args.trips, Path(tmp), stages), args.loop)
+        finally:
+            if stages is not None:
+                stages.uninstall()
         runs.append(res)
         print(f"N = {n} accounts × 20 symbols, pulses every {res['pulse_interval_s']} s")
         for key in (
@@ -284,6 +305,7 @@ def main() -> None:
             "daemon_trigger",
             "daemon_burst",
             "pulse_to_action",
+            *(f"stage_{stage}" for stage in STAGES if stages is not None),
         ):
             s = res[key]
             print(
