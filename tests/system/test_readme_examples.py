@@ -137,6 +137,9 @@ def stop_group(proc: subprocess.Popen[str]) -> None:
             return
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
+            # Reap the block's own process once it exits: until then, as a zombie, it
+            # keeps its group alive to ``killpg`` and the whole grace would be waited.
+            proc.poll()
             try:
                 os.killpg(proc.pid, 0)
             except ProcessLookupError:
