@@ -253,8 +253,10 @@ async def run(
         "late_trips": len(wire["late"]),
     }
     if stages is not None:
+        timed = len(wire["wire"])  # the trips the simulator timed: the last ones
         for stage in STAGES:
-            result[f"stage_{stage}"] = summary_ms(stages.samples[stage][warm:])
+            samples = stages.samples[stage]
+            result[f"stage_{stage}"] = summary_ms(samples[-timed:] if timed else [])
     for name, echo in (("echo", local), ("cross_echo", remote), ("paced_echo", paced)):
         w99, e99 = result["wire"].get("p99_ms"), echo.get("p99_ms")
         if w99 and e99:
