@@ -289,14 +289,9 @@ def main() -> None:
     runs = []
     for n in args.accounts:
         stages = TripStages() if args.stages else None
-        if stages is not None:
-            stages.install()
-        try:
-            with tempfile.TemporaryDirectory(prefix="rw-bench-") as tmp:
-                res = eventloop.run(run(n, args.trips, Path(tmp), stages), args.loop)
-        finally:
-            if stages is not None:
-                stages.uninstall()
+        timed = stages.installed() if stages is not None else contextlib.nullcontext()
+        with timed, tempfile.TemporaryDirectory(prefix="rw-bench-") as tmp:
+            res = eventloop.run(run(n, args.trips, Path(tmp), stages), args.loop)
         runs.append(res)
         print(f"N = {n} accounts × 20 symbols, pulses every {res['pulse_interval_s']} s")
         for key in (
